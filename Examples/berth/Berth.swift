@@ -1,0 +1,40 @@
+import ArgumentParser
+import ContainerKernel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `berth`: a Docker-like command line over Berth's public API.
+@main
+struct Berth: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berth",
+        abstract: "Run Linux containers with Berth, without a daemon.",
+        subcommands: [Run.self]
+    )
+}
+
+/// Docker's exit codes for failures of the tool itself rather than the container.
+enum ExitCodes {
+    static let berthError: Int32 = 125
+    static let notExecutable: Int32 = 126
+    static let notFound: Int32 = 127
+}
+
+/// Parses Docker's byte sizes: `32m`, `1g`, `512k`, `1048576`.
+func parseBytes(_ text: String) throws -> Int64 {
+    let units: [Character: Int64] = ["b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
+    let lower = text.lowercased()
+    if let unit = lower.last, let factor = units[unit], let value = Double(lower.dropLast()) {
+        return Int64(value * Double(factor))
+    }
+    guard let value = Int64(lower) else { throw ValidationError("invalid size \"\(text)\"") }
+    return value
+}
+
+/// Writes a message to stderr.
+func printError(_ message: String) {
+    var line = Array("berth: \(message)\n".utf8)
+    _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+}

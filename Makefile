@@ -1,0 +1,42 @@
+# Berth's entry points. Run as root on Debian 12 (see README.md).
+#
+#   make demo    install deps, build the berth CLI, run a busybox container
+#   make test    install deps, build and run every test, serially
+#   make docs    DocC documentation of the library targets
+#   make bench   start-latency benchmark against unshare, crun and runc (scripts/bench)
+#
+# BUILD=.build-mine keeps a second build folder apart (add it to .gitignore: .build-*/ is).
+
+SWIFT        ?= swift
+BUILD        ?= .build
+DEMO_ROOTFS  ?= $(BUILD)/demo-rootfs
+DOCS_TARGETS ?= ContainerKernel
+SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
+BERTH        := $(BUILD)/release/berth
+
+.PHONY: deps berth demo test docs bench
+
+deps:
+	scripts/install-deps
+
+berth: deps
+	$(SWIFTPM) -c release --product berth
+
+demo: berth
+	scripts/make-demo-rootfs $(DEMO_ROOTFS)
+	$(BERTH) run --rootfs $(DEMO_ROOTFS) --hostname berth-demo -- \
+		/bin/sh -c 'echo "Hello from a Berth container: pid $$$$ on $$(hostname)"'
+
+# Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
+# cgroups), which only holds when no other test is running beside it.
+test: deps
+	$(SWIFTPM) --build-tests
+	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
+
+docs:
+	for t in $(DOCS_TARGETS); do \
+		$(SWIFT) package --scratch-path $(BUILD) generate-documentation --target $$t || exit 1; \
+	done
+
+bench: berth
+	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start scripts/bench

@@ -1,0 +1,251 @@
+/*
+ * The parent half of the spawn protocol (see ck_spawn.h): clone3 with a pidfd, the handshake,
+ * and the second clone needed to enter an existing pid namespace. Runs on the host's spawner
+ * thread; the child half is in ck_child.c.
+ */
+#define _GNU_SOURCE
+#include "ck_internal.h"
+
+#include <errno.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD /* Linux 5.2 */
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP /* Linux 5.7 */
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD /* Linux 5.4 */
+#define P_PIDFD 3
+#endif
+
+const char *ck_ns_name(int type)
+{
+    switch (type) {
+    case CLONE_NEWUSER: return "user namespace";
+    case CLONE_NEWNS: return "mount namespace";
+    case CLONE_NEWPID: return "pid namespace";
+    case CLONE_NEWNET: return "network namespace";
+    case CLONE_NEWUTS: return "uts namespace";
+    case CLONE_NEWIPC: return "ipc namespace";
+    case CLONE_NEWCGROUP: return "cgroup namespace";
+    default: return "namespace";
+    }
+}
+
+static int fail(struct ck_failure *f, int stage, int err, const char *detail)
+{
+    f->stage = stage;
+    f->error = err;
+    f->detail[0] = '\0';
+    ck_strlcat(f->detail, detail, sizeof(f->detail));
+    return -1;
+}
+
+static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd)
+{
+    struct clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    /* clone3 refuses an exit signal with CLONE_PARENT: the child inherits its parent's. */
+    args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
+    if (pidfd != NULL) {
+        args.flags |= CLONE_PIDFD;
+        args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    }
+    if (cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
+    return syscall(SYS_clone3, &args, sizeof(args));
+}
+
+static ssize_t recv_msg(int sock, struct ck_msg *msg, int *fd_out)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {msg, sizeof(*msg)};
+    struct msghdr mh;
+    struct cmsghdr *cm;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof(cbuf);
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (fd_out != NULL)
+        *fd_out = -1;
+    for (cm = CMSG_FIRSTHDR(&mh); n > 0 && cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+            if (fd_out != NULL)
+                *fd_out = fd;
+            else
+                close(fd);
+        }
+    return n;
+}
+
+/* The intermediate for joining a pid namespace: setns only affects children, so it joins
+ * everything and clones the real child with CLONE_PARENT, which makes that child ours (the
+ * host process's) — waitable through a pidfd, with its parent-death signal tied to our thread. */
+__attribute__((noreturn)) static void intermediate(const struct ck_spawn_config *cfg, int sock)
+{
+    struct ck_msg msg;
+    uint32_t i;
+    long pid;
+
+    for (i = 0; i < cfg->join_count; i++)
+        if (setns(cfg->join[i].fd, cfg->join[i].type) < 0)
+            ck_die(sock, CK_STAGE_SETNS, errno, "setns", ck_ns_name(cfg->join[i].type));
+    if (setns(cfg->join_pid_fd, CLONE_NEWPID) < 0)
+        ck_die(sock, CK_STAGE_SETNS, errno, "setns", "pid namespace");
+    pid = clone3_raw(cfg->clone_flags | CLONE_PARENT, NULL, cfg->cgroup_fd);
+    if (pid < 0)
+        ck_die(sock, CK_STAGE_CLONE, errno, "clone3", NULL);
+    if (pid == 0)
+        ck_child(cfg, sock, 1);
+    memset(&msg, 0, sizeof(msg));
+    msg.type = CK_MSG_PID;
+    msg.pid = (int32_t)pid;
+    if (send(sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
+        _exit(CK_EXIT_INIT_FAILED);
+    _exit(0);
+}
+
+int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, struct ck_failure *failure)
+{
+    sigset_t all, saved;
+    int sp[2], pidfd = -1, err;
+    long pid;
+    int via_intermediate = cfg->join_pid_fd >= 0;
+
+    if (cfg->extra_fd_count > CK_MAX_EXTRA_FDS)
+        return fail(failure, CK_STAGE_CLONE, EINVAL, "too many extra file descriptors");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        return fail(failure, CK_STAGE_CLONE, errno, "socketpair");
+
+    /* The child starts with every signal blocked, so no host handler (Swift code) can run in
+     * it before it has reset the dispositions. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    if (via_intermediate)
+        pid = clone3_raw(0, NULL, -1);
+    else
+        pid = clone3_raw(cfg->clone_flags, &pidfd, cfg->cgroup_fd);
+    if (pid == 0) {
+        close(sp[0]);
+        if (via_intermediate)
+            intermediate(cfg, sp[1]);
+        ck_child(cfg, sp[1], 0);
+    }
+    err = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    close(sp[1]);
+    if (pid < 0) {
+        close(sp[0]);
+        return fail(failure, CK_STAGE_CLONE, err, "clone3");
+    }
+
+    if (via_intermediate) {
+        struct ck_msg msg;
+        ssize_t n = recv_msg(sp[0], &msg, NULL);
+        int status;
+        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (n != (ssize_t)sizeof(msg) || msg.type != CK_MSG_PID) {
+            close(sp[0]);
+            if (n == (ssize_t)sizeof(msg) && msg.type == CK_MSG_FAILURE)
+                return fail(failure, msg.stage, msg.error, msg.detail);
+            return fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "intermediate process exited without a pid");
+        }
+        /* The grandchild is our child and blocks on the socket, so its pid cannot be reused
+         * before we hold a pidfd for it. */
+        pid = msg.pid;
+        pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+        if (pidfd < 0) {
+            err = errno;
+            kill((pid_t)pid, SIGKILL);
+            while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            close(sp[0]);
+            return fail(failure, CK_STAGE_CLONE, err, "pidfd_open");
+        }
+    }
+    out->pid = (pid_t)pid;
+    out->pidfd = pidfd;
+    out->sync_fd = sp[0];
+    return 0;
+}
+
+int ck_spawn_continue(int sync_fd, int *pty_master, struct ck_failure *failure)
+{
+    struct ck_msg msg;
+    int rc = 0;
+
+    *pty_master = -1;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = CK_MSG_CONTINUE;
+    /* A send error means the child is gone; what it said (if anything) is still readable. */
+    (void)send(sync_fd, &msg, sizeof(msg), MSG_NOSIGNAL);
+    for (;;) {
+        int fd;
+        ssize_t n = recv_msg(sync_fd, &msg, &fd);
+        if (n == 0)
+            break; /* EOF: the child exec'd (the socket was close-on-exec) */
+        if (n < 0) {
+            rc = fail(failure, CK_STAGE_HANDSHAKE, errno, "read from init");
+            break;
+        }
+        if (n != (ssize_t)sizeof(msg)) {
+            rc = fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "short message from init");
+            break;
+        }
+        if (msg.type == CK_MSG_PTY && fd >= 0 && *pty_master < 0) {
+            *pty_master = fd;
+            continue;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (msg.type == CK_MSG_FAILURE)
+            rc = fail(failure, msg.stage, msg.error, msg.detail);
+        else
+            rc = fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "unexpected message from init");
+        break;
+    }
+    close(sync_fd);
+    if (rc < 0 && *pty_master >= 0) {
+        close(*pty_master);
+        *pty_master = -1;
+    }
+    return rc;
+}
+
+int ck_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int ck_pidfd_send_signal(int pidfd, int sig) { return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0); }
+
+int ck_waitid_pidfd(int pidfd, int options, int *code, int *status)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, options) < 0)
+        return -1;
+    *code = info.si_code;
+    *status = info.si_status;
+    return info.si_pid;
+}
+
+int ck_set_cloexec_from(int lowfd) { return (int)syscall(SYS_close_range, (unsigned)lowfd, ~0U, 1U << 2); }

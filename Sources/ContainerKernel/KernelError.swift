@@ -1,0 +1,110 @@
+import Glibc
+public import SystemPackage
+
+/// The error every `ContainerKernel` operation throws.
+///
+/// It names what was being attempted (``detail``), the step of the container's init sequence
+/// when the failure happened inside the child (``stage``), and the kernel's error number
+/// (``errno``) when there is one.
+///
+/// ```swift
+/// do { _ = try await ProcessSpawner.shared.spawn(spec) }
+/// catch let error as KernelError where error.code == .initFailed {
+///     print(error)   // exec "/bin/nope": no such file or directory
+/// }
+/// ```
+public struct KernelError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        enum Storage: UInt8 {
+            case syscallFailed, initFailed, protocolViolation, unsupported, invalidArgument, invalidState
+        }
+        let storage: Storage
+
+        /// A system call made by the host process failed.
+        public static var syscallFailed: Code { Code(storage: .syscallFailed) }
+        /// A step of the child's init sequence (before `execve`) failed; ``KernelError/stage`` says which.
+        public static var initFailed: Code { Code(storage: .initFailed) }
+        /// The child broke the parent–child handshake (for example it died before reporting).
+        public static var protocolViolation: Code { Code(storage: .protocolViolation) }
+        /// The running kernel or machine lacks a feature the request needs.
+        public static var unsupported: Code { Code(storage: .unsupported) }
+        /// The request itself is malformed (a bad name, path, value or profile).
+        public static var invalidArgument: Code { Code(storage: .invalidArgument) }
+        /// The operation is not valid in the object's current state.
+        public static var invalidState: Code { Code(storage: .invalidState) }
+
+        public var description: String { "\(storage)" }
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// The init step that failed inside the child, when the failure happened there.
+    public var stage: InitStage?
+    /// The kernel's error number, when there is one.
+    public var errno: Errno?
+    /// What was being attempted, naming the object (a path, a syscall, a file).
+    public var detail: String
+
+    /// Creates an error.
+    ///
+    /// - Parameters:
+    ///   - code: The kind of failure.
+    ///   - stage: The init step that failed inside the child, if any.
+    ///   - errno: The kernel's error number, if any.
+    ///   - detail: What was being attempted, naming the object.
+    public init(code: Code, stage: InitStage? = nil, errno: Errno? = nil, detail: String) {
+        self.code = code
+        self.stage = stage
+        self.errno = errno
+        self.detail = detail
+    }
+
+    /// A lower-case message a user can act on, such as
+    /// `exec "/bin/nope": no such file or directory`.
+    public var description: String {
+        var text = detail
+        if let errno { text += ": \(Self.message(for: errno))" }
+        return text
+    }
+
+    /// The kernel's description of an error number, lower-cased like the rest of Berth's messages.
+    static func message(for errno: Errno) -> String {
+        let text = String(cString: strerror(errno.rawValue))
+        guard let first = text.first else { return text }
+        return first.lowercased() + text.dropFirst()
+    }
+}
+
+/// A step of the child's init sequence, as reported by the C shim when it fails.
+public enum InitStage: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case handshake, joinNamespace = "setns", stdio, session = "setsid", mountPropagation = "mount propagation"
+    case rootfs, mount, devices, pivotRoot = "pivot_root", readOnlyRoot = "read-only rootfs"
+    case hostname, sysctl, maskedPaths = "masked paths", readOnlyPaths = "read-only paths"
+    case terminal, workingDirectory = "chdir", umask, closeFiles = "close fds"
+    case capabilities, identity = "setuid/setgid", noNewPrivileges = "no_new_privs", seccomp, exec, clone
+
+    public var description: String { rawValue }
+}
+
+/// Runs one system call, retrying on `EINTR` and turning `-1` into a typed error.
+///
+/// - Parameters:
+///   - name: What was called, on what, for the error message (for example `open /sys/fs/cgroup`).
+///   - retryOnInterrupt: Whether `EINTR` restarts the call.
+///   - call: The call; it returns `-1` and sets `errno` on failure.
+/// - Returns: The call's non-negative result.
+/// - Throws: ``KernelError`` with code ``KernelError/Code/syscallFailed``.
+@inline(__always)
+package func sys<T: FixedWidthInteger>(
+    _ name: @autoclosure () -> String, retryOnInterrupt: Bool = true, _ call: () -> T
+) throws(KernelError) -> T {
+    while true {
+        let rc = call()
+        if rc != -1 { return rc }
+        let err = Errno(rawValue: Glibc.errno)
+        if err == .interrupted && retryOnInterrupt { continue }
+        assert(err != .badFileDescriptor, "\(name()): fd bookkeeping bug")
+        throw KernelError(code: .syscallFailed, errno: err, detail: name())
+    }
+}

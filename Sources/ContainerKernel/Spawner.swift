@@ -1,0 +1,200 @@
+import CContainerKernel
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// Runs every spawn on one long-lived thread.
+///
+/// The parent-death signal (`PR_SET_PDEATHSIG`) fires when the *thread* that created the child
+/// exits, not the process: a cooperative-pool thread may be retired at any time, so clones
+/// happen here, on a thread that lives as long as the process.
+final class Spawner: Sendable {
+    static let shared = Spawner()
+
+    private let wakeup: Int32
+    private let jobs = Mutex<[@Sendable () -> Void]>([])
+    private let seccompCache = Mutex<[SeccompProfile: SeccompProgram]>([:])
+
+    /// Detected once: reading mountinfo on every start would cost more than the clone.
+    private static let machineHierarchy = Result { () throws(KernelError) in try CgroupHierarchy.detect() }
+
+    private init() {
+        wakeup = eventfd(0, Int32(EFD_CLOEXEC))
+        precondition(wakeup >= 0, "eventfd failed: the process is out of file descriptors")
+        DedicatedThread(name: "berth-spawn") { [self] in
+            var counter: UInt64 = 0
+            while true {
+                _ = read(wakeup, &counter, 8)
+                let batch = jobs.withLock { queue in
+                    defer { queue.removeAll() }
+                    return queue
+                }
+                batch.forEach { $0() }
+            }
+        }.start()
+    }
+
+    func spawn(_ spec: ProcessSpec) async throws(KernelError) -> ProcessHandle {
+        // Everything that can be done off the spawner thread is: compiling seccomp, creating
+        // the cgroup, building the flat config.
+        let seccomp = try program(for: spec)
+        let cgroup = try spec.cgroup.map { placement throws(KernelError) in
+            let hierarchy = try placement.hierarchy.map { .success($0) } ?? Self.machineHierarchy
+            return try Cgroup.create(placement.path, resources: placement.resources, in: hierarchy.get())
+        }
+        let plan: SpawnPlan
+        do {
+            plan = try SpawnPlan(spec, seccomp: seccomp, cgroupDescriptor: cgroup?.directoryDescriptor)
+        } catch {
+            try? cgroup?.destroy()
+            throw error
+        }
+        let box = SendablePlan(plan)
+        let result: Result<ProcessHandle, KernelError> = await withCheckedContinuation { continuation in
+            let job: @Sendable () -> Void = {
+                continuation.resume(returning: Result { () throws(KernelError) in
+                    try Self.run(plan: box, spec: spec, cgroup: cgroup)
+                })
+            }
+            jobs.withLock { $0.append(job) }
+            var one: UInt64 = 1
+            _ = write(wakeup, &one, 8)
+        }
+        return try result.get()
+    }
+
+    private func program(for spec: ProcessSpec) throws(KernelError) -> SeccompProgram? {
+        let profile: SeccompProfile
+        switch spec.seccomp {
+        case .unconfined: return nil
+        case .program(let program): return program
+        case .profile(let given): profile = given
+        case .dockerDefault: profile = .dockerDefault(capabilities: spec.capabilities.effective)
+        }
+        if let cached = seccompCache.withLock({ $0[profile] }) { return cached }
+        let program = try profile.compile()
+        seccompCache.withLock { $0[profile] = program }
+        return program
+    }
+
+    /// The clone and the handshake, on the spawner thread.
+    private static func run(plan box: SendablePlan, spec: ProcessSpec, cgroup: Cgroup?) throws(KernelError)
+        -> ProcessHandle
+    {
+        let plan = box.plan
+        var result = ck_spawn_result()
+        var failure = ck_failure()
+        guard ck_spawn(&plan.config, &result, &failure) == 0 else {
+            plan.closeHostDescriptors()
+            try? cgroup?.destroy()
+            throw KernelError(failure)
+        }
+        plan.closeChildDescriptors()
+        var syncFD: Int32? = result.sync_fd
+
+        // Undo everything if a host-side step or the child fails.
+        func abandon(_ error: KernelError) -> KernelError {
+            if let fd = syncFD { close(fd) }
+            _ = ck_pidfd_send_signal(result.pidfd, SIGKILL)
+            var code: Int32 = 0, status: Int32 = 0
+            while ck_waitid_pidfd(result.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
+            close(result.pidfd)
+            plan.closeHostDescriptors()
+            try? cgroup?.killAll()
+            try? cgroup?.destroy()
+            return error
+        }
+
+        do {
+            try prepare(pid: result.pid, spec: spec, cgroup: cgroup)
+        } catch {
+            throw abandon(error)
+        }
+        var master: Int32 = -1
+        syncFD = nil  // ck_spawn_continue closes it in every case
+        guard ck_spawn_continue(result.sync_fd, &master, &failure) == 0 else {
+            throw abandon(KernelError(failure))
+        }
+
+        do {
+            let handle = ProcessHandle(
+                pid: result.pid, pidfd: result.pidfd, cgroup: cgroup,
+                standardInput: plan.hostStdin.map(ProcessInput.init(owning:)),
+                standardOutput: try plan.hostStdout.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },
+                standardError: try plan.hostStderr.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },
+                terminal: try spec.io.terminal.map { size throws(KernelError) in
+                    guard master >= 0 else {
+                        throw KernelError(code: .protocolViolation, stage: .terminal, detail: "init sent no terminal")
+                    }
+                    return try Terminal(master: master, size: size)
+                })
+            plan.hostStdin = nil
+            plan.hostStdout = nil
+            plan.hostStderr = nil
+            try handle.watchExit()
+            return handle
+        } catch {
+            throw abandon(error)
+        }
+    }
+
+    /// The parent's part of the init sequence, between clone and CONTINUE.
+    private static func prepare(pid: pid_t, spec: ProcessSpec, cgroup: Cgroup?) throws(KernelError) {
+        // The maps must be written before the child uses any id-dependent privilege; gid_map is
+        // written by a privileged parent, so setgroups need not be denied.
+        if spec.namespaces.contains(.user) && !spec.joinNamespaces.contains(where: { $0.kind == .user }) {
+            try writeMap(spec.uidMappings, to: "/proc/\(pid)/uid_map")
+            try writeMap(spec.gidMappings, to: "/proc/\(pid)/gid_map")
+        }
+        for limit in spec.resourceLimits {
+            _ = try sys("prlimit \(limit.resource.rawValue) on process \(pid)") {
+                ck_prlimit(pid, limit.resource.rawValue, limit.soft, limit.hard)
+            }
+        }
+        // cgroup v2 placed the child with CLONE_INTO_CGROUP; v1 has no such flag.
+        if let cgroup, cgroup.directoryDescriptor == nil {
+            try cgroup.attach(pid: pid)
+        }
+        if let adjustment = spec.oomScoreAdjustment {
+            try writeFile("/proc/\(pid)/oom_score_adj", "\(adjustment)")
+        }
+    }
+
+    private static func writeMap(_ mappings: [IDMapping], to path: String) throws(KernelError) {
+        guard !mappings.isEmpty else {
+            throw KernelError(code: .invalidArgument, detail: "a user namespace needs uid and gid mappings (\(path))")
+        }
+        try writeFile(path, mappings.map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined())
+    }
+}
+
+/// Writes a small control file (procfs, cgroupfs) in one `write`, as the kernel expects.
+package func writeFile(_ path: String, _ contents: String) throws(KernelError) {
+    let fd = try sys("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    let bytes = Array(contents.utf8)
+    let written = try sys("write \(path)") { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    guard written == bytes.count else {
+        throw KernelError(code: .syscallFailed, detail: "short write to \(path)")
+    }
+}
+
+/// Carries the plan to the spawner thread; it is used there only, while the caller waits.
+private struct SendablePlan: @unchecked Sendable {
+    let plan: SpawnPlan
+    init(_ plan: SpawnPlan) { self.plan = plan }
+}
+
+extension KernelError {
+    /// Turns the shim's failure report into a typed error.
+    init(_ failure: ck_failure) {
+        let detail = withUnsafeBytes(of: failure.detail) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        let index = Int(failure.stage) - 1
+        let stage = InitStage.allCases.indices.contains(index) ? InitStage.allCases[index] : nil
+        self.init(
+            code: stage == .clone ? .syscallFailed : .initFailed, stage: stage,
+            errno: failure.error != 0 ? Errno(rawValue: failure.error) : nil, detail: detail)
+    }
+}

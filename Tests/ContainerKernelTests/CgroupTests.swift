@@ -1,0 +1,498 @@
+// The cgroup driver: file formats (pure), then cgroup v1 and cgroup v2 against the kernel.
+//
+// The build machine is a cgroup v1 hybrid: v1 controllers under /sys/fs/cgroup and a cgroup2
+// mount at /sys/fs/cgroup/unified with only hugetlb. The v2 tests run on the machine's v2
+// hierarchy when it has one, else on that unified mount, which has the core files
+// (cgroup.procs, cgroup.freeze, cgroup.kill, cgroup.events, cpu.stat) but no resource controllers.
+
+import Foundation
+import Glibc
+import Testing
+
+@testable import ContainerKernel
+
+@Suite(.serialized)
+struct CgroupTests {
+    /// Every cgroup these tests create lives below this prefix, removed after each test.
+    static let prefix = "berth-cgroup-tests"
+
+    static let machine = try? CgroupHierarchy.detect()
+    static var legacy: CgroupHierarchy? { machine?.version == .v1 && getuid() == 0 ? machine : nil }
+    static var unified: CgroupHierarchy? {
+        guard getuid() == 0 else { return nil }
+        if machine?.version == .v2 { return machine }
+        let hybrid = "/sys/fs/cgroup/unified"
+        return access(hybrid + "/cgroup.procs", F_OK) == 0 ? .unified(at: hybrid) : nil
+    }
+}
+
+// MARK: - File formats
+
+extension CgroupTests {
+    @Suite struct Formats {
+        @Test(arguments: [
+            (Int64?(50_000), UInt64?(100_000), "50000 100000"),
+            (nil, 100_000, "max 100000"),
+            (-1, 100_000, "max 100000"),
+            (20_000, nil, "20000"),
+            (nil, nil, "max"),
+        ])
+        func cpuMaxIsQuotaThenPeriod(quota: Int64?, period: UInt64?, expected: String) {
+            #expect(Cgroup.V2.formatCPUMax(quota: quota, period: period) == expected)
+        }
+
+        @Test func cpuMaxParsesMaxAsNoQuota() {
+            #expect(Cgroup.V2.parseCPUMax("max 100000\n") == (nil, 100_000))
+            #expect(Cgroup.V2.parseCPUMax("50000 100000\n") == (50_000, 100_000))
+        }
+
+        @Test func memoryMaxSpellsUnlimitedAsMax() {
+            #expect(CgroupFile.limit(-1) == "max")
+            #expect(CgroupFile.limit(32 << 20) == "33554432")
+        }
+
+        @Test(arguments: [(UInt64(2), UInt64(1)), (1024, 39), (262_144, 10_000)])
+        func sharesConvertToWeightWithTheOCIFormula(shares: UInt64, weight: UInt64) {
+            #expect(Cgroup.V2.cpuWeight(shares: shares) == weight)
+        }
+
+        @Test func swapMaxIsTheTotalLessMemory() {
+            #expect(Cgroup.V2.swapMax(memory: 100 << 20, memorySwap: 300 << 20) == String(200 << 20))
+            #expect(Cgroup.V2.swapMax(memory: 100 << 20, memorySwap: 100 << 20) == "0")
+            #expect(Cgroup.V2.swapMax(memory: 100 << 20, memorySwap: -1) == "max")
+            #expect(Cgroup.V2.swapMax(memory: 100 << 20, memorySwap: nil) == nil)
+        }
+
+        @Test func keyedFilesParse() {
+            let events = CgroupFile.parseKeyedValues("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n")
+            #expect(events["oom_kill"] == 1)
+            #expect(events["max"] == 12)
+            let cpu = CgroupFile.parseKeyedValues("usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\nnr_periods 0\n")
+            #expect(cpu["usage_usec"] == 123_456)
+            let oomControl = CgroupFile.parseKeyedValues("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+            #expect(oomControl["oom_kill"] == 3)
+            #expect(CgroupFile.parseKeyedValues("frozen 1\npopulated 0\n")["frozen"] == 1)
+        }
+
+        @Test func ioStatSumsDevices() {
+            let text = "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n"
+            #expect(Cgroup.V2.parseIOStat(text) == (4097, 8194))
+            #expect(Cgroup.V2.parseIOStat("") == (0, 0))
+        }
+
+        @Test func blkioServiceBytesSumsDevices() {
+            let text = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:0 Async 4608\n8:0 Discard 0\n8:0 Total 4608\n8:16 Read 1\n8:16 Write 1\nTotal 4610\n"
+            #expect(Cgroup.V1.parseServiceBytes(text) == (4097, 513))
+        }
+
+        @Test func numbersAndPids() throws {
+            #expect(try CgroupFile.parseNumber("max\n", file: "pids.max") == nil)
+            #expect(try CgroupFile.parseNumber("42\n", file: "pids.current") == 42)
+            #expect(throws: KernelError.self) { try CgroupFile.parseNumber("x\n", file: "pids.current") }
+            #expect(try CgroupFile.parsePids("12\n345\n") == [12, 345])
+        }
+
+        static let hybridMountInfo = """
+            31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+            32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+            33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+            35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:7 - cgroup cgroup rw,memory
+            36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+            40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+            41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+            42 23 0:32 / /mnt/memory\\040copy rw,relatime - cgroup cgroup rw,memory
+            """
+
+        @Test func mountInfoSuperOptionsNameTheControllers() throws {
+            let mounts = parseMountInfo(Self.hybridMountInfo)
+            #expect(mounts.count == 8)
+            #expect(mounts[3].superOptions == ["rw", "memory"])
+            #expect(mounts[3].fileSystemType == "cgroup")
+            #expect(mounts[7].mountPoint == "/mnt/memory copy")
+            let hierarchy = try #require(CgroupHierarchy.legacy(from: mounts))
+            #expect(hierarchy.version == .v1)
+            // Separate cpu and cpuacct, name=systemd and cgroup2 ignored, the second memory
+            // mount ignored.
+            #expect(
+                hierarchy.layout
+                    == .legacy([
+                        .init(mountPoint: "/sys/fs/cgroup/cpu", controllers: [.cpu]),
+                        .init(mountPoint: "/sys/fs/cgroup/cpuacct", controllers: [.cpuacct]),
+                        .init(mountPoint: "/sys/fs/cgroup/devices", controllers: [.devices]),
+                        .init(mountPoint: "/sys/fs/cgroup/memory", controllers: [.memory]),
+                    ]))
+        }
+
+        @Test func comountedControllersShareOneDirectory() throws {
+            let line = "25 24 0:22 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct"
+            let hierarchy = try #require(CgroupHierarchy.legacy(from: parseMountInfo(line)))
+            #expect(hierarchy.layout == .legacy([.init(mountPoint: "/sys/fs/cgroup/cpu,cpuacct", controllers: [.cpu, .cpuacct])]))
+            #expect(CgroupHierarchy.legacy(from: parseMountInfo("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw")) == nil)
+        }
+
+        @Test func deviceRulesPrintInTheKernelSyntax() {
+            #expect(DeviceRule(.character, major: 1, minor: 3, access: .all).description == "c 1:3 rwm")
+            #expect(DeviceRule(.character, major: 136, access: .all).description == "c 136:* rwm")
+            #expect(DeviceRule(.block, access: [.mknod]).description == "b *:* m")
+            #expect(!DeviceRule.dockerDefaults.contains { $0.kind != .character })
+        }
+
+        @Test func deviceProgramHasOneBlockPerRule() {
+            // Prologue (6) + "return 0" (2).
+            #expect(DeviceFilter.program(for: []).count == 8)
+            // Type check, 3 access instructions, major, minor, "return 1".
+            let program = DeviceFilter.program(for: [DeviceRule(.character, major: 1, minor: 3, access: [.read])])
+            #expect(program.count == 8 + 8)
+            // Every check jumps past the block's "return 1" to the final "return 0".
+            let jumps = program[6..<12].enumerated().filter { $0.element.code == 0x55 || $0.element.code == 0x5d }
+            #expect(jumps.map { Int($0.offset) + 1 + Int($0.element.off) } == [8, 8, 8, 8])
+        }
+
+        @Test(arguments: [
+            CgroupResources(memoryLimit: 0),
+            CgroupResources(memorySwapLimit: 64 << 20),
+            CgroupResources(memoryLimit: 64 << 20, memorySwapLimit: 32 << 20),
+            CgroupResources(cpuShares: 1),
+            CgroupResources(cpuQuota: 10),
+            CgroupResources(cpuPeriod: 10),
+            CgroupResources(devices: [DeviceRule(.character, major: 5000, access: .all)]),
+            CgroupResources(devices: [DeviceRule(.all, major: 1, access: .all)]),
+            CgroupResources(devices: [DeviceRule(.character, access: [])]),
+        ])
+        func invalidResourcesAreRefusedBeforeAnyWrite(resources: CgroupResources) throws {
+            let error = #expect(throws: KernelError.self) { try resources.validate() }
+            #expect(error?.code == .invalidArgument)
+        }
+
+        @Test(arguments: ["", "/berth/x", "berth/../x", "berth//x", "berth/./x", "berth/"])
+        func badPathsAreRefused(path: String) {
+            let error = #expect(throws: KernelError.self) { try Cgroup.validate(path: path) }
+            #expect(error?.code == .invalidArgument)
+        }
+
+        @Test func cpusSetsQuotaAndPeriodAsDockerDoes() {
+            var resources = CgroupResources()
+            resources.cpus = 0.5
+            #expect(resources.cpuQuota == 50_000)
+            #expect(resources.cpuPeriod == 100_000)
+            #expect(resources.cpus == 0.5)
+            resources.cpus = nil
+            #expect(resources.cpuQuota == nil && resources.cpuPeriod == nil)
+        }
+    }
+}
+
+// MARK: - Helpers
+
+extension CgroupTests {
+    /// Creates a cgroup below ``prefix``, runs `body`, then kills what is left, destroys the
+    /// cgroup and the prefix, and checks no directory remains, even when `body` throws.
+    static func withCgroup(
+        _ resources: CgroupResources = CgroupResources(), in hierarchy: CgroupHierarchy,
+        _ body: (Cgroup) async throws -> Void
+    ) async throws {
+        let path = "\(prefix)/\(UUID().uuidString.prefix(8).lowercased())"
+        defer { removePrefix(in: hierarchy) }
+        let cgroup = try Cgroup.create(path, resources: resources, in: hierarchy)
+        do {
+            try await body(cgroup)
+        } catch {
+            try? cgroup.killAll()
+            try? cgroup.destroy()
+            throw error
+        }
+        try cgroup.killAll()
+        try cgroup.destroy()
+        try cgroup.destroy()  // idempotent
+        for root in hierarchy.roots {
+            #expect(access(root + "/" + path, F_OK) != 0, "\(root)/\(path) was left behind")
+        }
+    }
+
+    static func removePrefix(in hierarchy: CgroupHierarchy) {
+        for root in hierarchy.roots { rmdir(root + "/" + prefix) }
+    }
+
+    /// Starts `/bin/sleep 30`; the caller stops it with ``stop(_:)``.
+    static func sleeper() throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        process.arguments = ["30"]
+        try process.run()
+        return process
+    }
+
+    static func stop(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// Runs `/bin/sh -c script` to the end, returning its status and standard error.
+    static func shell(_ script: String) throws -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationReason, process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static func read(_ path: String) throws -> String {
+        try CgroupFile.read(path).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A path for a device node that does not exist yet.
+    static func scratchNode() -> String {
+        "/tmp/berth-cgroup-node-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+}
+
+// MARK: - cgroup v1
+
+extension CgroupTests {
+    @Suite(.enabled(if: CgroupTests.legacy != nil, "needs root on a cgroup v1 machine"))
+    struct V1 {
+        let hierarchy = CgroupTests.legacy ?? .unified(at: "/nonexistent")
+
+        func directory(_ cgroup: Cgroup, _ controller: CgroupController) throws -> String {
+            guard case .v1(let v1) = cgroup.backend, let directory = v1.directory(for: controller) else {
+                throw KernelError(code: .unsupported, detail: "no \(controller) directory")
+            }
+            return directory
+        }
+
+        @Test func detectionFindsTheV1Controllers() throws {
+            guard case .legacy(let mounts) = hierarchy.layout else {
+                Issue.record("expected a v1 layout")
+                return
+            }
+            let controllers = mounts.reduce(into: Set<CgroupController>()) { $0.formUnion($1.controllers) }
+            #expect(controllers.isSuperset(of: [.cpu, .cpuacct, .cpuset, .memory, .devices, .freezer, .blkio, .pids]))
+            // The hybrid's unified mount is not used for resource control.
+            #expect(!hierarchy.roots.contains("/sys/fs/cgroup/unified"))
+        }
+
+        @Test func limitsAreWrittenAndUpdated() async throws {
+            var resources = CgroupResources(memoryLimit: 64 << 20, cpuShares: 512, cpusetCpus: "0", cpusetMems: "0", pidsLimit: 64)
+            resources.cpus = 0.5
+            try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
+                #expect(cgroup.version == .v1)
+                #expect(cgroup.directoryDescriptor == nil)
+                let memory = try directory(cgroup, .memory)
+                let cpu = try directory(cgroup, .cpu)
+                #expect(try CgroupTests.read(memory + "/memory.limit_in_bytes") == "67108864")
+                #expect(try CgroupTests.read(cpu + "/cpu.shares") == "512")
+                #expect(try CgroupTests.read(cpu + "/cpu.cfs_quota_us") == "50000")
+                #expect(try CgroupTests.read(cpu + "/cpu.cfs_period_us") == "100000")
+                #expect(try CgroupTests.read(directory(cgroup, .cpuset) + "/cpuset.cpus") == "0")
+                #expect(try CgroupTests.read(directory(cgroup, .cpuset) + "/cpuset.mems") == "0")
+                #expect(try CgroupTests.read(directory(cgroup, .pids) + "/pids.max") == "64")
+                let devices = try CgroupTests.read(directory(cgroup, .devices) + "/devices.list").split(separator: "\n")
+                #expect(devices.contains("c 1:3 rwm"))
+                #expect(devices.contains("c *:* m"))
+                #expect(!devices.contains { $0.hasPrefix("b") || $0.hasPrefix("a") })
+
+                let stats = try cgroup.stats()
+                #expect(stats.cpuQuota == 50_000)
+                #expect(stats.cpuPeriod == 100_000)
+                #expect(stats.memoryLimit == 64 << 20)
+                #expect(stats.pidsLimit == 64)
+                #expect(stats.pidsCurrent == 0)
+
+                // docker update: raising memory past no swap limit, dropping the pids limit.
+                try cgroup.update(CgroupResources(memoryLimit: 128 << 20, pidsLimit: -1, devices: cgroup.resources.devices))
+                #expect(try CgroupTests.read(memory + "/memory.limit_in_bytes") == "134217728")
+                #expect(try CgroupTests.read(directory(cgroup, .pids) + "/pids.max") == "max")
+                #expect(try cgroup.stats().pidsLimit == nil)
+                #expect(cgroup.resources.cpuQuota == 50_000)
+                try cgroup.update(CgroupResources(memoryLimit: 64 << 20, memorySwapLimit: 96 << 20))
+                #expect(try CgroupTests.read(memory + "/memory.memsw.limit_in_bytes") == String(96 << 20))
+                try cgroup.update(CgroupResources(memoryLimit: 256 << 20, memorySwapLimit: 512 << 20))
+                #expect(try CgroupTests.read(memory + "/memory.limit_in_bytes") == String(256 << 20))
+            }
+        }
+
+        @Test func creatingAnExistingCgroupFails() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let error = #expect(throws: KernelError.self) {
+                    try Cgroup.create(cgroup.path, resources: CgroupResources(), in: hierarchy)
+                }
+                #expect(error?.code == .invalidState)
+                #expect(error?.description.contains(cgroup.path) == true)
+            }
+        }
+
+        @Test func attachedProcessIsCountedFrozenThawedAndKilled() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let sleeper = try CgroupTests.sleeper()
+                defer { CgroupTests.stop(sleeper) }
+                let pid = sleeper.processIdentifier
+                try cgroup.attach(pid: pid)
+
+                let membership = try CgroupTests.read("/proc/\(pid)/cgroup")
+                #expect(membership.contains("memory:/\(cgroup.path)"))
+                #expect(membership.contains("freezer:/\(cgroup.path)"))
+                #expect(try cgroup.processes() == [pid])
+                #expect(try cgroup.stats().pidsCurrent == 1)
+
+                try await cgroup.freeze()
+                #expect(try cgroup.isFrozen)
+                #expect(try CgroupTests.read(directory(cgroup, .freezer) + "/freezer.state") == "FROZEN")
+                try await cgroup.thaw()
+                #expect(try !cgroup.isFrozen)
+                #expect(try CgroupTests.read(directory(cgroup, .freezer) + "/freezer.state") == "THAWED")
+
+                try cgroup.killAll()
+                sleeper.waitUntilExit()
+                #expect(sleeper.terminationReason == .uncaughtSignal)
+                #expect(sleeper.terminationStatus == SIGKILL)
+                #expect(try cgroup.processes().isEmpty)
+            }
+        }
+
+        @Test func killAllKillsAFrozenCgroup() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let sleeper = try CgroupTests.sleeper()
+                defer { CgroupTests.stop(sleeper) }
+                try cgroup.attach(pid: sleeper.processIdentifier)
+                try await cgroup.freeze()
+                try cgroup.killAll()
+                sleeper.waitUntilExit()
+                #expect(sleeper.terminationStatus == SIGKILL)
+                #expect(try !cgroup.isFrozen)
+            }
+        }
+
+        @Test func processOverTheMemoryLimitIsOOMKilled() async throws {
+            let resources = CgroupResources(memoryLimit: 32 << 20, memorySwapLimit: 32 << 20)
+            try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
+                let procs = try directory(cgroup, .memory) + "/cgroup.procs"
+                let run = try CgroupTests.shell(
+                    "echo $$ > \(procs) && exec /usr/bin/python3 -c 'x = b\"x\" * (64 << 20)'")
+                #expect(run.reason == .uncaughtSignal)
+                #expect(run.status == SIGKILL)
+                #expect(try #require(cgroup.stats().oomKills) >= 1)
+            }
+        }
+
+        @Test func blockDeviceMknodIsRefusedAndNullIsAllowed() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let procs = try directory(cgroup, .devices) + "/cgroup.procs"
+                let block = CgroupTests.scratchNode()
+                defer { unlink(block) }
+                let refused = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(block) b 8 0")
+                #expect(refused.status != 0)
+                #expect(refused.stderr.contains("Operation not permitted"))
+
+                let null = CgroupTests.scratchNode()
+                defer { unlink(null) }
+                let allowed = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(null) c 1 3")
+                #expect(allowed.status == 0, "\(allowed.stderr)")
+            }
+        }
+
+        @Test func staleCgroupsAreKilledAndRemoved() async throws {
+            let stale = try Cgroup.create("\(CgroupTests.prefix)/stale/leaf", resources: CgroupResources(), in: hierarchy)
+            defer { CgroupTests.removePrefix(in: hierarchy) }
+            let sleeper = try CgroupTests.sleeper()
+            defer { CgroupTests.stop(sleeper) }
+            try stale.attach(pid: sleeper.processIdentifier)
+            try Cgroup.removeStale(under: CgroupTests.prefix, in: hierarchy)
+            sleeper.waitUntilExit()
+            #expect(sleeper.terminationStatus == SIGKILL)
+            for root in hierarchy.roots {
+                #expect(access("\(root)/\(CgroupTests.prefix)/stale", F_OK) != 0)
+                #expect(access("\(root)/\(CgroupTests.prefix)", F_OK) == 0)
+            }
+            try stale.destroy()  // already gone: nothing to do
+        }
+    }
+}
+
+// MARK: - cgroup v2
+
+extension CgroupTests {
+    @Suite(.enabled(if: CgroupTests.unified != nil, "needs root and a cgroup2 mount"))
+    struct V2 {
+        let hierarchy = CgroupTests.unified ?? .unified(at: "/nonexistent")
+
+        var root: String { hierarchy.roots.first ?? "/nonexistent" }
+
+        @Test func attachedProcessIsFrozenThawedAndKilled() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                #expect(cgroup.version == .v2)
+                let descriptor = try #require(cgroup.directoryDescriptor)
+                #expect(fcntl(descriptor, F_GETFD) & FD_CLOEXEC != 0)
+
+                let sleeper = try CgroupTests.sleeper()
+                defer { CgroupTests.stop(sleeper) }
+                let pid = sleeper.processIdentifier
+                try cgroup.attach(pid: pid)
+                #expect(try CgroupTests.read("/proc/\(pid)/cgroup").contains("0::/\(cgroup.path)"))
+                #expect(try cgroup.processes() == [pid])
+
+                try await cgroup.freeze()
+                #expect(try cgroup.isFrozen)
+                #expect(try CgroupTests.read("\(root)/\(cgroup.path)/cgroup.events").contains("frozen 1"))
+                try await cgroup.thaw()
+                #expect(try !cgroup.isFrozen)
+
+                let stats = try cgroup.stats()
+                #expect(stats.cpuUsageNanoseconds != nil)
+
+                try cgroup.killAll()
+                sleeper.waitUntilExit()
+                #expect(sleeper.terminationReason == .uncaughtSignal)
+                #expect(sleeper.terminationStatus == SIGKILL)
+            }
+        }
+
+        @Test func aLimitWithoutItsControllerIsUnsupported() throws {
+            // Only meaningful where the hierarchy lacks memory, as the hybrid's unified mount does.
+            guard try !CgroupTests.read(root + "/cgroup.controllers").contains("memory") else { return }
+            defer { CgroupTests.removePrefix(in: hierarchy) }
+            let path = "\(CgroupTests.prefix)/no-memory"
+            let error = #expect(throws: KernelError.self) {
+                try Cgroup.create(path, resources: CgroupResources(memoryLimit: 64 << 20), in: hierarchy)
+            }
+            #expect(error?.code == .unsupported)
+            #expect(error?.description.contains("memory") == true)
+            #expect(access("\(root)/\(path)", F_OK) != 0)
+        }
+
+        @Test func creatingAnExistingCgroupFails() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let error = #expect(throws: KernelError.self) {
+                    try Cgroup.create(cgroup.path, resources: CgroupResources(), in: hierarchy)
+                }
+                #expect(error?.code == .invalidState)
+            }
+        }
+
+        @Test func deviceProgramRefusesBlockMknodUntilUpdated() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let procs = "\(root)/\(cgroup.path)/cgroup.procs"
+                let block = CgroupTests.scratchNode()
+                defer { unlink(block) }
+                let refused = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(block) b 8 0")
+                #expect(refused.status != 0)
+                #expect(refused.stderr.contains("Operation not permitted"))
+
+                let null = CgroupTests.scratchNode()
+                defer { unlink(null) }
+                let allowed = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(null) c 1 3")
+                #expect(allowed.status == 0, "\(allowed.stderr)")
+
+                // Replacing the program (attach the new one, detach the old) takes effect.
+                var resources = cgroup.resources
+                resources.devices.append(DeviceRule(.block, major: 8, minor: 0, access: .mknod))
+                try cgroup.update(resources)
+                let granted = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(block) b 8 0")
+                #expect(granted.status == 0, "\(granted.stderr)")
+            }
+        }
+    }
+}
