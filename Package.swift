@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
     ],
     targets: [
         // System libraries (Debian: libseccomp-dev, libcap-dev, libarchive-dev).
@@ -46,9 +49,28 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "Layers", dependencies: ["ContainerKernel", "CArchive"], swiftSettings: strict),
+        .target(
+            name: "Layers",
+            dependencies: [
+                "ContainerKernel", "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(name: "Networking", dependencies: ["ContainerKernel"], swiftSettings: strict),
-        .target(name: "Images", dependencies: ["Layers"], swiftSettings: strict),
+        .target(
+            name: "Images",
+            dependencies: [
+                "Layers",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "Containers",
             dependencies: ["ContainerKernel", "Layers", "Networking", "Images"],
@@ -65,17 +87,32 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Start-to-exit through the library, in-process and warm (scripts/bench runs it).
+        .executableTarget(
+            name: "berth-bench-start",
+            dependencies: ["ContainerKernel"],
+            path: "Benchmarks/berth-bench-start",
+            swiftSettings: strict
+        ),
+
         // What every test needs: test root filesystems, the static probe, the leak checker.
         .target(
             name: "TestSupport",
-            dependencies: ["ContainerKernel", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "ContainerKernel",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Tests/TestSupport",
             exclude: ["probe.c"],  // compiled -static at test time, found through #filePath
             swiftSettings: strict
         ),
-        .testTarget(
-            name: "ContainerKernelTests",
-            dependencies: ["ContainerKernel", "TestSupport"]
-        ),
+        // Test targets take no strict settings: Swift Testing's macros do not build with them.
+        .testTarget(name: "ContainerKernelTests", dependencies: ["ContainerKernel", "TestSupport"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "Layers", "TestSupport"]),
     ]
 )
