@@ -41,12 +41,13 @@ extension Cgroup {
             guard missing.isEmpty else {
                 throw KernelError(
                     code: .unsupported,
-                    detail: "create cgroup \(path): cgroup v1 controller \(missing.sorted().map(\.rawValue).joined(separator: ", ")) is not mounted")
+                    detail: "create cgroup \(path): cgroup v1 controller \(missing.names) is not mounted")
             }
             var created: [Directory] = []
             do throws(KernelError) {
                 for mount in mounts {
-                    let directory = try makeDirectories(path, below: mount.mountPoint, cpuset: mount.controllers.contains(.cpuset))
+                    let directory = try makeDirectories(
+                        path, below: mount.mountPoint, cpuset: mount.controllers.contains(.cpuset))
                     created.append(Directory(path: directory, controllers: mount.controllers))
                 }
                 let cgroup = V1(directories: created)
@@ -59,27 +60,31 @@ extension Cgroup {
         }
 
         /// Creates `path` below a hierarchy root, parents included; the last component must be
-        /// new. In the cpuset hierarchy every directory created copies its parent's `cpuset.cpus`
-        /// and `cpuset.mems`, which start out empty in v1 (runc's `cpusetEnsureParent`).
-        private static func makeDirectories(_ path: String, below root: String, cpuset: Bool) throws(KernelError) -> String {
+        /// new. In the cpuset hierarchy each directory on the way whose `cpuset.cpus` or
+        /// `cpuset.mems` is empty gets its parent's: v1 creates them empty and then admits no task
+        /// (`ENOSPC`). runc's `cpusetEnsureParent` does the same, for existing parents too.
+        private static func makeDirectories(
+            _ path: String, below root: String, cpuset: Bool
+        ) throws(KernelError) -> String {
             var directory = root
             let components = path.split(separator: "/")
             for (index, component) in components.enumerated() {
                 let parent = directory
                 directory += "/" + component
-                if try !CgroupFile.makeDirectory(directory) {
-                    guard index < components.count - 1 else {
-                        throw KernelError(code: .invalidState, errno: .fileExists, detail: "create cgroup \(directory)")
-                    }
-                    continue
+                let created = try CgroupFile.makeDirectory(directory)
+                if !created && index == components.count - 1 {
+                    throw KernelError(code: .invalidState, errno: .fileExists, detail: "create cgroup \(directory)")
                 }
-                if cpuset {
+                guard cpuset else { continue }
+                do throws(KernelError) {
                     for file in ["cpuset.cpus", "cpuset.mems"] {
-                        let own = try CgroupFile.read(directory + "/" + file)
-                        if own.allSatisfy(\.isWhitespace) {
+                        if try CgroupFile.read(directory + "/" + file).allSatisfy(\.isWhitespace) {
                             try CgroupFile.write(directory + "/" + file, CgroupFile.read(parent + "/" + file))
                         }
                     }
+                } catch {
+                    if created { try? CgroupFile.removeDirectory(directory) }
+                    throw error
                 }
             }
             return directory
@@ -87,7 +92,9 @@ extension Cgroup {
 
         /// Writes the limits that `changes` sets, computed from `merged` (`changes` with the
         /// limits already in force); `previous` is `nil` when the cgroup is new.
-        func apply(_ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?) throws(KernelError) {
+        func apply(
+            _ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?
+        ) throws(KernelError) {
             if changes.memoryLimit != nil || changes.memorySwapLimit != nil, let memory = directory(for: .memory) {
                 try applyMemory(merged, in: memory)
             }
@@ -129,7 +136,8 @@ extension Cgroup {
             } catch where error.errno == .noSuchFileOrDirectory {
                 throw KernelError(
                     code: .unsupported,
-                    detail: "set memory+swap limit: \(swapFile) is missing (swap accounting is off: boot with swapaccount=1)")
+                    detail: "set memory+swap limit: \(swapFile) is missing (boot with swapaccount=1)"
+                )
             }
         }
 
@@ -177,7 +185,8 @@ extension Cgroup {
         private var freezerDirectory: String {
             get throws(KernelError) {
                 guard let directory = directory(for: .freezer) else {
-                    throw KernelError(code: .unsupported, detail: "freeze cgroup: the cgroup v1 freezer controller is not mounted")
+                    throw KernelError(
+                        code: .unsupported, detail: "freeze cgroup: the cgroup v1 freezer controller is not mounted")
                 }
                 return directory
             }
@@ -211,7 +220,8 @@ extension Cgroup {
                 stats.memoryPeak = try Self.number(memory + "/memory.max_usage_in_bytes")
                 // "Unlimited" reads as PAGE_COUNTER_MAX pages (0x7FFFFFFFFFFFF000 with 4 KiB
                 // pages); no real limit comes near 2^62 bytes.
-                stats.memoryLimit = try Self.number(memory + "/memory.limit_in_bytes").flatMap { $0 >= 1 << 62 ? nil : $0 }
+                stats.memoryLimit = try Self.number(memory + "/memory.limit_in_bytes")
+                    .flatMap { $0 >= 1 << 62 ? nil : $0 }
                 stats.oomKills = try CgroupFile.readIfPresent(memory + "/memory.oom_control")
                     .flatMap { CgroupFile.parseKeyedValues($0)["oom_kill"] }
             }
@@ -237,7 +247,9 @@ extension Cgroup {
         }
 
         private static func number(_ file: String) throws(KernelError) -> UInt64? {
-            try CgroupFile.readIfPresent(file).flatMap { (text) throws(KernelError) in try CgroupFile.parseNumber(text, file: file) }
+            try CgroupFile.readIfPresent(file).flatMap { (text) throws(KernelError) in
+                try CgroupFile.parseNumber(text, file: file)
+            }
         }
 
         /// Sums the `Read` and `Write` lines of `blkio.throttle.io_service_bytes`

@@ -78,7 +78,7 @@ extension Cgroup {
             guard missing.isEmpty else {
                 throw KernelError(
                     code: .unsupported,
-                    detail: "set limits on cgroup \(directory): cgroup v2 controller \(missing.sorted().map(\.rawValue).joined(separator: ", ")) is not available")
+                    detail: "set limits on cgroup \(directory): cgroup v2 controller \(missing.names) is not available")
             }
             if changes.memoryLimit != nil || changes.memorySwapLimit != nil {
                 if let memory = merged.memoryLimit {
@@ -90,7 +90,7 @@ extension Cgroup {
                     } catch where error.errno == .noSuchFileOrDirectory {
                         throw KernelError(
                             code: .unsupported,
-                            detail: "set memory+swap limit: \(directory)/memory.swap.max is missing (the kernel has no swap accounting)")
+                            detail: "set memory+swap limit: \(directory)/memory.swap.max is missing")
                     }
                 }
             }
@@ -100,7 +100,8 @@ extension Cgroup {
             if changes.cpuQuota != nil || changes.cpuPeriod != nil {
                 // Both fields from `merged`: writing a period alone as "max <period>" would
                 // lift a quota set earlier.
-                try CgroupFile.write(directory + "/cpu.max", Self.formatCPUMax(quota: merged.cpuQuota, period: merged.cpuPeriod))
+                let value = Self.formatCPUMax(quota: merged.cpuQuota, period: merged.cpuPeriod)
+                try CgroupFile.write(directory + "/cpu.max", value)
             }
             if let cpus = changes.cpusetCpus { try CgroupFile.write(directory + "/cpuset.cpus", cpus) }
             if let mems = changes.cpusetMems { try CgroupFile.write(directory + "/cpuset.mems", mems) }
@@ -113,7 +114,9 @@ extension Cgroup {
         /// access must pass both, so the cgroup is never more permissive than either list.
         ///
         /// - Returns: The new program's descriptor.
-        func replaceDeviceProgram(_ old: Int32?, with rules: [DeviceRule], directory descriptor: Int32) throws(KernelError) -> Int32 {
+        func replaceDeviceProgram(
+            _ old: Int32?, with rules: [DeviceRule], directory descriptor: Int32
+        ) throws(KernelError) -> Int32 {
             let program = try DeviceFilter.attach(rules, to: descriptor, path: directory)
             if let old { try DeviceFilter.detach(old, from: descriptor, path: directory) }
             return program
@@ -174,7 +177,9 @@ extension Cgroup {
             do {
                 try CgroupFile.write(directory + "/cgroup.freeze", "1")
             } catch where error.errno == .noSuchFileOrDirectory {
-                throw KernelError(code: .unsupported, detail: "freeze cgroup \(directory): no cgroup.freeze (Linux 5.2 or later needed)")
+                throw KernelError(
+                    code: .unsupported,
+                    detail: "freeze cgroup \(directory): no cgroup.freeze (Linux 5.2 or later needed)")
             }
             return try isFrozen
         }

@@ -67,7 +67,9 @@ public struct CgroupHierarchy: Sendable, Hashable {
         if let unified = mounts.first(where: { $0.fileSystemType == "cgroup2" }) {
             return .unified(at: unified.mountPoint)
         }
-        throw KernelError(code: .unsupported, detail: "find cgroups: no cgroup2 or cgroup v1 controller mount in /proc/self/mountinfo")
+        throw KernelError(
+            code: .unsupported,
+            detail: "find cgroups: no cgroup2 or cgroup v1 controller mount in /proc/self/mountinfo")
     }
 
     /// A cgroup v2 hierarchy mounted at `mountPoint`.
@@ -119,6 +121,11 @@ enum CgroupController: String, Sendable, Hashable, Comparable {
     static var unified: Set<CgroupController> { [.cpu, .cpuset, .memory, .pids, .io] }
 
     static func < (lhs: CgroupController, rhs: CgroupController) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+extension Set<CgroupController> {
+    /// The names, sorted and comma-separated, for error messages.
+    var names: String { sorted().map(\.rawValue).joined(separator: ", ") }
 }
 
 /// One line of `/proc/self/mountinfo` (`proc(5)`), reduced to what cgroup detection needs.
@@ -387,6 +394,14 @@ public final class Cgroup: Sendable {
         /// v2: the attached device program; `nil` on v1 and after ``destroy()``.
         var deviceProgram: Int32?
         var destroyed = false
+
+        /// Closes the v2 descriptors; the one place they are closed.
+        mutating func closeDescriptors() {
+            if let fd = deviceProgram { close(fd) }
+            deviceProgram = nil
+            if let fd = directoryDescriptor { close(fd) }
+            directoryDescriptor = nil
+        }
     }
 
     /// The cgroup's path below the hierarchy's root, such as `berth/3f2a…`.
@@ -401,10 +416,7 @@ public final class Cgroup: Sendable {
     }
 
     deinit {
-        state.withLock { state in
-            if let fd = state.deviceProgram { close(fd) }
-            if let fd = state.directoryDescriptor { close(fd) }
-        }
+        state.withLock { $0.closeDescriptors() }
     }
 
     /// Creates a cgroup and sets its limits, before any process is in it.
@@ -570,7 +582,8 @@ public final class Cgroup: Sendable {
     /// - Returns: The snapshot; fields of controllers the cgroup lacks are `nil`.
     /// - Throws: ``KernelError`` naming a file that exists but cannot be read or parsed.
     public func stats() throws(KernelError) -> CgroupStats {
-        switch backend {
+        try checkAlive("read stats")
+        return switch backend {
         case .v1(let v1): try v1.stats()
         case .v2(let v2): try v2.stats()
         }
@@ -601,12 +614,13 @@ public final class Cgroup: Sendable {
     /// - Returns: Their pids, in the kernel's order.
     /// - Throws: ``KernelError`` naming the `cgroup.procs` file that could not be read.
     public func processes() throws(KernelError) -> [Int32] {
+        try checkAlive("list processes")
         let file =
             switch backend {
             case .v1(let v1): v1.primary + "/cgroup.procs"
             case .v2(let v2): v2.directory + "/cgroup.procs"
             }
-        return try CgroupFile.parsePids(CgroupFile.read(file))
+        return try CgroupFile.parsePids(CgroupFile.read(file), file: file)
     }
 
     /// Removes the cgroup's directories, once its processes are gone.
@@ -621,23 +635,22 @@ public final class Cgroup: Sendable {
         try state.withLock { (state) throws(KernelError) in
             guard !state.destroyed else { return }
             switch backend {
-            case .v1(let v1):
-                try v1.remove()
-            case .v2(let v2):
-                if let fd = state.deviceProgram { close(fd) }
-                state.deviceProgram = nil
-                if let fd = state.directoryDescriptor { close(fd) }
-                state.directoryDescriptor = nil
-                try CgroupFile.removeDirectory(v2.directory)
+            case .v1(let v1): try v1.remove()
+            case .v2(let v2): try CgroupFile.removeDirectory(v2.directory)
             }
+            // Only now: a failed rmdir leaves the cgroup usable, descriptors included. The
+            // kernel detaches the device program with the directory.
+            state.closeDescriptors()
             state.destroyed = true
         }
     }
 
     /// Removes cgroups that a killed Berth process left behind below `prefix`.
     ///
-    /// Every cgroup below `<root>/<prefix>` in every hierarchy has its processes killed and is
-    /// removed, deepest first; `prefix` itself stays. Pass a prefix this process owns alone:
+    /// Every cgroup below `<root>/<prefix>` in every hierarchy has its processes killed, then
+    /// is removed, deepest first; `prefix` itself stays. All kills come before any removal: on
+    /// cgroup v1 a frozen process dies only when its freezer directory is thawed, which may come
+    /// after the other hierarchies' directories in the walk. Pass a prefix this process owns alone:
     /// containers of another live program under it would be killed too.
     ///
     /// - Parameters:
@@ -646,13 +659,12 @@ public final class Cgroup: Sendable {
     /// - Throws: ``KernelError`` naming the directory that could not be listed or removed.
     package static func removeStale(under prefix: String, in hierarchy: CgroupHierarchy) throws(KernelError) {
         try validate(path: prefix)
+        var directories: [String] = []
         for root in hierarchy.roots {
-            let top = root + "/" + prefix
-            for directory in try CgroupFile.subdirectories(deepestFirst: top) {
-                try CgroupFile.killProcesses(in: directory)
-                try CgroupFile.removeDirectory(directory)
-            }
+            directories += try CgroupFile.subdirectories(deepestFirst: root + "/" + prefix)
         }
+        for directory in directories { try CgroupFile.killProcesses(in: directory) }
+        for directory in directories { try CgroupFile.removeDirectory(directory) }
     }
 
     /// Rejects absolute paths, empty components, `.` and `..`, which would escape or confuse
@@ -660,7 +672,9 @@ public final class Cgroup: Sendable {
     static func validate(path: String) throws(KernelError) {
         let components = path.split(separator: "/", omittingEmptySubsequences: false)
         guard !path.isEmpty, components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
-            throw KernelError(code: .invalidArgument, detail: "cgroup path \"\(path)\": must be relative, without empty, . or .. components")
+            throw KernelError(
+                code: .invalidArgument,
+                detail: "cgroup path \"\(path)\": must be relative, without empty, . or .. components")
         }
     }
 
@@ -734,7 +748,8 @@ enum CgroupFile {
             bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         }
         guard written == bytes.count else {
-            throw KernelError(code: .syscallFailed, detail: "write \(path): short write of \(written) of \(bytes.count) bytes")
+            throw KernelError(
+                code: .syscallFailed, detail: "write \(path): short write of \(written) of \(bytes.count) bytes")
         }
     }
 
@@ -779,7 +794,9 @@ enum CgroupFile {
         var names: [String] = []
         while let entry = readdir(directory) {
             guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         closedir(directory)
@@ -807,7 +824,8 @@ enum CgroupFile {
         // 100 rounds is far beyond what a fork loop survives: each round kills every process
         // seen, and a new one must be forked by a process not yet killed.
         for _ in 0..<100 {
-            let pids = Set(try parsePids(read(directory + "/cgroup.procs"))).subtracting(killed)
+            let file = directory + "/cgroup.procs"
+            let pids = Set(try parsePids(read(file), file: file)).subtracting(killed)
             if pids.isEmpty { break }
             for pid in pids {
                 do {
@@ -824,11 +842,11 @@ enum CgroupFile {
     }
 
     /// Parses `cgroup.procs`: one pid per line.
-    static func parsePids(_ text: String) throws(KernelError) -> [Int32] {
+    static func parsePids(_ text: String, file: String) throws(KernelError) -> [Int32] {
         var pids: [Int32] = []
         for line in text.split(separator: "\n") {
             guard let pid = Int32(line) else {
-                throw KernelError(code: .syscallFailed, detail: "parse cgroup.procs: unexpected line \"\(line)\"")
+                throw KernelError(code: .syscallFailed, detail: "parse \(file): unexpected line \"\(line)\"")
             }
             pids.append(pid)
         }
@@ -848,7 +866,7 @@ enum CgroupFile {
 
     /// Parses a single number, as in `pids.current`; `nil` for `max`.
     static func parseNumber(_ text: String, file: String) throws(KernelError) -> UInt64? {
-        let trimmed = text.trimmingSuffix("\n")
+        let trimmed = text.filter { !$0.isWhitespace }
         if trimmed == "max" { return nil }
         guard let value = UInt64(trimmed) else {
             throw KernelError(code: .syscallFailed, detail: "parse \(file): unexpected value \"\(trimmed)\"")
@@ -858,10 +876,4 @@ enum CgroupFile {
 
     /// The value cgroup files take for a limit: the number, or `max` for none.
     static func limit(_ value: Int64) -> String { value < 0 ? "max" : String(value) }
-}
-
-extension String {
-    fileprivate func trimmingSuffix(_ suffix: String) -> Substring {
-        hasSuffix(suffix) ? dropLast(suffix.count) : self[...]
-    }
 }

@@ -104,7 +104,8 @@ public struct DeviceRule: Sendable, Hashable, Codable, CustomStringConvertible {
     /// `include/linux/kdev_t.h`) and that the rule allows something.
     func validate() throws(KernelError) {
         if access.isEmpty || !Access.all.isSuperset(of: access) {
-            throw KernelError(code: .invalidArgument, detail: "device rule \"\(self)\": access must be a combination of r, w and m")
+            throw KernelError(
+                code: .invalidArgument, detail: "device rule \"\(self)\": access must be a combination of r, w and m")
         }
         if let major, major >= 1 << 12 {
             throw KernelError(code: .invalidArgument, detail: "device rule \"\(self)\": major number above 4095")

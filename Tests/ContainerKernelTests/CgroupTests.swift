@@ -67,7 +67,7 @@ extension CgroupTests {
             let events = CgroupFile.parseKeyedValues("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n")
             #expect(events["oom_kill"] == 1)
             #expect(events["max"] == 12)
-            let cpu = CgroupFile.parseKeyedValues("usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\nnr_periods 0\n")
+            let cpu = CgroupFile.parseKeyedValues("usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\n")
             #expect(cpu["usage_usec"] == 123_456)
             let oomControl = CgroupFile.parseKeyedValues("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
             #expect(oomControl["oom_kill"] == 3)
@@ -75,13 +75,28 @@ extension CgroupTests {
         }
 
         @Test func ioStatSumsDevices() {
-            let text = "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n"
+            let text = """
+                8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0
+                8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0
+
+                """
             #expect(Cgroup.V2.parseIOStat(text) == (4097, 8194))
             #expect(Cgroup.V2.parseIOStat("") == (0, 0))
         }
 
         @Test func blkioServiceBytesSumsDevices() {
-            let text = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:0 Async 4608\n8:0 Discard 0\n8:0 Total 4608\n8:16 Read 1\n8:16 Write 1\nTotal 4610\n"
+            let text = """
+                8:0 Read 4096
+                8:0 Write 512
+                8:0 Sync 0
+                8:0 Async 4608
+                8:0 Discard 0
+                8:0 Total 4608
+                8:16 Read 1
+                8:16 Write 1
+                Total 4610
+
+                """
             #expect(Cgroup.V1.parseServiceBytes(text) == (4097, 513))
         }
 
@@ -89,7 +104,7 @@ extension CgroupTests {
             #expect(try CgroupFile.parseNumber("max\n", file: "pids.max") == nil)
             #expect(try CgroupFile.parseNumber("42\n", file: "pids.current") == 42)
             #expect(throws: KernelError.self) { try CgroupFile.parseNumber("x\n", file: "pids.current") }
-            #expect(try CgroupFile.parsePids("12\n345\n") == [12, 345])
+            #expect(try CgroupFile.parsePids("12\n345\n", file: "cgroup.procs") == [12, 345])
         }
 
         static let hybridMountInfo = """
@@ -126,8 +141,11 @@ extension CgroupTests {
         @Test func comountedControllersShareOneDirectory() throws {
             let line = "25 24 0:22 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct"
             let hierarchy = try #require(CgroupHierarchy.legacy(from: parseMountInfo(line)))
-            #expect(hierarchy.layout == .legacy([.init(mountPoint: "/sys/fs/cgroup/cpu,cpuacct", controllers: [.cpu, .cpuacct])]))
-            #expect(CgroupHierarchy.legacy(from: parseMountInfo("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw")) == nil)
+            let expected = CgroupHierarchy.LegacyMount(
+                mountPoint: "/sys/fs/cgroup/cpu,cpuacct", controllers: [.cpu, .cpuacct])
+            #expect(hierarchy.layout == .legacy([expected]))
+            let pureV2 = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw"
+            #expect(CgroupHierarchy.legacy(from: parseMountInfo(pureV2)) == nil)
         }
 
         @Test func deviceRulesPrintInTheKernelSyntax() {
@@ -276,7 +294,8 @@ extension CgroupTests {
         }
 
         @Test func limitsAreWrittenAndUpdated() async throws {
-            var resources = CgroupResources(memoryLimit: 64 << 20, cpuShares: 512, cpusetCpus: "0", cpusetMems: "0", pidsLimit: 64)
+            var resources = CgroupResources(
+                memoryLimit: 64 << 20, cpuShares: 512, cpusetCpus: "0", cpusetMems: "0", pidsLimit: 64)
             resources.cpus = 0.5
             try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
                 #expect(cgroup.version == .v1)
@@ -303,7 +322,8 @@ extension CgroupTests {
                 #expect(stats.pidsCurrent == 0)
 
                 // docker update: raising memory past no swap limit, dropping the pids limit.
-                try cgroup.update(CgroupResources(memoryLimit: 128 << 20, pidsLimit: -1, devices: cgroup.resources.devices))
+                try cgroup.update(
+                    CgroupResources(memoryLimit: 128 << 20, pidsLimit: -1, devices: cgroup.resources.devices))
                 #expect(try CgroupTests.read(memory + "/memory.limit_in_bytes") == "134217728")
                 #expect(try CgroupTests.read(directory(cgroup, .pids) + "/pids.max") == "max")
                 #expect(try cgroup.stats().pidsLimit == nil)
@@ -312,6 +332,11 @@ extension CgroupTests {
                 #expect(try CgroupTests.read(memory + "/memory.memsw.limit_in_bytes") == String(96 << 20))
                 try cgroup.update(CgroupResources(memoryLimit: 256 << 20, memorySwapLimit: 512 << 20))
                 #expect(try CgroupTests.read(memory + "/memory.limit_in_bytes") == String(256 << 20))
+
+                // A value the kernel refuses comes back naming the file.
+                let error = #expect(throws: KernelError.self) { try cgroup.update(CgroupResources(cpusetCpus: "zero")) }
+                #expect(error?.errno == .invalidArgument)
+                #expect(error?.description == "write \(try directory(cgroup, .cpuset))/cpuset.cpus: invalid argument")
             }
         }
 
@@ -394,12 +419,15 @@ extension CgroupTests {
             }
         }
 
-        @Test func staleCgroupsAreKilledAndRemoved() async throws {
-            let stale = try Cgroup.create("\(CgroupTests.prefix)/stale/leaf", resources: CgroupResources(), in: hierarchy)
+        @Test func staleFrozenCgroupsAreKilledAndRemoved() async throws {
+            let stale = try Cgroup.create(
+                "\(CgroupTests.prefix)/stale/leaf", resources: CgroupResources(), in: hierarchy)
             defer { CgroupTests.removePrefix(in: hierarchy) }
             let sleeper = try CgroupTests.sleeper()
             defer { CgroupTests.stop(sleeper) }
             try stale.attach(pid: sleeper.processIdentifier)
+            // A runtime killed while the container was paused leaves it frozen.
+            try await stale.freeze()
             try Cgroup.removeStale(under: CgroupTests.prefix, in: hierarchy)
             sleeper.waitUntilExit()
             #expect(sleeper.terminationStatus == SIGKILL)
