@@ -1,0 +1,141 @@
+import Foundation
+import Glibc
+
+/// A user name and secret for one registry.
+public struct RegistryCredentials: Sendable, Hashable {
+    /// The user name (for an identity token, Docker uses `<token>`).
+    public var username: String
+    /// The password or personal access token.
+    public var password: String
+
+    /// Creates credentials.
+    ///
+    /// - Parameters:
+    ///   - username: The user name.
+    ///   - password: The password or token.
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
+/// Docker's client configuration file (`config.json`), read for registry credentials.
+///
+/// Credentials come, in Docker's order, from `credHelpers[registry]`, then `credsStore`, then
+/// the base64 `auth` of `auths[registry]`. A helper is run as `docker-credential-<name> get`
+/// with the registry on standard input, which is Docker's documented credential-helper protocol.
+public struct DockerConfig: Sendable, Hashable {
+    /// The file this was read from.
+    public var path: String
+    /// `auths`: registry → base64 `user:password`.
+    public var auths: [String: String]
+    /// `credsStore`: the default credential helper, if any.
+    public var credentialsStore: String?
+    /// `credHelpers`: registry → helper name.
+    public var credentialHelpers: [String: String]
+
+    private struct File: Decodable {
+        struct Auth: Decodable {
+            var auth: String?
+            var username: String?
+            var password: String?
+        }
+        var auths: [String: Auth]?
+        var credsStore: String?
+        var credHelpers: [String: String]?
+    }
+
+    /// Reads a `config.json`.
+    ///
+    /// - Parameter path: The file.
+    /// - Throws: ``ImageError`` with code ``ImageError/Code/invalidContent`` if it is not valid JSON,
+    ///   or ``ImageError/Code/notFound`` if it does not exist.
+    public init(path: String) throws(ImageError) {
+        let file = try ContentStore.decode(File.self, from: FileIO.read(path), what: path)
+        self.path = path
+        auths = (file.auths ?? [:]).compactMapValues { entry in
+            entry.auth ?? entry.username.flatMap { user in
+                entry.password.map { Data("\(user):\($0)".utf8).base64EncodedString() }
+            }
+        }
+        credentialsStore = file.credsStore
+        credentialHelpers = file.credHelpers ?? [:]
+    }
+
+    /// The file Docker would read: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    ///
+    /// - Parameter environment: The environment to look in; nil means the process's.
+    /// - Returns: The parsed file, or nil if there is none.
+    /// - Throws: ``ImageError`` if the file exists but cannot be parsed.
+    public static func standard(environment: [String: String]? = nil) throws(ImageError) -> DockerConfig? {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        let directory = environment["DOCKER_CONFIG"] ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.docker"
+        let path = directory + "/config.json"
+        guard FileIO.exists(path) else { return nil }
+        return try DockerConfig(path: path)
+    }
+
+    /// The credentials stored for a registry.
+    ///
+    /// - Parameter registry: The registry host, as in a reference (`docker.io` also matches
+    ///   Docker's `https://index.docker.io/v1/` key).
+    /// - Returns: The credentials, or nil if none are stored.
+    /// - Throws: ``ImageError`` with code ``ImageError/Code/unauthorized`` when a helper fails.
+    public func credentials(for registry: String) throws(ImageError) -> RegistryCredentials? {
+        let keys = registry == ImageReference.dockerHub
+            ? ["https://index.docker.io/v1/", "index.docker.io", "docker.io"]
+            : [registry, "https://\(registry)", "http://\(registry)"]
+        for key in keys {
+            if let helper = credentialHelpers[key] { return try Self.runHelper(helper, serverURL: key, registry: registry) }
+        }
+        if let helper = credentialsStore {
+            for key in keys {
+                if let found = try Self.runHelper(helper, serverURL: key, registry: registry) { return found }
+            }
+        }
+        for key in keys {
+            guard let encoded = auths[key] else { continue }
+            guard let data = Data(base64Encoded: encoded), let text = String(data: data, encoding: .utf8),
+                let colon = text.firstIndex(of: ":")
+            else {
+                throw ImageError(code: .invalidContent, registry: registry, detail: "\(path): auths entry is not base64 user:password")
+            }
+            return RegistryCredentials(username: String(text[..<colon]), password: String(text[text.index(after: colon)...]))
+        }
+        return nil
+    }
+
+    /// Runs `docker-credential-<helper> get`; "credentials not found" is nil, not an error.
+    private static func runHelper(_ helper: String, serverURL: String, registry: String) throws(ImageError) -> RegistryCredentials? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["docker-credential-\(helper)", "get"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        do {
+            try process.run()
+            input.fileHandleForWriting.write(Data(serverURL.utf8))
+            try input.fileHandleForWriting.close()
+        } catch {
+            throw ImageError(code: .unauthorized, registry: registry, detail: "run docker-credential-\(helper): \(error)")
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            if text.lowercased().contains("credentials not found") { return nil }
+            throw ImageError(
+                code: .unauthorized, registry: registry,
+                detail: "docker-credential-\(helper) get exited with status \(process.terminationStatus)")
+        }
+        struct Answer: Decodable {
+            var Username: String
+            var Secret: String
+        }
+        let answer = try ContentStore.decode(Answer.self, from: Array(data), what: "docker-credential-\(helper) output")
+        return RegistryCredentials(username: answer.Username, password: answer.Secret)
+    }
+}
