@@ -563,6 +563,14 @@ __attribute__((noreturn)) void ck_child(const struct ck_spawn_config *cfg, int s
             if (setns(cfg->join[i].fd, cfg->join[i].type) < 0)
                 ck_die(sock, CK_STAGE_SETNS, errno, "setns", ck_ns_name(cfg->join[i].type));
 
+    /* In a new user namespace our ids are still the host's, which the namespace does not map:
+     * become its root first, or every file we create (mount points, devices) fails with
+     * EOVERFLOW. The maps were written by the parent before CONTINUE. */
+    if (cfg->clone_flags & CLONE_NEWUSER) {
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+            ck_die(sock, CK_STAGE_IDENTITY, errno, "become root in the user namespace", NULL);
+    }
+
     if (setsid() < 0)
         ck_die(sock, CK_STAGE_SETSID, errno, "setsid", NULL);
     /* Modes of created mount points and devices must not depend on the host's umask. */

@@ -40,9 +40,12 @@ public struct Capability: RawRepresentable, Hashable, Sendable, Comparable, Cust
     /// The highest capability number the running kernel knows (`/proc/sys/kernel/cap_last_cap`).
     public static var lastSupported: Capability { Capability(rawValue: Int32(cap_max_bits()) - 1) }
 
-    /// Every capability the running kernel knows: what `--privileged` grants.
+    /// Every capability the kernel knows that this process can still pass on (those in its
+    /// bounding set): what `--privileged` grants. A capability missing from the host process's
+    /// bounding set (`CAP_SYS_RESOURCE` on some CI machines) cannot be given to a child.
     public static var all: Set<Capability> {
-        Set((0...lastSupported.rawValue).map(Capability.init(rawValue:)))
+        Set((0...lastSupported.rawValue).filter { cap_get_bound(cap_value_t($0)) == 1 }
+            .map(Capability.init(rawValue:)))
     }
 
     public static let chown = Capability(rawValue: 0)
@@ -111,7 +114,7 @@ public struct CapabilitySets: Sendable, Hashable {
     /// What `docker run` gives a process by default.
     public static var dockerDefault: CapabilitySets { CapabilitySets(Capability.dockerDefault) }
 
-    /// Every capability the kernel knows, as `--privileged` gives.
+    /// Every capability this process can pass on, as `--privileged` gives.
     public static var all: CapabilitySets { CapabilitySets(Capability.all) }
 
     /// Adds and drops capabilities the way `--cap-add` and `--cap-drop` do, on every set that
