@@ -1,0 +1,117 @@
+import Glibc
+public import SystemPackage
+
+/// The error every `Layers` operation throws.
+///
+/// It names the layer (``layer``, a chain or diff ID), the tar entry or path that failed
+/// (``entry``), and the kernel's error number when there is one:
+///
+/// ```swift
+/// do { _ = try await store.unpack(diffID: id, parentChainID: nil, from: .file(path), compression: .gzip) }
+/// catch let error as LayerError where error.code == .unsafeEntry {
+///     print(error)   // layer sha256:ab…: entry "../../etc/passwd" escapes the root
+/// }
+/// ```
+public struct LayerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        enum Storage: UInt8 {
+            case unsafeEntry, invalidArchive, digestMismatch, notFound, inUse, io, unsupported, invalidArgument
+        }
+        let storage: Storage
+
+        /// A tar entry would land outside the layer's root (a `../` path above the root, a hard
+        /// link to a target outside the layer).
+        public static var unsafeEntry: Code { Code(storage: .unsafeEntry) }
+        /// The stream is not a tar archive in the expected compression, or it is truncated.
+        public static var invalidArchive: Code { Code(storage: .invalidArchive) }
+        /// The uncompressed stream's SHA-256 differs from the diff ID it was unpacked as.
+        public static var digestMismatch: Code { Code(storage: .digestMismatch) }
+        /// The layer, parent layer or path does not exist.
+        public static var notFound: Code { Code(storage: .notFound) }
+        /// The layer is still used by a snapshot or by a child layer.
+        public static var inUse: Code { Code(storage: .inUse) }
+        /// A file system operation failed; ``LayerError/errno`` says why.
+        public static var io: Code { Code(storage: .io) }
+        /// The kernel or file system lacks a feature the operation needs.
+        public static var unsupported: Code { Code(storage: .unsupported) }
+        /// The request itself is malformed (a bad digest or chain ID).
+        public static var invalidArgument: Code { Code(storage: .invalidArgument) }
+
+        public var description: String { "\(storage)" }
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// The layer being worked on (`sha256:…` chain ID or diff ID), when there is one.
+    public var layer: String?
+    /// The tar entry or path that failed, when there is one.
+    public var entry: String?
+    /// The kernel's error number, when there is one.
+    public var errno: Errno?
+    /// What was being attempted or what is wrong, in lower case, naming the entry:
+    /// `entry "../x" escapes the root`, `create "etc/passwd"`.
+    public var detail: String
+
+    /// Creates an error.
+    ///
+    /// - Parameters:
+    ///   - code: The kind of failure.
+    ///   - layer: The layer being worked on, if any.
+    ///   - entry: The tar entry or path that failed, if any.
+    ///   - errno: The kernel's error number, if any.
+    ///   - detail: What was being attempted or what is wrong.
+    public init(code: Code, layer: String? = nil, entry: String? = nil, errno: Errno? = nil, detail: String) {
+        self.code = code
+        self.layer = layer
+        self.entry = entry
+        self.errno = errno
+        self.detail = detail
+    }
+
+    /// A lower-case message naming the layer and the entry, such as
+    /// `layer sha256:ab…: entry "../../etc/passwd" escapes the root`.
+    public var description: String {
+        var parts: [String] = []
+        if let layer { parts.append("layer \(layer)") }
+        parts.append(detail)
+        if let errno {
+            let text = String(cString: strerror(errno.rawValue))
+            parts.append((text.first?.lowercased() ?? "") + text.dropFirst())
+        }
+        return parts.joined(separator: ": ")
+    }
+
+    /// The same error, attributed to `layer` unless it already names one.
+    func inLayer(_ layer: String) -> LayerError {
+        var copy = self
+        if copy.layer == nil { copy.layer = layer }
+        return copy
+    }
+}
+
+/// Runs one system call, retrying on `EINTR` and turning `-1` into a ``LayerError``.
+///
+/// The same contract as ContainerKernel's `sys`, but throwing this target's error type (one
+/// error type per target) and naming the tar entry or path the call worked on.
+///
+/// - Parameters:
+///   - what: What was attempted (`"create"`, `"open parent of"`), for the message.
+///   - entry: The entry or path the call worked on.
+///   - call: The call; it returns `-1` and sets `errno` on failure.
+/// - Returns: The call's non-negative result.
+@inline(__always)
+func sys<T: FixedWidthInteger>(
+    _ what: @autoclosure () -> String, _ entry: @autoclosure () -> String?, _ call: () -> T
+) throws(LayerError) -> T {
+    while true {
+        let rc = call()
+        if rc != -1 { return rc }
+        let err = Errno(rawValue: Glibc.errno)
+        if err == .interrupted { continue }
+        assert(err != .badFileDescriptor, "\(what()): fd bookkeeping bug")
+        let entry = entry()
+        throw LayerError(code: err == .noSuchFileOrDirectory ? .notFound : .io, entry: entry, errno: err,
+                         detail: entry.map { "\(what()) \"\($0)\"" } ?? what())
+    }
+}

@@ -1,0 +1,142 @@
+// The copy driver: applies layer directories, bottom first, onto one plain directory, doing
+// what overlay would do with their whiteouts (a 0/0 character device deletes the name below
+// it; a `trusted.overlay.opaque=y` directory hides everything below it).
+
+import Glibc
+
+/// The device number of an overlay whiteout (a character device 0/0).
+func isWhiteout(_ st: stat) -> Bool {
+    st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0
+}
+
+/// Whether the directory open as `fd` carries `trusted.overlay.opaque=y`.
+func isOpaque(fd: Int32) -> Bool {
+    readXattrs(fd: fd, path: "")[LayerWriter.opaqueXattr] == Array("y".utf8)
+}
+
+extension LayerStore {
+    /// Copies the layer tree `source` onto `destination`.
+    func copyLayer(_ source: String, into destination: String) throws(LayerError) {
+        let from = try OwnedFD(opening: source, flags: O_RDONLY | O_DIRECTORY)
+        let to = try OwnedFD(opening: destination, flags: O_RDONLY | O_DIRECTORY)
+        var copier = TreeCopier(destinationRoot: to.raw)
+        try copier.copyDirectory(from: from.raw, to: to.raw, path: "")
+    }
+}
+
+/// Copies one tree onto another with fd-relative calls, keeping hard links, owners, modes,
+/// xattrs and times.
+struct TreeCopier {
+    let destinationRoot: Int32
+    /// Inodes with several links already copied: (device, inode) → path in the destination.
+    private var linked: [[UInt64]: String] = [:]
+
+    init(destinationRoot: Int32) { self.destinationRoot = destinationRoot }
+
+    mutating func copyDirectory(from source: Int32, to destination: Int32, path: String) throws(LayerError) {
+        for entry in try directoryEntries(source, path: path) {
+            let name = entry.name
+            let entryPath = path.isEmpty ? name : path + "/" + name
+            guard let st = try statEntry(in: source, name, path: entryPath) else { continue }
+            if isWhiteout(st) {
+                try removeTree(in: destination, name, path: entryPath)
+                continue
+            }
+            let existing = try statEntry(in: destination, name, path: entryPath)
+            if let existing, !(existing.st_mode & S_IFMT == S_IFDIR && st.st_mode & S_IFMT == S_IFDIR) {
+                try removeTree(in: destination, name, path: entryPath)
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                let from = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: source)
+                if existing == nil {
+                    _ = try sys("create directory", entryPath) { mkdirat(destination, name, 0o700) }
+                } else if isOpaque(fd: from.raw) {
+                    try emptyDirectory(in: destination, name, path: entryPath)
+                }
+                let to = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: destination)
+                try copyDirectory(from: from.raw, to: to.raw, path: entryPath)
+                try copyMetadata(st, xattrs: readXattrs(fd: from.raw, path: entryPath), to: to.raw, path: entryPath)
+            case S_IFREG:
+                let key = [UInt64(st.st_dev), UInt64(st.st_ino)]
+                if st.st_nlink > 1, let first = linked[key] {
+                    _ = try sys("link", entryPath) { linkat(destinationRoot, first, destination, name, 0) }
+                    continue
+                }
+                let from = try OwnedFD(opening: name, flags: O_RDONLY | O_NOFOLLOW, at: source)
+                let to = try OwnedFD(opening: name, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
+                                     at: destination)
+                try copyContent(from: from.raw, to: to.raw, size: Int64(st.st_size), path: entryPath)
+                try copyMetadata(st, xattrs: readXattrs(fd: from.raw, path: entryPath), to: to.raw, path: entryPath)
+                if st.st_nlink > 1 { linked[key] = entryPath }
+            default:
+                try copyNode(st, name: name, from: source, to: destination, path: entryPath)
+            }
+        }
+    }
+
+    private func copyNode(_ st: stat, name: String, from source: Int32, to destination: Int32, path: String)
+        throws(LayerError)
+    {
+        if st.st_mode & S_IFMT == S_IFLNK {
+            let target = try readLink(in: source, name, path: path)
+            _ = try sys("create symlink", path) { symlinkat(target, destination, name) }
+        } else {
+            _ = try sys("create node", path) { mknodat(destination, name, st.st_mode, st.st_rdev) }
+            _ = try sys("set mode of", path) { fchmodat(destination, name, st.st_mode & 0o7777, 0) }
+        }
+        _ = try sys("set owner of", path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
+        let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
+        let target = "/proc/self/fd/\(destination)/\(name)"
+        for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
+            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { lsetxattr(target, key, $0.baseAddress, $0.count, 0) } }
+        }
+        _ = try sys("set times of", path) { utimensat(destination, name, [st.st_atim, st.st_mtim], AT_SYMLINK_NOFOLLOW) }
+    }
+
+    private func copyMetadata(_ st: stat, xattrs: [String: [UInt8]], to fd: Int32, path: String) throws(LayerError) {
+        _ = try sys("set owner of", path) { fchown(fd, st.st_uid, st.st_gid) }
+        _ = try sys("set mode of", path) { fchmod(fd, st.st_mode & 0o7777) }
+        for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
+            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } }
+        }
+        _ = try sys("set times of", path) { futimens(fd, [st.st_atim, st.st_mtim]) }
+    }
+}
+
+/// Copies `size` bytes with copy_file_range(2), which shares extents (reflink) on file systems
+/// that support it (Btrfs, XFS) and copies in the kernel elsewhere; falls back to read/write
+/// where the kernel refuses (a cross-device copy before Linux 5.19's rules).
+func copyContent(from source: Int32, to destination: Int32, size: Int64, path: String) throws(LayerError) {
+    var remaining = size
+    while remaining > 0 {
+        let n = syscall6(SYS_copy_file_range, Int(source), 0, Int(destination), 0, Int(min(remaining, 1 << 30)), 0)
+        if n > 0 {
+            remaining -= Int64(n)
+            continue
+        }
+        if n == 0 { break }
+        if Glibc.errno == EINTR { continue }
+        guard [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(Glibc.errno) else {
+            throw LayerError(code: .io, entry: path, errno: .init(rawValue: Glibc.errno), detail: "copy \"\(path)\"")
+        }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let got = try sys("read", path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) } }
+            if got == 0 { return }
+            var written = 0
+            while written < got {
+                written += try sys("write", path) {
+                    buffer.withUnsafeBytes { write(destination, $0.baseAddress.map { $0 + written }, got - written) }
+                }
+            }
+        }
+    }
+}
+
+/// The target of the symlink `name` in `directory`.
+func readLink(in directory: Int32, _ name: String, path: String) throws(LayerError) -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = try sys("read link", path) { readlinkat(directory, name, &buffer, buffer.count - 1) }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

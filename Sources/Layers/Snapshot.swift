@@ -1,0 +1,203 @@
+// Snapshots: a container's root filesystem made from a chain of layers. The overlay driver
+// stacks the layer directories under a fresh upper/work pair; the copy driver (for file
+// systems or kernels where overlay is unavailable) copies the layers into one directory and
+// interprets their whiteouts itself.
+
+import Crypto
+import Glibc
+
+/// How a snapshot's root filesystem is made.
+public enum SnapshotDriver: String, Sendable, Hashable, CustomStringConvertible {
+    /// An overlay mount of the layers with a private upper directory; costs one mount.
+    case overlay
+    /// A full copy of the layers (reflinked where the file system supports it, through
+    /// `copy_file_range`); costs a write of every file.
+    case copy
+
+    public var description: String { rawValue }
+}
+
+/// A container's root filesystem, made by ``LayerStore/createSnapshot(topChainID:at:driver:)``.
+///
+/// Everything the snapshot owns lives in its ``directory``: `rootfs/` (the mount point or the
+/// copy) and, for overlay, `upper/` and `work/`.
+public struct Snapshot: Sendable {
+    /// The directory the snapshot was created in (for example `<berth root>/containers/<id>`).
+    public let directory: String
+    /// The root filesystem to give the container: `<directory>/rootfs`.
+    public var rootfs: String { directory + "/rootfs" }
+    /// The driver that made the root filesystem.
+    public let driver: SnapshotDriver
+    /// The layers the snapshot was made from, top first (empty for an empty root).
+    public let layers: [Layer]
+    let storeRoot: String
+
+    /// Overlay's upper directory: the container's changes.
+    var upper: String { directory + "/upper" }
+    var work: String { directory + "/work" }
+    var referencePath: String { Self.referencePath(storeRoot: storeRoot, directory: directory) }
+
+    static func referencePath(storeRoot: String, directory: String) -> String {
+        storeRoot + "/.refs/" + digestString(SHA256.hash(data: Array(directory.utf8))).dropFirst("sha256:".count)
+    }
+
+    /// Unmounts the root filesystem and deletes what the snapshot created, releasing its layers.
+    ///
+    /// Idempotent: removing a removed snapshot does nothing. The snapshot's ``directory`` is
+    /// removed too when nothing else is left in it.
+    ///
+    /// - Throws: ``LayerError`` with ``LayerError/Code/inUse`` while something still uses the
+    ///   mount, or when deleting fails.
+    public func remove() throws(LayerError) {
+        while umount2(rootfs, 0) != 0 {
+            switch Glibc.errno {
+            case EINTR: continue
+            case EINVAL, ENOENT: break  // not (or no longer) a mount point
+            case EBUSY:
+                throw LayerError(code: .inUse, entry: rootfs, errno: .resourceBusy, detail: "unmount \"\(rootfs)\"")
+            default:
+                throw LayerError(code: .io, entry: rootfs, errno: .init(rawValue: Glibc.errno),
+                                 detail: "unmount \"\(rootfs)\"")
+            }
+            break
+        }
+        for path in [rootfs, upper, work] { try removeTree(path) }
+        let lock = try FileLock(storeRoot + "/.locks/store")
+        defer { lock.unlock() }
+        if unlink(referencePath) != 0 && Glibc.errno != ENOENT {
+            throw LayerError(code: .io, entry: referencePath, errno: .init(rawValue: Glibc.errno),
+                             detail: "release the layers of \"\(directory)\"")
+        }
+        _ = rmdir(directory)  // fails, harmlessly, while the caller keeps other files there
+    }
+}
+
+extension LayerStore {
+    /// What a snapshot's reference file records.
+    struct SnapshotReference {
+        var directory: String
+        var driver: SnapshotDriver
+        var chainIDs: [String]
+    }
+
+    /// Makes a container's root filesystem from a chain of layers.
+    ///
+    /// With overlay, `<directory>/rootfs` is an overlay mount of the chain's layer directories
+    /// (passed one by one with the new mount API's `lowerdir+`, so the number of layers is not
+    /// limited by the size of one mount option string) over fresh `upper/` and `work/`
+    /// directories. Where overlay cannot be mounted and no driver was asked for, the copy
+    /// driver is used instead; ``Snapshot/driver`` tells which.
+    ///
+    /// Costs one mount with overlay; a copy of every layer with the copy driver.
+    ///
+    /// - Parameters:
+    ///   - topChainID: The chain ID of the top layer; `nil` for an empty root.
+    ///   - directory: The directory to create the snapshot in; created if missing.
+    ///   - driver: The driver to use, or `nil` to choose (overlay, else copy).
+    /// - Returns: The snapshot; remove it with ``Snapshot/remove()``.
+    /// - Throws: ``LayerError`` with ``LayerError/Code/notFound`` when a layer of the chain is
+    ///   not unpacked, ``LayerError/Code/inUse`` when a snapshot already exists at `directory`.
+    public func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver? = nil)
+        throws(LayerError) -> Snapshot
+    {
+        let lock = try FileLock(locksDirectory + "/store")
+        defer { lock.unlock() }
+        let layers = try topChainID.map { id throws(LayerError) in try chain(topChainID: id) } ?? []
+        let referencePath = Snapshot.referencePath(storeRoot: root, directory: directory)
+        guard access(referencePath, F_OK) != 0 else {
+            throw LayerError(code: .inUse, entry: directory, detail: "a snapshot already exists at \"\(directory)\"")
+        }
+        try makeDirectories(directory, mode: 0o711)
+        var snapshot = Snapshot(directory: directory, driver: driver ?? .overlay, layers: layers, storeRoot: root)
+        do throws(LayerError) {
+            if snapshot.driver == .overlay {
+                do throws(LayerError) {
+                    try mountOverlay(snapshot)
+                } catch where driver == nil && error.code == .unsupported {
+                    logger.notice("overlay is unavailable, using the copy driver", metadata: [
+                        "directory": "\(directory)", "error": "\(error)"])
+                    try snapshot.remove()
+                    try makeDirectories(directory, mode: 0o711)
+                    snapshot = Snapshot(directory: directory, driver: .copy, layers: layers, storeRoot: root)
+                }
+            }
+            if snapshot.driver == .copy {
+                try makeDirectories(snapshot.rootfs, mode: 0o755)
+                for layer in layers.reversed() { try copyLayer(layer.path, into: snapshot.rootfs) }
+            }
+            let record = [directory, snapshot.driver.rawValue] + layers.map(\.chainID)
+            try writeFile(referencePath, record.joined(separator: "\n") + "\n")
+        } catch {
+            try? snapshot.remove()
+            throw error
+        }
+        return snapshot
+    }
+
+    /// The snapshot previously created at `directory` (by this or another process), or `nil`.
+    ///
+    /// - Parameter directory: The directory given to ``createSnapshot(topChainID:at:driver:)``.
+    public func snapshot(at directory: String) -> Snapshot? {
+        guard let text = readFile(Snapshot.referencePath(storeRoot: root, directory: directory)),
+            let reference = Self.parseReference(text),
+            let layers = try? reference.chainIDs.first.map({ id throws(LayerError) in try chain(topChainID: id) }) ?? []
+        else { return nil }
+        return Snapshot(directory: directory, driver: reference.driver, layers: layers, storeRoot: root)
+    }
+
+    func snapshotReferences() throws(LayerError) -> [SnapshotReference] {
+        let fd = try OwnedFD(opening: refsDirectory, flags: O_RDONLY | O_DIRECTORY)
+        return try directoryEntries(fd.raw, path: refsDirectory).compactMap { entry in
+            readFile(refsDirectory + "/" + entry.name).flatMap(Self.parseReference)
+        }
+    }
+
+    private static func parseReference(_ text: String) -> SnapshotReference? {
+        let lines = text.split(separator: "\n").map(String.init)
+        guard lines.count >= 2, let driver = SnapshotDriver(rawValue: lines[1]) else { return nil }
+        return SnapshotReference(directory: lines[0], driver: driver, chainIDs: Array(lines[2...]))
+    }
+
+    /// Mounts overlay at the snapshot's rootfs with fsopen/fsconfig/fsmount/move_mount.
+    ///
+    /// Throws ``LayerError/Code/unsupported`` when the kernel has no overlay, no new mount API,
+    /// or refuses the directories (an upper directory on a file system overlay cannot use).
+    private func mountOverlay(_ snapshot: Snapshot) throws(LayerError) {
+        try makeDirectories(snapshot.upper, mode: 0o755)
+        try makeDirectories(snapshot.work, mode: 0o700)
+        try makeDirectories(snapshot.rootfs, mode: 0o755)
+        let lowers = snapshot.layers.isEmpty ? [emptyDirectory] : snapshot.layers.map(\.path)
+        func fail(_ what: String) -> LayerError {
+            let err = Glibc.errno
+            let unsupported = [ENOSYS, ENODEV, EINVAL, EOPNOTSUPP, EPERM].contains(err)
+            return LayerError(code: unsupported ? .unsupported : .io, entry: snapshot.rootfs,
+                              errno: .init(rawValue: err), detail: "mount overlay at \"\(snapshot.rootfs)\": \(what)")
+        }
+        let context = Int32(truncatingIfNeeded: "overlay".withCString { syscall6(SYS_fsopen, Int(bitPattern: $0), FSOPEN_CLOEXEC) })
+        guard context >= 0 else { throw fail("fsopen") }
+        defer { close(context) }
+        func set(_ key: String, _ value: String) throws(LayerError) {
+            let rc = key.withCString { k in
+                value.withCString { v in
+                    syscall6(SYS_fsconfig, Int(context), FSCONFIG_SET_STRING, Int(bitPattern: k), Int(bitPattern: v), 0)
+                }
+            }
+            guard rc == 0 else { throw fail("\(key)=\(value)") }
+        }
+        // lowerdir+ takes the layers top first, one per call (Linux 6.8, overlayfs.rst).
+        for lower in lowers { try set("lowerdir+", lower) }
+        try set("upperdir", snapshot.upper)
+        try set("workdir", snapshot.work)
+        guard syscall6(SYS_fsconfig, Int(context), FSCONFIG_CMD_CREATE, 0, 0, 0) == 0 else { throw fail("create") }
+        let mount = Int32(truncatingIfNeeded: syscall6(SYS_fsmount, Int(context), FSMOUNT_CLOEXEC, 0))
+        guard mount >= 0 else { throw fail("fsmount") }
+        defer { close(mount) }
+        let moved = "".withCString { empty in
+            snapshot.rootfs.withCString { target in
+                syscall6(SYS_move_mount, Int(mount), Int(bitPattern: empty), Int(AT_FDCWD), Int(bitPattern: target),
+                         MOVE_MOUNT_F_EMPTY_PATH)
+            }
+        }
+        guard moved == 0 else { throw fail("move_mount") }
+    }
+}
