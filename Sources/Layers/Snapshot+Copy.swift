@@ -95,6 +95,11 @@ struct TreeCopier {
     }
 
     private func copyMetadata(_ st: stat, xattrs: [String: [UInt8]], to fd: Int32, path: String) throws(LayerError) {
+        // A directory merged onto a lower one takes the upper one's metadata whole, as in an
+        // overlay mount: xattrs the upper directory lacks go.
+        for key in readXattrs(fd: fd, path: path).keys where xattrs[key] == nil {
+            _ = try sys("remove xattr \(key) from", path) { fremovexattr(fd, key) }
+        }
         _ = try sys("set owner of", path) { fchown(fd, st.st_uid, st.st_gid) }
         _ = try sys("set mode of", path) { fchmod(fd, st.st_mode & 0o7777) }
         for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {

@@ -74,11 +74,16 @@ let F_SETPIPE_SZ: Int32 = 1031
 // sys/xattr.h is not part of Swift's Glibc module; the xattr calls go through syscall(2).
 #if arch(x86_64)
 private let SYS_lsetxattr = 189, SYS_fsetxattr = 190, SYS_lgetxattr = 192, SYS_fgetxattr = 193
-private let SYS_llistxattr = 195, SYS_flistxattr = 196
+private let SYS_llistxattr = 195, SYS_flistxattr = 196, SYS_fremovexattr = 199
 #elseif arch(arm64)
 private let SYS_lsetxattr = 6, SYS_fsetxattr = 7, SYS_lgetxattr = 9, SYS_fgetxattr = 10
-private let SYS_llistxattr = 12, SYS_flistxattr = 13
+private let SYS_llistxattr = 12, SYS_flistxattr = 13, SYS_fremovexattr = 16
 #endif
+
+/// fremovexattr(2).
+func fremovexattr(_ fd: Int32, _ name: String) -> Int32 {
+    name.withCString { Int32(syscall6(SYS_fremovexattr, Int(fd), Int(bitPattern: $0))) }
+}
 
 /// fsetxattr(2).
 func fsetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32)
