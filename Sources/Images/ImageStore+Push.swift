@@ -64,7 +64,7 @@ extension RegistrySession {
 
         var start = "/v2/\(reference.repository)/blobs/uploads/"
         if let mountFrom { start += "?mount=\(blob.digest)&from=\(mountFrom)" }
-        let begun = try await send(.POST, registry: registry, path: start, scopes: scopes, headers: [("Content-Length", "0")])
+        let begun = try await send(.POST, registry: registry, path: start, scopes: scopes, body: { .bytes(ByteBuffer()) })
         if begun.status == .created { return false }  // mounted
         try await expect(begun, [.accepted], registry: registry, what: "start upload", digest: blob.digest.description)
         var location = try self.location(begun, registry: registry)
@@ -86,7 +86,7 @@ extension RegistrySession {
                 offset += length
             }
             let done = try await send(
-                .PUT, registry: registry, url: Self.appendingDigest(location, blob.digest), scopes: scopes, headers: [("Content-Length", "0")])
+                .PUT, registry: registry, url: Self.appendingDigest(location, blob.digest), scopes: scopes, body: { .bytes(ByteBuffer()) })
             try await expect(done, [.created], registry: registry, what: "finish upload", digest: blob.digest.description)
         } else {
             let size = blob.size

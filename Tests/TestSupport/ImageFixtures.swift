@@ -1,0 +1,197 @@
+// Local test images, written as OCI image layouts with nothing but this file: a ustar writer for
+// layer tars, gzip from the gzip CLI, SHA-256 from swift-crypto, and JSON by hand. The layouts
+// are what any image tool reads, so Images tests import them and Containers tests can too.
+
+import Crypto
+import Foundation
+import Glibc
+
+/// Builders for OCI image layouts used as test images.
+public enum ImageFixtures {
+    /// One entry of a layer tar.
+    public enum Entry: Sendable {
+        /// A regular file.
+        case file(String, [UInt8], mode: Int = 0o644)
+        /// A directory.
+        case directory(String)
+        /// A symbolic link `path -> target`.
+        case symlink(String, target: String)
+        /// An OCI whiteout hiding `path` from lower layers (`.wh.<name>`).
+        case whiteout(String)
+    }
+
+    /// A layer and whether it is gzip-compressed in the image.
+    public struct Layer: Sendable {
+        /// The tar's entries.
+        public var entries: [Entry]
+        /// Compress with gzip (`tar+gzip`) or store plain (`tar`).
+        public var gzip: Bool
+
+        /// Creates a layer description.
+        public init(_ entries: [Entry], gzip: Bool = true) {
+            self.entries = entries
+            self.gzip = gzip
+        }
+    }
+
+    /// One image of a layout: its layers, platform and runtime config.
+    public struct Image: Sendable {
+        /// Layers, base first.
+        public var layers: [Layer]
+        /// `os/arch[/variant]`.
+        public var platform: String
+        /// The `config` object of the image config, as JSON (e.g. `{"Cmd":["/bin/sh"]}`).
+        public var runtimeConfigJSON: String
+
+        /// Creates an image description.
+        public init(layers: [Layer], platform: String = "linux/amd64", runtimeConfigJSON: String = #"{"Cmd":["/bin/sh"]}"#) {
+            self.layers = layers
+            self.platform = platform
+            self.runtimeConfigJSON = runtimeConfigJSON
+        }
+    }
+
+    /// The four-layer busybox image of the acceptance tests: busybox-static, links, a config
+    /// file, then a layer that whites out one file and adds random data of `dataSize` bytes.
+    public static func busyboxImage(dataSize: Int = 4 << 20, platform: String = "linux/amd64") throws -> Image {
+        let busybox = try readWholeFile("/bin/busybox")
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<dataSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return Image(
+            layers: [
+                Layer([.directory("bin"), .file("bin/busybox", busybox, mode: 0o755)]),
+                Layer([.symlink("bin/sh", target: "busybox"), .symlink("bin/ls", target: "busybox"), .directory("etc")], gzip: false),
+                Layer([.file("etc/motd", Array("hello from berth\n".utf8)), .file("etc/old", Array("old\n".utf8))]),
+                Layer([.whiteout("etc/old"), .file("data.bin", data)]),
+            ],
+            platform: platform)
+    }
+
+    /// Writes an OCI image layout with one or more images.
+    ///
+    /// With one image, `index.json` names its manifest `refName`; with several, it names an
+    /// index of all of them (a multi-platform image).
+    ///
+    /// - Parameters:
+    ///   - images: The images.
+    ///   - directory: The layout directory (created).
+    ///   - refName: The `org.opencontainers.image.ref.name` of the top entry.
+    /// - Returns: The digest of the top manifest or index.
+    @discardableResult
+    public static func writeLayout(_ images: [Image], at directory: String, refName: String) throws -> String {
+        try makeDirectories(directory + "/blobs/sha256")
+        try Data(#"{"imageLayoutVersion":"1.0.0"}"#.utf8).write(to: URL(fileURLWithPath: directory + "/oci-layout"))
+        var manifests: [String] = []
+        for image in images {
+            var layerDescriptors: [String] = []
+            var diffIDs: [String] = []
+            for layer in image.layers {
+                let tar = tarArchive(layer.entries)
+                diffIDs.append("\"sha256:\(hex(SHA256.hash(data: tar)))\"")
+                let blob = layer.gzip ? try gzip(tar, scratch: directory) : tar
+                let type = layer.gzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar"
+                layerDescriptors.append(try writeBlob(blob, type: type, in: directory).json)
+            }
+            let parts = image.platform.split(separator: "/").map(String.init)
+            let variant = parts.count > 2 ? #","variant":"\#(parts[2])""# : ""
+            let config = #"{"architecture":"\#(parts[1])","config":\#(image.runtimeConfigJSON),"created":"2024-01-01T00:00:00Z","history":[],"os":"\#(parts[0])","rootfs":{"diff_ids":[\#(diffIDs.joined(separator: ","))],"type":"layers"}\#(variant)}"#
+            let configDescriptor = try writeBlob(Array(config.utf8), type: "application/vnd.oci.image.config.v1+json", in: directory)
+            let manifest = #"{"config":\#(configDescriptor.json),"layers":[\#(layerDescriptors.joined(separator: ","))],"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}"#
+            let descriptor = try writeBlob(Array(manifest.utf8), type: "application/vnd.oci.image.manifest.v1+json", in: directory)
+            let platform = #"{"architecture":"\#(parts[1])","os":"\#(parts[0])"\#(variant)}"#
+            manifests.append(String(descriptor.json.dropLast()) + #","platform":\#(platform)}"#)
+        }
+        if manifests.count == 1, let only = manifests.first {
+            try writeIndex(entry: only, refName: refName, in: directory)
+            return try extractDigest(only)
+        }
+        let index = #"{"manifests":[\#(manifests.joined(separator: ","))],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#
+        let top = try writeBlob(Array(index.utf8), type: "application/vnd.oci.image.index.v1+json", in: directory)
+        try writeIndex(entry: top.json, refName: refName, in: directory)
+        return top.digest
+    }
+
+    private static func writeIndex(entry: String, refName: String, in directory: String) throws {
+        let annotated = String(entry.dropLast()) + #","annotations":{"org.opencontainers.image.ref.name":"\#(refName)"}}"#
+        let index = #"{"manifests":[\#(annotated)],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#
+        try Data(index.utf8).write(to: URL(fileURLWithPath: directory + "/index.json"))
+    }
+
+    private static func extractDigest(_ json: String) throws -> String {
+        guard let range = json.range(of: #"sha256:[0-9a-f]{64}"#, options: .regularExpression) else {
+            throw TestSupportError("no digest in \(json)")
+        }
+        return String(json[range])
+    }
+
+    private static func writeBlob(_ bytes: [UInt8], type: String, in directory: String) throws -> (json: String, digest: String) {
+        let digest = "sha256:" + hex(SHA256.hash(data: bytes))
+        try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/blobs/sha256/\(digest.dropFirst(7))"))
+        return (#"{"digest":"\#(digest)","mediaType":"\#(type)","size":\#(bytes.count)}"#, digest)
+    }
+
+    private static func gzip(_ bytes: [UInt8], scratch: String) throws -> [UInt8] {
+        let path = "\(scratch)/layer-\(UInt32.random(in: 0...UInt32.max)).tar"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let (status, output) = try runProgram(["gzip", "-n", "-f", path])
+        guard status == 0 else { throw TestSupportError("gzip \(path): \(output)") }
+        defer { unlink(path + ".gz") }
+        return try readWholeFile(path + ".gz")
+    }
+
+    static func readWholeFile(_ path: String) throws -> [UInt8] {
+        guard let bytes = readFile(path) else { throw TestSupportError.errno("read \(path)") }
+        return bytes
+    }
+
+    static func hex(_ digest: some Sequence<UInt8>) -> String {
+        digest.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
+    /// A ustar archive of the entries (names up to 100 bytes, which is all the fixtures need).
+    public static func tarArchive(_ entries: [Entry]) -> [UInt8] {
+        var out: [UInt8] = []
+        for entry in entries {
+            switch entry {
+            case .file(let name, let bytes, let mode):
+                out += tarHeader(name: name, mode: mode, size: bytes.count, type: "0", link: "")
+                out += bytes + [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
+            case .directory(let name):
+                out += tarHeader(name: name + "/", mode: 0o755, size: 0, type: "5", link: "")
+            case .symlink(let name, let target):
+                out += tarHeader(name: name, mode: 0o777, size: 0, type: "2", link: target)
+            case .whiteout(let path):
+                let parts = path.split(separator: "/")
+                let name = (parts.dropLast() + [".wh." + (parts.last ?? "")]).joined(separator: "/")
+                out += tarHeader(name: name, mode: 0o644, size: 0, type: "0", link: "")
+            }
+        }
+        return out + [UInt8](repeating: 0, count: 1024)
+    }
+
+    private static func tarHeader(name: String, mode: Int, size: Int, type: Character, link: String) -> [UInt8] {
+        var header = [UInt8](repeating: 0, count: 512)
+        func put(_ text: String, at offset: Int, width: Int) {
+            for (i, byte) in text.utf8.prefix(width).enumerated() { header[offset + i] = byte }
+        }
+        func octal(_ value: Int, at offset: Int, width: Int) {
+            let text = String(value, radix: 8)
+            put(String(repeating: "0", count: max(0, width - 1 - text.count)) + text, at: offset, width: width - 1)
+        }
+        put(name, at: 0, width: 100)
+        octal(mode, at: 100, width: 8)
+        octal(0, at: 108, width: 8)
+        octal(0, at: 116, width: 8)
+        octal(size, at: 124, width: 12)
+        octal(1_700_000_000, at: 136, width: 12)
+        put("        ", at: 148, width: 8)
+        header[156] = type.asciiValue ?? 48
+        put(link, at: 157, width: 100)
+        put("ustar", at: 257, width: 6)
+        put("00", at: 263, width: 2)
+        let checksum = header.reduce(0) { $0 + Int($1) }
+        octal(checksum, at: 148, width: 7)
+        header[155] = 32
+        return header
+    }
+}
