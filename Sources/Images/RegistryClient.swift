@@ -10,8 +10,8 @@ import Synchronization
 ///
 /// One client holds the settings (trust, insecure registries, credentials, retries) and the
 /// cache of bearer tokens; it owns no connections between operations, so it needs no shutdown.
-/// Each operation opens a pooled AsyncHTTPClient (HTTP/1.1, or HTTP/2 over TLS when the registry
-/// offers it) and closes it when done.
+/// Each operation opens a pooled AsyncHTTPClient (HTTP/1.1, one connection per concurrent
+/// blob) and closes it when done.
 ///
 /// Authentication follows the `WWW-Authenticate` challenge: anonymous first, then Basic, or a
 /// bearer token fetched from the challenge's realm for the repository's scope and cached until
@@ -19,8 +19,9 @@ import Synchronization
 public final class RegistryClient: Sendable {
     /// How the client connects and authenticates.
     public struct Configuration: Sendable {
-        /// Registries (`host[:port]`) reached over plain HTTP. Loopback registries
-        /// (`localhost`, `127.0.0.1`, `[::1]`) always are; every other registry needs HTTPS.
+        /// Registries (`host[:port]`) that may be reached over plain HTTP. Like Docker, Berth tries
+        /// HTTPS first and falls back to HTTP only for these and for loopback registries
+        /// (`localhost`, `127.0.0.0/8`, `[::1]`); every other registry needs HTTPS.
         public var insecureRegistries: Set<String> = []
         /// PEM files of extra certificate authorities trusted besides the system's.
         public var certificateAuthorities: [String] = []
@@ -62,6 +63,8 @@ public final class RegistryClient: Sendable {
     public let configuration: Configuration
     let logger: Logger
     private let tokens = Mutex<[String: CachedAuthorization]>([:])
+    /// Registries found to speak plain HTTP (after HTTPS failed and plain HTTP is allowed).
+    private let plainHTTP = Mutex<Set<String>>([])
 
     private struct CachedAuthorization {
         var header: String
@@ -86,6 +89,9 @@ public final class RegistryClient: Sendable {
             tlsConfiguration: tls, redirectConfiguration: .follow(max: 5, allowCycles: false),
             timeout: .init(connect: .seconds(10), read: configuration.readTimeout.timeAmount),
             decompression: .disabled)
+        // HTTP/1.1 with a connection per concurrent blob: distribution's HTTP/2 server answered
+        // empty-bodied upload POSTs with 400 in tests, and parallel connections suit large blobs.
+        http.httpVersion = .http1Only
         http.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, configuration.concurrentTransfers * 2)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         let session = RegistrySession(client: client, registryClient: self)
@@ -128,7 +134,15 @@ public final class RegistryClient: Sendable {
 
     // MARK: - Authorization
 
-    func isPlainHTTP(_ registry: String) -> Bool {
+    /// Switches a registry to plain HTTP after an HTTPS connection failed, if that is allowed.
+    ///
+    /// - Returns: True if the caller should retry over HTTP.
+    func fallBackToPlainHTTP(_ registry: String) -> Bool {
+        guard mayUsePlainHTTP(registry) else { return false }
+        return plainHTTP.withLock { $0.insert(registry).inserted }
+    }
+
+    func mayUsePlainHTTP(_ registry: String) -> Bool {
         let host = registry.hasPrefix("[") ? String(registry.prefix { $0 != "]" }) + "]" : String(registry.split(separator: ":").first ?? "")
         return configuration.insecureRegistries.contains(registry) || ["localhost", "127.0.0.1", "[::1]"].contains(host)
             || host.hasPrefix("127.")
@@ -136,7 +150,7 @@ public final class RegistryClient: Sendable {
 
     func baseURL(_ registry: String) -> String {
         let host = registry == ImageReference.dockerHub ? "registry-1.docker.io" : registry
-        return (isPlainHTTP(registry) ? "http://" : "https://") + host
+        return (plainHTTP.withLock { $0.contains(registry) } ? "http://" : "https://") + host
     }
 
     func credentials(for registry: String) throws(ImageError) -> RegistryCredentials? {

@@ -28,7 +28,7 @@ struct RegistrySession: Sendable {
         _ method: HTTPMethod, registry: String, path: String = "", url: String? = nil, scopes: [String],
         headers: [(String, String)] = [], body: BodyFactory? = nil
     ) async throws(ImageError) -> HTTPClientResponse {
-        let target = url ?? registryClient.baseURL(registry) + path
+        var target = url ?? registryClient.baseURL(registry) + path
         var attempt = 0
         var challenged = false
         while true {
@@ -44,6 +44,11 @@ struct RegistrySession: Sendable {
             do {
                 response = try await client.execute(request, timeout: .seconds(3600), logger: logger)
             } catch {
+                if url == nil, target.hasPrefix("https://"), registryClient.fallBackToPlainHTTP(registry) {
+                    target = registryClient.baseURL(registry) + path
+                    attempt -= 1
+                    continue
+                }
                 guard attempt < configuration.retry.maxAttempts, !Task.isCancelled else {
                     throw ImageError(code: .network, registry: registry, detail: "\(method) \(target): \(error)")
                 }
