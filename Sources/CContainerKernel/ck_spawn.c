@@ -1,5 +1,5 @@
 /*
- * The parent half of the spawn protocol (see ck_spawn.h): clone3 with a pidfd, the handshake,
+ * The parent half of the spawn protocol (see ck_spawn.h): clone with a pidfd, the handshake,
  * and the second clone needed to enter an existing pid namespace. Runs on the host's spawner
  * thread; the child half is in ck_child.c.
  */
@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -19,9 +20,6 @@
 
 #ifndef CLONE_PIDFD /* Linux 5.2 */
 #define CLONE_PIDFD 0x00001000
-#endif
-#ifndef CLONE_INTO_CGROUP /* Linux 5.7 */
-#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 #ifndef P_PIDFD /* Linux 5.4 */
 #define P_PIDFD 3
@@ -50,7 +48,7 @@ static int fail(struct ck_failure *f, int stage, int err, const char *detail)
     return -1;
 }
 
-static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd)
+static long clone3_raw(uint64_t flags, int *pidfd)
 {
     struct clone_args args;
     memset(&args, 0, sizeof(args));
@@ -60,10 +58,6 @@ static long clone3_raw(uint64_t flags, int *pidfd, int cgroup_fd)
     if (pidfd != NULL) {
         args.flags |= CLONE_PIDFD;
         args.pidfd = (uint64_t)(uintptr_t)pidfd;
-    }
-    if (cgroup_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup_fd;
     }
     return syscall(SYS_clone3, &args, sizeof(args));
 }
@@ -112,7 +106,7 @@ __attribute__((noreturn)) static void intermediate(const struct ck_spawn_config 
             ck_die(sock, CK_STAGE_SETNS, errno, "setns", ck_ns_name(cfg->join[i].type));
     if (setns(cfg->join_pid_fd, CLONE_NEWPID) < 0)
         ck_die(sock, CK_STAGE_SETNS, errno, "setns", "pid namespace");
-    pid = clone3_raw(cfg->clone_flags | CLONE_PARENT, NULL, cfg->cgroup_fd);
+    pid = clone3_raw(cfg->clone_flags | CLONE_PARENT, NULL);
     if (pid < 0)
         ck_die(sock, CK_STAGE_CLONE, errno, "clone3", NULL);
     if (pid == 0)
@@ -123,6 +117,45 @@ __attribute__((noreturn)) static void intermediate(const struct ck_spawn_config 
     if (send(sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
         _exit(CK_EXIT_INIT_FAILED);
     _exit(0);
+}
+
+/* The child of the direct path shares our address space (CLONE_VM, as posix_spawn does):
+ * copying the page tables of a large Swift process at clone, and tearing the copy down again
+ * at execve, cost more than all the namespaces together. It runs on a stack of its own and
+ * touches no memory but that stack and the config, which the caller keeps alive until
+ * ck_spawn_continue returns. One stack suffices: spawns are serialised on the spawner thread
+ * and the child leaves the stack (execve or _exit) before ck_spawn_continue returns. */
+#define CK_CHILD_STACK_SIZE (256 * 1024)
+
+static struct {
+    const struct ck_spawn_config *cfg;
+    int sock;
+    int unused_end;
+} child_start;
+
+static int child_entry(void *arg)
+{
+    (void)arg;
+    close(child_start.unused_end);
+    ck_child(child_start.cfg, child_start.sock, 0);
+}
+
+static char *child_stack_top(void)
+{
+    static char *top;
+    if (top == NULL) {
+        /* A guard page below the stack turns an overflow into a crash, not corruption. */
+        char *base = mmap(NULL, CK_CHILD_STACK_SIZE + 4096, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (base == MAP_FAILED)
+            return NULL;
+        if (mprotect(base, 4096, PROT_NONE) < 0) {
+            munmap(base, CK_CHILD_STACK_SIZE + 4096);
+            return NULL;
+        }
+        top = base + CK_CHILD_STACK_SIZE + 4096;
+    }
+    return top;
 }
 
 int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, struct ck_failure *failure)
@@ -141,15 +174,20 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
      * it before it has reset the dispositions. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    if (via_intermediate)
-        pid = clone3_raw(0, NULL, -1);
-    else
-        pid = clone3_raw(cfg->clone_flags, &pidfd, cfg->cgroup_fd);
-    if (pid == 0) {
-        close(sp[0]);
-        if (via_intermediate)
+    if (via_intermediate) {
+        pid = clone3_raw(0, NULL);
+        if (pid == 0) {
+            close(sp[0]);
             intermediate(cfg, sp[1]);
-        ck_child(cfg, sp[1], 0);
+        }
+    } else {
+        char *stack = child_stack_top();
+        child_start.cfg = cfg;
+        child_start.sock = sp[1];
+        child_start.unused_end = sp[0];
+        pid = stack == NULL ? -1
+                            : clone(child_entry, stack, CLONE_VM | CLONE_PIDFD | (int)cfg->clone_flags | SIGCHLD,
+                                    NULL, &pidfd);
     }
     err = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);

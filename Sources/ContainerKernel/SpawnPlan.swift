@@ -13,7 +13,7 @@ final class SpawnPlan {
     private var allocations: [UnsafeMutableRawPointer] = []
     private var descriptors: [Int32] = []
 
-    init(_ spec: ProcessSpec, seccomp: SeccompProgram?, cgroupDescriptor: Int32?) throws(KernelError) {
+    init(_ spec: ProcessSpec, seccomp: SeccompProgram?) throws(KernelError) {
         guard let program = spec.arguments.first, !program.isEmpty else {
             throw KernelError(code: .invalidArgument, detail: "no program to run: the argument list is empty")
         }
@@ -22,7 +22,6 @@ final class SpawnPlan {
         }
         _ = program
         config.join_pid_fd = -1
-        config.cgroup_fd = cgroupDescriptor ?? -1
 
         // Namespaces: what is joined is not created.
         let joinedKinds = spec.joinNamespaces.reduce(Namespaces()) { $0.union($1.kind) }

@@ -44,7 +44,7 @@ final class Spawner: Sendable {
         }
         let plan: SpawnPlan
         do {
-            plan = try SpawnPlan(spec, seccomp: seccomp, cgroupDescriptor: cgroup?.directoryDescriptor)
+            plan = try SpawnPlan(spec, seccomp: seccomp)
         } catch {
             try? cgroup?.destroy()
             throw error
@@ -151,10 +151,10 @@ final class Spawner: Sendable {
                 ck_prlimit(pid, limit.resource.rawValue, limit.soft, limit.hard)
             }
         }
-        // cgroup v2 placed the child with CLONE_INTO_CGROUP; v1 has no such flag.
-        if let cgroup, cgroup.directoryDescriptor == nil {
-            try cgroup.attach(pid: pid)
-        }
+        // Joined while the child still waits, so it never runs a step outside its limits.
+        // (CLONE_INTO_CGROUP would save this write on v2, but it needs clone3, and the
+        // address-space-sharing clone that makes spawning cheap exists only as clone.)
+        try cgroup?.attach(pid: pid)
         if let adjustment = spec.oomScoreAdjustment {
             try writeFile("/proc/\(pid)/oom_score_adj", "\(adjustment)")
         }

@@ -9,7 +9,7 @@
  * calls and fixed stack buffers, and leaves through execve or _exit.
  *
  * Protocol on the SOCK_SEQPACKET sync socket (close-on-exec in the child):
- *   parent -> child  CK_MSG_CONTINUE   after uid/gid maps, rlimits, cgroup (v1) and network setup
+ *   parent -> child  CK_MSG_CONTINUE   after uid/gid maps, rlimits and cgroup membership
  *   child -> parent  CK_MSG_PTY        the pseudo-terminal master, as SCM_RIGHTS
  *   child -> parent  CK_MSG_FAILURE    {stage, errno, detail}, then the child _exits
  *   child -> parent  CK_MSG_PID        (joining a pid namespace only) the grandchild's pid
@@ -93,7 +93,6 @@ struct ck_spawn_config {
     const struct ck_namespace *join; /* to join with setns, user namespace first */
     uint32_t join_count;
     int join_pid_fd;                 /* a pid namespace to join (-1: none); needs a second clone */
-    int cgroup_fd;                   /* cgroup v2 directory for CLONE_INTO_CGROUP (-1: none) */
 
     /* Root filesystem (rootfs NULL: stay in the current root; only the mount table applies). */
     const char *rootfs;
