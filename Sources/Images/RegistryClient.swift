@@ -93,6 +93,11 @@ public final class RegistryClient: Sendable {
         // empty-bodied upload POSTs with 400 in tests, and parallel connections suit large blobs.
         http.httpVersion = .http1Only
         http.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, configuration.concurrentTransfers * 2)
+        // AsyncHTTPClient would otherwise keep a request queued while it re-dials with backoff
+        // until the connect timeout: an HTTPS attempt at a plain-HTTP loopback registry (its TLS
+        // handshake fails in milliseconds) cost 10 s per session. ``RegistrySession/send`` has its
+        // own retries with backoff, and needs the error at once to fall back to plain HTTP.
+        http.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         let session = RegistrySession(client: client, registryClient: self)
         let result: Result<T, ImageError>
@@ -136,10 +141,15 @@ public final class RegistryClient: Sendable {
 
     /// Switches a registry to plain HTTP after an HTTPS connection failed, if that is allowed.
     ///
-    /// - Returns: True if the caller should retry over HTTP.
+    /// The choice is remembered for the client's lifetime, so only the first request to a
+    /// registry pays for the failed HTTPS attempt.
+    ///
+    /// - Returns: True if the caller should retry over HTTP (also when a concurrent request
+    ///   already switched the registry).
     func fallBackToPlainHTTP(_ registry: String) -> Bool {
         guard mayUsePlainHTTP(registry) else { return false }
-        return plainHTTP.withLock { $0.insert(registry).inserted }
+        plainHTTP.withLock { _ = $0.insert(registry) }
+        return true
     }
 
     func mayUsePlainHTTP(_ registry: String) -> Bool {
