@@ -429,3 +429,5 @@ int ck_nl_tcp_listening(int diag_fd, uint16_t port)
     }
     return query.found;
 }
+
+int ck_nl_accept(int listen_fd) { return accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }

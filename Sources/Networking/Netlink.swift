@@ -4,8 +4,9 @@ import Glibc
 /// A netlink socket bound to one network namespace: the host's, or a container's.
 ///
 /// Every request names its object in the error. The socket stays bound to the namespace it
-/// was created in (rtnetlink(7)), so it may be used from any thread once open.
-final class NetlinkSocket {
+/// was created in (rtnetlink(7)), so it may be used from any thread once open, though by one
+/// at a time (replies are matched by sequence number on one socket): hence `@unchecked`.
+final class NetlinkSocket: @unchecked Sendable {
     /// `NETLINK_ROUTE` from `<linux/netlink.h>`: links, addresses, routes.
     static let route: Int32 = 0
     /// `NETLINK_SOCK_DIAG` from `<linux/netlink.h>`: socket listings, as `ss` reads them.

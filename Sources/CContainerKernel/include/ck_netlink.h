@@ -84,4 +84,10 @@ int ck_nl_route_dump(int fd, int family, struct ck_nl_route *out, int max);
  */
 int ck_nl_tcp_listening(int diag_fd, uint16_t port);
 
+/*
+ * accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) for the published-port proxy: Swift's Glibc module is
+ * not built with _GNU_SOURCE, so accept4 is not visible to Swift.
+ */
+int ck_nl_accept(int listen_fd);
+
 #endif

@@ -1,0 +1,305 @@
+import CContainerKernel
+import ContainerKernel
+import Glibc
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Publishes one container port on the host: a userland proxy that accepts on the host port
+/// and connects each client to the container's address (Docker's `docker-proxy` does the same).
+///
+/// The host port is reserved by ``start()``, before the container runs, so a taken port is
+/// a typed error up front. The port only *listens* while the container does: Berth asks the
+/// container's namespace which TCP ports listen (`sock_diag`, what `ss -ltn` reads) and until
+/// the container listens, the host port refuses connections exactly as a closed port would.
+/// So a client that waits for the published port to accept connections waits for the
+/// container's server, not for the proxy.
+///
+/// ```swift
+/// let forwarder = PortForwarder(try PortMapping(parsing: "127.0.0.1:0:80"),
+///                               containerAddress: endpoint.ipv4Address, netnsPath: sandbox.netnsPath!)
+/// let port = try forwarder.start()   // the port the kernel picked
+/// // … http://127.0.0.1:\(port)/ reaches the container's port 80 once it listens …
+/// forwarder.stop()
+/// ```
+///
+/// Bytes are copied by SwiftNIO's event loops (`MultiThreadedEventLoopGroup.singleton`), both
+/// directions with backpressure; half-closed connections stay half-open as TCP allows.
+public final class PortForwarder: Sendable {
+    /// What is published.
+    public let mapping: PortMapping
+    /// The container's address the proxy connects to.
+    public let containerAddress: IPv4Address
+    /// The container's network namespace, asked whether the container port listens.
+    public let netnsPath: String
+
+    /// How often the container's listening state is checked while it does not listen: a wait
+    /// for the port sees it open at most this long after the container listens.
+    static let idlePoll = Duration.milliseconds(50)
+    /// How often it is checked while it listens (to stop listening when the container stops).
+    static let activePoll = Duration.milliseconds(250)
+
+    /// Host ports reserved by forwarders of this process. The listening socket has
+    /// `SO_REUSEADDR` (a restarted container gets its port back despite connections in
+    /// TIME_WAIT), which would let a second reservation of ours bind while the first is not
+    /// listening: this set refuses it.
+    private static let reserved = Mutex<Set<String>>([])
+
+    private struct State {
+        var fd: Int32 = -1
+        var hostPort: UInt16 = 0
+        var listening = false
+        var token: UInt64?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var watcher: Task<Void, Never>?
+        var stopped = false
+    }
+    private let state = Mutex(State())
+
+    /// Prepares to publish `mapping`; nothing happens until ``start()``.
+    ///
+    /// - Parameters:
+    ///   - mapping: The host and container ports.
+    ///   - containerAddress: The container's address on a network the host reaches (its
+    ///     bridge endpoint's ``Endpoint/ipv4Address``).
+    ///   - netnsPath: The container's network namespace (``Sandbox/netnsPath``).
+    public init(_ mapping: PortMapping, containerAddress: IPv4Address, netnsPath: String) {
+        self.mapping = mapping
+        self.containerAddress = containerAddress
+        self.netnsPath = netnsPath
+    }
+
+    /// The host port, once started: the mapping's, or the one picked for host port 0.
+    public var hostPort: UInt16 { state.withLock { $0.hostPort } }
+
+    /// Reserves the host port and starts forwarding as soon as the container listens.
+    ///
+    /// - Returns: The host port (the one picked when the mapping asks for port 0).
+    /// - Throws: ``NetworkError``: ``NetworkError/Code/portInUse`` when the host port is taken,
+    ///   ``NetworkError/Code/unsupported`` for UDP, ``NetworkError/Code/invalidArgument``
+    ///   when already started, ``NetworkError/Code/io`` when a socket cannot be made.
+    @discardableResult
+    public func start() throws(NetworkError) -> UInt16 {
+        guard mapping.transport == .tcp else {
+            throw NetworkError(code: .unsupported, detail: "publish \(mapping): only tcp ports are forwarded")
+        }
+        let diagnostics = try NetlinkSocket(namespace: netnsPath, protocol: NetlinkSocket.socketDiagnostics)
+        let (fd, port) = try reserve()
+        let started = state.withLock { state in
+            guard state.fd < 0, !state.stopped else { return false }
+            state.fd = fd
+            state.hostPort = port
+            return true
+        }
+        guard started else {
+            release(fd: fd, port: port)
+            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): the forwarder was already started")
+        }
+        let watcher = Task.detached { [self] in
+            // A netlink dump of a container's few listening sockets takes microseconds: short
+            // enough for a pool thread, unlike the blocking waits Berth keeps off the pool.
+            while !Task.isCancelled {
+                let listening = (try? diagnostics.tcpListening(on: mapping.containerPort)) ?? false
+                setListening(listening)
+                try? await Task.sleep(for: listening ? Self.activePoll : Self.idlePoll)
+            }
+        }
+        state.withLock { $0.watcher = watcher }
+        return port
+    }
+
+    /// Stops forwarding: closes the host port and every forwarded connection. Idempotent.
+    public func stop() {
+        let (fd, port, token, watcher, connections) = state.withLock { state in
+            defer {
+                state = State()
+                state.stopped = true
+            }
+            return (state.fd, state.hostPort, state.token, state.watcher, Array(state.connections.values))
+        }
+        watcher?.cancel()
+        if fd >= 0 {
+            if let token { IOLoop.shared.unregister(fd, token: token) }
+            release(fd: fd, port: port)
+        }
+        for channel in connections { channel.close(promise: nil) }
+    }
+
+    deinit { stop() }
+
+    // MARK: - Listening follows the container
+
+    /// Binds the host port (without listening yet) and records it as ours.
+    private func reserve() throws(NetworkError) -> (Int32, UInt16) {
+        // Port 0 is resolved to a concrete port first: a socket bound to port 0 loses its port
+        // when it stops listening (tcp_set_state → inet_put_port, unless the port was given
+        // explicitly), and this one stops listening whenever the container does.
+        for _ in 0..<8 {
+            let port = try mapping.hostPort != 0 ? mapping.hostPort : freePort()
+            let key = "\(mapping.hostIP):\(port)/tcp"
+            let fresh = Self.reserved.withLock { $0.insert(key).inserted }
+            guard fresh else {
+                if mapping.hostPort != 0 {
+                    throw NetworkError(code: .portInUse, detail: "publish \(mapping): host port \(mapping.hostIP):\(port) is published already")
+                }
+                continue
+            }
+            do {
+                return (try bindSocket(port: port, reuseAddress: true), port)
+            } catch where error.code == .portInUse && mapping.hostPort == 0 {
+                _ = Self.reserved.withLock { $0.remove(key) }  // taken between probe and bind: pick again
+            } catch {
+                _ = Self.reserved.withLock { $0.remove(key) }
+                throw error
+            }
+        }
+        throw NetworkError(code: .portInUse, detail: "publish \(mapping): no free host port found")
+    }
+
+    private func freePort() throws(NetworkError) -> UInt16 {
+        let probe = try bindSocket(port: 0, reuseAddress: false)
+        defer { close(probe) }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = try check(.io, "read the port picked for \(mapping)") {
+            withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
+            }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    private func bindSocket(port: UInt16, reuseAddress: Bool) throws(NetworkError) -> Int32 {
+        let fd = try check(.io, "open a socket for \(mapping)") {
+            socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        }
+        var one: Int32 = 1
+        if reuseAddress { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = mapping.hostIP.value.bigEndian
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let code = errno
+            close(fd)
+            throw NetworkError.system(code == EADDRINUSE ? .portInUse : .io, "publish \(mapping): bind \(mapping.hostIP):\(port)", errno: code)
+        }
+        return fd
+    }
+
+    private func release(fd: Int32, port: UInt16) {
+        close(fd)
+        _ = Self.reserved.withLock { $0.remove("\(mapping.hostIP):\(port)/tcp") }
+    }
+
+    /// Makes the host port listen (and accept on the I/O loop) or stop listening.
+    ///
+    /// Stopping uses `shutdown(SHUT_RD)` on the listening socket: Linux then closes the
+    /// listener (inet_shutdown → tcp_disconnect), resetting queued connections, but keeps the
+    /// explicitly bound port, so a later `listen` works and nobody else can take the port.
+    private func setListening(_ wanted: Bool) {
+        state.withLock { state in
+            guard state.fd >= 0, state.listening != wanted else { return }
+            if wanted {
+                guard listen(state.fd, SOMAXCONN) == 0 else { return }
+                let fd = state.fd
+                // EPOLLIN only while listening: a TCP socket in CLOSE state polls as EPOLLHUP
+                // forever, which would spin a level-triggered loop.
+                state.token = try? IOLoop.shared.register(fd, events: UInt32(EPOLLIN.rawValue)) { [weak self] _ in
+                    self?.acceptAll()
+                }
+            } else {
+                if let token = state.token { IOLoop.shared.unregister(state.fd, token: token) }
+                state.token = nil
+                shutdown(state.fd, Int32(SHUT_RD))
+            }
+            state.listening = wanted
+        }
+    }
+
+    /// Accepts every queued client (on the I/O loop thread; `accept4` does not block).
+    private func acceptAll() {
+        while true {
+            // Under the lock: stop() may close the fd, and its number may be reused at once.
+            let client = state.withLock { state -> Int32 in
+                guard state.listening, state.fd >= 0 else { return -1 }
+                return ck_nl_accept(state.fd)
+            }
+            guard client >= 0 else { return }
+            forward(client)
+        }
+    }
+
+    /// Connects to the container and glues the client to that connection; when the container
+    /// refuses, resets the client (as its closed port would) and stops listening at once.
+    private func forward(_ client: Int32) {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let target: SocketAddress
+        do {
+            target = try SocketAddress(ipAddress: containerAddress.description, port: Int(mapping.containerPort))
+        } catch {
+            Self.reset(client)
+            return
+        }
+        loop.execute { [self] in
+            let (clientGlue, containerGlue) = GlueHandler.matchedPair()
+            let clientSide = NIOLoopBound(clientGlue, eventLoop: loop)
+            let containerSide = NIOLoopBound(containerGlue, eventLoop: loop)
+            Self.bootstrap(loop, containerSide).connect(to: target).whenComplete { result in
+                switch result {
+                case .failure:
+                    Self.reset(client)
+                    self.setListening(false)
+                case .success(let container):
+                    Self.bootstrap(loop, clientSide).withConnectedSocket(client).whenComplete { result in
+                        switch result {
+                        case .failure:
+                            Self.reset(client)
+                            container.close(promise: nil)
+                        case .success(let client):
+                            self.track(container)
+                            self.track(client)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static func bootstrap(_ loop: any EventLoop, _ glue: NIOLoopBound<GlueHandler>) -> ClientBootstrap {
+        ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(5))
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(glue.value) }
+            }
+    }
+
+    /// Keeps a channel until it closes, so ``stop()`` can close it.
+    private func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        let open = state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.connections[id] = channel
+            return true
+        }
+        guard open else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+    }
+
+    /// Closes with an RST (`SO_LINGER` 0), what a client of a closed port gets.
+    private static func reset(_ fd: Int32) {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        close(fd)
+    }
+}

@@ -1,0 +1,172 @@
+import ContainerKernel
+import Glibc
+import Networking
+import Testing
+import TestSupport
+
+@Suite(.serialized)
+struct PortForwarderTests {
+    @Test(arguments: [
+        ("80", "0.0.0.0:0:80/tcp"),
+        ("8080:80", "0.0.0.0:8080:80/tcp"),
+        ("127.0.0.1:8080:80/tcp", "127.0.0.1:8080:80/tcp"),
+        ("127.0.0.1::80", "127.0.0.1:0:80/tcp"),
+        ("53:53/udp", "0.0.0.0:53:53/udp"),
+        ("10.89.0.1:0:5432/TCP", "10.89.0.1:0:5432/tcp"),
+    ])
+    func portMappingsParseDockersSyntax(text: String, expected: String) throws {
+        #expect(try PortMapping(parsing: text).description == expected)
+    }
+
+    @Test(arguments: ["", "80/sctp", "0", "70000:80", "a:b", "1.2.3:80:80", "1:2:3:4", "80:0", "[::1]:80:80"])
+    func malformedPortMappingsAreRejected(text: String) {
+        #expect(throws: NetworkError.self) { _ = try PortMapping(parsing: text) }
+    }
+
+    @Test func publishedPortServesTheContainersHTTPServerOnLoopback() async throws {
+        try await withNetworks { networks, suffix in
+            let network = try networks.create("pub-\(suffix)")
+            let sandbox = try networks.prepareSandbox(containerID: "pub-\(suffix)", hostname: "web", mode: .bridge([network.name]))
+            let endpoint = try #require(sandbox.endpoints.first)
+            let root = try webRoot("published\n")
+            defer { try? root.remove() }
+            let forwarder = PortForwarder(
+                try PortMapping(parsing: "127.0.0.1:0:80"), containerAddress: endpoint.ipv4Address,
+                netnsPath: try #require(sandbox.netnsPath))
+            let port = try forwarder.start()
+            #expect(port != 0)
+            #expect(forwarder.hostPort == port)
+            let httpd = try await startHTTPServer(in: sandbox, root: root.path)
+            let response = try await fetchWhenOpen(port: port)
+            #expect(response.hasSuffix("\r\n\r\npublished\n"), "\(response)")
+
+            // A second mapping of the same host port, and a port another socket listens on.
+            let again = PortForwarder(
+                PortMapping(hostIP: try IPv4Address("127.0.0.1"), hostPort: port, containerPort: 80),
+                containerAddress: endpoint.ipv4Address, netnsPath: try #require(sandbox.netnsPath))
+            do { try again.start(); Issue.record("the same host port was published twice") } catch let error as NetworkError {
+                #expect(error.code == .portInUse, "\(error)")
+            }
+            let listener = try listeningSocket()
+            defer { close(listener.fd) }
+            let taken = PortForwarder(
+                PortMapping(hostIP: try IPv4Address("127.0.0.1"), hostPort: listener.port, containerPort: 80),
+                containerAddress: endpoint.ipv4Address, netnsPath: try #require(sandbox.netnsPath))
+            do { try taken.start(); Issue.record("a port another socket listens on was published") } catch let error as NetworkError {
+                #expect(error.code == .portInUse, "\(error)")
+            }
+
+            await stop(httpd)
+            forwarder.stop()
+            #expect(connectResult(port: port) == ECONNREFUSED)
+        }
+    }
+
+    @Test func publishedPortRefusesConnectionsUntilTheContainerListens() async throws {
+        try await withNetworks { networks, suffix in
+            let network = try networks.create("late-\(suffix)")
+            let sandbox = try networks.prepareSandbox(containerID: "late-\(suffix)", hostname: "late", mode: .bridge([network.name]))
+            let root = try webRoot("late\n")
+            defer { try? root.remove() }
+            let forwarder = PortForwarder(
+                try PortMapping(parsing: "127.0.0.1::80"), containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
+                netnsPath: try #require(sandbox.netnsPath))
+            let port = try forwarder.start()
+            defer { forwarder.stop() }
+            let httpd = try await startHTTPServer(in: sandbox, root: root.path, delay: 2)
+            // For the first second the container sleeps: every connection attempt is refused,
+            // as a closed port refuses, so a wait for the port keeps waiting.
+            let clock = ContinuousClock()
+            let quiet = clock.now.advanced(by: .seconds(1))
+            while clock.now < quiet {
+                #expect(connectResult(port: port) == ECONNREFUSED)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let response = try await fetchWhenOpen(port: port)
+            #expect(response.hasSuffix("late\n"), "\(response)")
+            // And once the container's server is gone, the port closes again.
+            await stop(httpd)
+            let closed = try await waitFor { connectResult(port: port) == ECONNREFUSED }
+            #expect(closed)
+        }
+    }
+}
+
+/// Connects to 127.0.0.1:`port` and returns 0 or the errno.
+func connectResult(port: UInt16) -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = loopback(port)
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return rc == 0 ? 0 : errno
+}
+
+/// Waits (up to 10 s) for the port to accept, then sends an HTTP/1.0 GET and returns the response.
+func fetchWhenOpen(port: UInt16, path: String = "/index.html") async throws -> String {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: .seconds(10))
+    var last = ""
+    while clock.now < deadline {
+        last = httpGet(port: port, path: path)
+        if last.hasPrefix("HTTP/1.") { return last }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestSupportError("GET 127.0.0.1:\(port)\(path): no response within 10 s (last: \(last))")
+}
+
+private func httpGet(port: UInt16, path: String) -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = loopback(port)
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { return "connect: errno \(errno)" }
+    let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        response += buffer[0..<count]
+    }
+    return String(decoding: response, as: UTF8.self)
+}
+
+/// A socket listening on a free loopback port, standing in for another program on the host.
+func listeningSocket() throws -> (fd: Int32, port: UInt16) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = loopback(0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard ok else { throw TestSupportError("listen on 127.0.0.1: errno \(errno)") }
+    return (fd, UInt16(bigEndian: address.sin_port))
+}
+
+private func loopback(_ port: UInt16) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    return address
+}
+
+/// Polls `condition` every 50 ms for up to 5 s.
+func waitFor(_ condition: () -> Bool) async throws -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: .seconds(5))
+    while clock.now < deadline {
+        if condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return condition()
+}
