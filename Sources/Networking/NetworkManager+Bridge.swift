@@ -228,7 +228,7 @@ extension NetworkManager {
             hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
         }
         let hex = String(hash, radix: 16)
-        return "veth" + String(repeating: "0", count: max(0, 16 - hex.count)) + hex.prefix(11)
+        return "veth" + (String(repeating: "0", count: 16 - hex.count) + hex).prefix(11)
     }
 
     static func randomID() -> String {
