@@ -212,3 +212,53 @@ struct NetworkIsolationAndLifecycleTests {
         }
     }
 }
+
+@Suite(.serialized)
+struct NetworkModeTests {
+    @Test func ipv6NetworksGiveUniqueLocalAddressesThatPeersReach() async throws {
+        try await withNetworks { networks, suffix in
+            let network = try networks.create("six-\(suffix)", ipv6: true)
+            let subnet6 = try #require(network.ipv6Subnet)
+            #expect(subnet6.description.hasPrefix("fd"))
+            let server = try networks.prepareSandbox(containerID: "six-a-\(suffix)", hostname: "six-a", mode: .bridge([network.name]))
+            let client = try networks.prepareSandbox(containerID: "six-b-\(suffix)", hostname: "six-b", mode: .bridge([network.name]))
+            let address6 = try #require(server.endpoints.first?.ipv6Address)
+            #expect(address6 == subnet6.address(host: 2))
+            #expect(try networks.hostsFile(for: client.containerID).contains("\(address6)\tsix-a\n"))
+            let root = try webRoot("over v6\n")
+            defer { try? root.remove() }
+            let httpd = try await startHTTPServer(in: server, root: root.path)
+            let fetch = try await run(["/bin/sh", "-c", "ip -6 route show default; for i in $(seq 50); do wget -q -O - 'http://[\(address6)]/' && exit 0; sleep 0.1; done; exit 1"], in: client)
+            await stop(httpd)
+            #expect(fetch.output.contains("default via \(try #require(network.ipv6Gateway)) dev eth0"), "\(fetch.output)")
+            #expect(fetch.output.hasSuffix("over v6\n"), "\(fetch.output)")
+        }
+    }
+
+    @Test func theDefaultNetworkIsCreatedOnFirstUseAndHostModeJoinsNothing() async throws {
+        try await withNetworks { networks, suffix in
+            // The default bridge is named berth0 on every root; skip where another root has it.
+            guard !(try hostInterfaces()).contains("berth0") else { return }
+            let sandbox = try networks.prepareSandbox(containerID: "dflt-\(suffix)", hostname: "dflt", mode: .bridge([]))
+            #expect(sandbox.endpoints.first?.networkName == NetworkManager.defaultNetworkName)
+            #expect(try networks.inspect(NetworkManager.defaultNetworkName).configuration.bridgeName == "berth0")
+            let host = try networks.prepareSandbox(containerID: "host-\(suffix)", hostname: "hosty", mode: .host)
+            #expect(host.netnsPath == nil)
+            var spec = try sandboxedSpec(["/bin/true"], in: host)
+            #expect(!spec.namespaces.contains(.network) && spec.joinNamespaces.isEmpty)
+            spec = try sandboxedSpec(["/bin/true"], in: sandbox)
+            #expect(spec.joinNamespaces == [NamespaceJoin(.network, path: try #require(sandbox.netnsPath))])
+        }
+    }
+
+    @Test func resolvConfDropsLoopbackNameservers() throws {
+        let directory = try TemporaryDirectory(prefix: "resolv")
+        defer { try? directory.remove() }
+        let path = directory.path + "/resolv.conf"
+        try "nameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver ::1\nsearch example.test\noptions edns0\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let networks = try NetworkManager(root: directory.path + "/root")
+        #expect(networks.resolvConf(hostFile: path) == "nameserver 10.255.255.53\nsearch example.test\noptions edns0\n")
+        #expect(networks.resolvConf(nameservers: ["10.0.0.2"], searchDomains: [], hostFile: path) == "nameserver 10.0.0.2\noptions edns0\n")
+    }
+}
