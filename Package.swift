@@ -129,5 +129,6 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Layers", "TestSupport"]),
         .testTarget(name: "NetworkingTests", dependencies: ["Networking", "ContainerKernel", "TestSupport"]),
+        .testTarget(name: "ContainersTests", dependencies: ["Containers", "Images", "ContainerKernel", "TestSupport"]),
     ]
 )

@@ -85,6 +85,8 @@ public struct ProcessSpec: Sendable {
 
     /// The cgroup to create for the process, `nil` for none (it stays in the caller's).
     public var cgroup: CgroupPlacement?
+    /// An existing cgroup to join instead, such as a running container's for an exec.
+    public var joinCgroup: Cgroup?
     /// The signal the process gets when the thread that spawned it dies (`PR_SET_PDEATHSIG`).
     /// Berth spawns from one long-lived thread, so this means "when the host process dies".
     public var parentDeathSignal: Signal?
@@ -128,6 +130,7 @@ public struct ProcessSpec: Sendable {
         self.readOnlyPaths = nil
         self.sysctls = [:]
         self.cgroup = nil
+        self.joinCgroup = nil
         self.parentDeathSignal = .kill
     }
 

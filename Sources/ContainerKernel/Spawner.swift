@@ -154,7 +154,7 @@ final class Spawner: Sendable {
         // Joined while the child still waits, so it never runs a step outside its limits.
         // (CLONE_INTO_CGROUP would save this write on v2, but it needs clone3, and the
         // address-space-sharing clone that makes spawning cheap exists only as clone.)
-        try cgroup?.attach(pid: pid)
+        try (cgroup ?? spec.joinCgroup)?.attach(pid: pid)
         if let adjustment = spec.oomScoreAdjustment {
             try writeFile("/proc/\(pid)/oom_score_adj", "\(adjustment)")
         }

@@ -1,0 +1,405 @@
+public import ContainerKernel
+public import FoundationEssentials
+import Glibc
+import Images
+import Layers
+import Synchronization
+
+/// One container: its configuration, its root filesystem and, while it runs, its process.
+///
+/// Every operation checks the state first and throws ``ContainerError/Code/invalidState``
+/// naming the operation and the state (`cannot pause exited container`).
+///
+/// ```swift
+/// try await Container.withRunning(image: "busybox", command: ["sleep", "60"]) { container in
+///     let result = try await container.exec(["cat", "/etc/hostname"])
+///     print(result.standardOutput)
+/// }   // stopped and removed here, even if the body throws or is cancelled
+/// ```
+public final class Container: Sendable {
+    /// The 64-hex-digit id.
+    public let id: String
+    /// The runtime the container belongs to.
+    public let runtime: ContainerRuntime
+    /// The directory holding the container's state, root filesystem and logs.
+    public let directory: String
+    let image: Image
+
+    struct Live {
+        var record: ContainerRecord
+        var process: ProcessHandle?
+        var cgroup: Cgroup?
+        var exit: ExitStatus?
+        var waiters: [CheckedContinuation<ExitStatus, Never>] = []
+        var stopRequested = false
+        var removed = false
+        var logDrain: Task<Void, Never>?
+        var health: Task<Void, Never>?
+    }
+    let live: Mutex<Live>
+    let logs: LogFile
+
+    init(runtime: ContainerRuntime, record: ContainerRecord, image: Image, directory: String) {
+        self.id = record.id
+        self.runtime = runtime
+        self.image = image
+        self.directory = directory
+        self.live = Mutex(Live(record: record))
+        self.logs = LogFile(path: directory + "/container.log", limits: record.configuration.logLimits)
+    }
+
+    /// The name.
+    public var name: String { live.withLock { $0.record.name } }
+    /// The configuration it was created with.
+    public var configuration: ContainerConfiguration { live.withLock { $0.record.configuration } }
+    /// The current state.
+    public var state: ContainerState { live.withLock { $0.record.state } }
+    /// When it was created.
+    public var created: Date { live.withLock { $0.record.created } }
+    /// The id of the image it runs.
+    public var imageID: String { live.withLock { $0.record.imageID } }
+
+    static func cgroupPath(_ id: String) -> String { "berth/\(id)" }
+
+    // MARK: Creation and persistence
+
+    static func create(
+        runtime: ContainerRuntime, id: String, name: String, configuration: ContainerConfiguration, image: Image,
+        topChainID: String?
+    ) throws(ContainerError) -> Container {
+        let directory = runtime.containersDirectory + "/" + id
+        let record = ContainerRecord(
+            id: id, name: name, created: Date(), configuration: configuration, imageID: image.id.description,
+            imageReference: image.reference?.description, topChainID: topChainID, state: ContainerState(),
+            ownerPID: getpid(), ownerStartTime: processStartTime(getpid()) ?? 0)
+        let container = Container(runtime: runtime, record: record, image: image, directory: directory)
+        do throws(ContainerError) {
+            try makeDirectory(directory)
+            try container.persist()
+            _ = try wrapping("prepare the root filesystem of", container: name) {
+                try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)
+            }
+            try container.writeEtcFiles()
+        } catch {
+            try? container.destroyFiles()
+            throw error
+        }
+        return container
+    }
+
+    static func loadRecord(_ directory: String) throws(ContainerError) -> ContainerRecord {
+        let bytes = try readBytes(directory + "/container.json")
+        return try wrapping("decode \(directory)/container.json") { try jsonDecoder.decode(ContainerRecord.self, from: Data(bytes)) }
+    }
+
+    func persist() throws(ContainerError) {
+        let record = live.withLock { $0.record }
+        let bytes = try wrapping("encode the state of", container: record.name) { try jsonEncoder.encode(record) }
+        try writeAtomically(directory + "/container.json", Array(bytes))
+    }
+
+    func update(_ change: (inout ContainerRecord) -> Void) {
+        live.withLock { change(&$0.record) }
+        do { try persist() } catch { runtime.logger.warning("could not persist container state", metadata: ["error": "\(error)"]) }
+    }
+
+    /// Removes the root filesystem and every file of the container.
+    func destroyFiles() throws(ContainerError) {
+        if let snapshot = runtime.layers.snapshot(at: directory) {
+            try wrapping("remove the root filesystem of", container: id) { try snapshot.remove() }
+        }
+        try removeTree(directory)
+    }
+
+    private func writeEtcFiles() throws(ContainerError) {
+        let record = live.withLock { $0.record }
+        let hostname = record.configuration.hostname ?? String(record.id.prefix(12))
+        try writeAtomically(directory + "/hostname", Array("\(hostname)\n".utf8))
+        let hosts = """
+            127.0.0.1\tlocalhost
+            ::1\tlocalhost ip6-localhost ip6-loopback
+            127.0.1.1\t\(hostname)
+
+            """
+        try writeAtomically(directory + "/hosts", Array(hosts.utf8))
+        // Loopback nameservers of the host mean nothing in another network namespace.
+        let host = (try? readTextFile("/etc/resolv.conf")) ?? ""
+        let resolv = host.split(separator: "\n").filter { line in
+            !(line.hasPrefix("nameserver 127.") || line.hasPrefix("nameserver ::1"))
+        }.joined(separator: "\n")
+        try writeAtomically(directory + "/resolv.conf", Array((resolv + "\n").utf8))
+    }
+
+    // MARK: Lifecycle
+
+    /// Starts the container's process (`docker start`).
+    ///
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/invalidState`` unless created or
+    ///   exited; ``ContainerError/Code/kernel`` when the process cannot start (its
+    ///   ``ContainerError/kernelError`` names the init stage, such as `exec`).
+    public func start() async throws(ContainerError) {
+        let (record, status) = live.withLock { ($0.record, $0.record.state.status) }
+        guard status == .created || status == .exited else { throw .invalidState("start", name, status) }
+        let spec = try makeProcessSpec(record)
+        let process: ProcessHandle
+        do {
+            process = try await ProcessHandle.spawn(spec)
+        } catch {
+            update { $0.state.error = "\(error)" }
+            throw ContainerError(code: .kernel, container: record.name, detail: "start", underlying: error)
+        }
+        live.withLock { live in
+            live.process = process
+            live.cgroup = process.cgroup
+            live.exit = nil
+            live.stopRequested = false
+            live.logDrain = drainOutput(of: process)
+        }
+        update { record in
+            record.state.status = .running
+            record.state.pid = process.pid
+            record.state.startedAt = Date()
+            record.state.error = nil
+            record.state.oomKilled = false
+            if record.configuration.healthcheck ?? image.config.config?.healthcheck.flatMap(HealthcheckConfiguration.init) != nil {
+                record.state.health = .starting
+            }
+        }
+        runtime.publish(.start, self)
+        startHealthChecks()
+        Task.detached { [self] in await self.watch(process) }
+    }
+
+    /// Waits for the current run to end; returns at once for a container that is not running.
+    ///
+    /// - Returns: How the process ended (`.exited(0)` for a container never started).
+    public func wait() async -> ExitStatus {
+        await withCheckedContinuation { continuation in
+            let now = live.withLock { live -> ExitStatus? in
+                if live.process == nil { return live.exit ?? .exited(live.record.state.exitCode ?? 0) }
+                live.waiters.append(continuation)
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+    }
+
+    /// Sends the stop signal, then `SIGKILL` after `timeout` (`docker stop`).
+    ///
+    /// - Parameter timeout: The grace period; `nil` uses the configuration's ``ContainerConfiguration/stopTimeout``.
+    /// - Returns: How the process ended.
+    /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
+    @discardableResult
+    public func stop(timeout: Duration? = nil) async throws(ContainerError) -> ExitStatus {
+        let (process, status) = live.withLock { live in
+            live.stopRequested = true
+            return (live.process, live.record.state.status)
+        }
+        guard let process, status == .running || status == .paused else {
+            throw .invalidState("stop", name, status)
+        }
+        let signal = try stopSignal()
+        if status == .paused { try? await resume() }
+        try? process.signal(signal)
+        let grace = timeout ?? .seconds(configuration.stopTimeout)
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await process.wait(); return true }
+            group.addTask { try? await Task.sleep(for: grace); return false }
+            // The group waits for both tasks; killing (when the grace period ran out first)
+            // is what ends the waiting one.
+            if await group.next() == false { try? process.signal(.kill) }
+            group.cancelAll()
+        }
+        runtime.publish(.stop, self)
+        return await wait()
+    }
+
+    /// Sends a signal to the container's main process (`docker kill`).
+    ///
+    /// - Parameter signal: The signal, `SIGKILL` by default.
+    /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
+    public func kill(_ signal: Signal = .kill) throws(ContainerError) {
+        let (process, status) = live.withLock { ($0.process, $0.record.state.status) }
+        guard let process, status == .running || status == .paused else { throw .invalidState("kill", name, status) }
+        try wrapping("kill", container: name) { try process.signal(signal) }
+        // A frozen process cannot act on a signal, not even SIGKILL under the v1 freezer: a
+        // killed paused container is thawed so it can die, as Docker does.
+        if status == .paused && signal == .kill, let cgroup = live.withLock({ $0.cgroup }) {
+            Task { try? await cgroup.thaw() }
+        }
+        runtime.publish(.kill, self, ["signal": "\(signal)"])
+    }
+
+    /// Stops (if running) and starts the container again (`docker restart`).
+    ///
+    /// - Throws: ``ContainerError`` as ``stop(timeout:)`` and ``start()``.
+    public func restart(timeout: Duration? = nil) async throws(ContainerError) {
+        let status = state.status
+        if status == .running || status == .paused { try await stop(timeout: timeout) }
+        try await start()
+        runtime.publish(.restart, self)
+    }
+
+    /// Freezes every process of the container (`docker pause`).
+    ///
+    /// - Throws: ``ContainerError/Code/invalidState`` unless running.
+    public func pause() async throws(ContainerError) {
+        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
+        guard let cgroup, status == .running else { throw .invalidState("pause", name, status) }
+        try await wrapping("pause", container: name) { try await cgroup.freeze() }
+        update { $0.state.status = .paused }
+        runtime.publish(.pause, self)
+    }
+
+    /// Thaws a paused container (`docker unpause`).
+    ///
+    /// - Throws: ``ContainerError/Code/invalidState`` unless paused.
+    public func resume() async throws(ContainerError) {
+        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
+        guard let cgroup, status == .paused else { throw .invalidState("unpause", name, status) }
+        try await wrapping("unpause", container: name) { try await cgroup.thaw() }
+        update { $0.state.status = .running }
+        runtime.publish(.unpause, self)
+    }
+
+    /// Removes the container and everything it owns (`docker rm`).
+    ///
+    /// - Parameter force: Kill a running container first (`-f`).
+    /// - Throws: ``ContainerError/Code/invalidState`` for a running container without `force`.
+    public func remove(force: Bool = false) async throws(ContainerError) {
+        let status = state.status
+        if status == .running || status == .paused {
+            guard force else { throw .invalidState("remove", name, status) }
+            live.withLock { $0.stopRequested = true }
+            if status == .paused { try? await resume() }
+            try? kill(.kill)
+            _ = await wait()
+        }
+        let alreadyRemoved = live.withLock { live in
+            defer { live.removed = true }
+            live.health?.cancel()
+            return live.removed
+        }
+        guard !alreadyRemoved else { return }
+        runtime.forget(self)
+        try destroyFiles()
+        runtime.publish(.destroy, self)
+    }
+
+    /// Renames the container (`docker rename`).
+    ///
+    /// - Throws: ``ContainerError/Code/nameInUse`` when another container has the name.
+    public func rename(to newName: String) throws(ContainerError) {
+        guard !runtime.isNameTaken(newName, except: id) else {
+            throw ContainerError(code: .nameInUse, container: newName, detail: "rename \(name) to")
+        }
+        update { $0.name = newName }
+        runtime.publish(.rename, self)
+    }
+
+    /// Changes the resource limits of a running container (`docker update`).
+    ///
+    /// - Parameter resources: The new limits; `nil` fields stay as they are.
+    /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
+    public func update(resources: CgroupResources) throws(ContainerError) {
+        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
+        guard let cgroup, status == .running || status == .paused else { throw .invalidState("update", name, status) }
+        try wrapping("update", container: name) { try cgroup.update(resources) }
+        update { $0.configuration.resources = cgroup.resources }
+    }
+
+    // MARK: Exit handling
+
+    private func watch(_ process: ProcessHandle) async {
+        let status = await process.wait()
+        // The log drain ends when the process (and its children) closed stdout and stderr.
+        await live.withLock { $0.logDrain }?.value
+        let (policy, stopRequested, restarts) = live.withLock {
+            ($0.record.configuration.restartPolicy, $0.stopRequested, $0.record.state.restartCount)
+        }
+        update { record in
+            record.state.status = .exited
+            record.state.pid = nil
+            record.state.exitCode = status.code
+            record.state.oomKilled = status == .oomKilled
+            record.state.finishedAt = Date()
+        }
+        let waiters = live.withLock { live in
+            live.process = nil
+            live.cgroup = nil
+            live.exit = status
+            live.health?.cancel()
+            defer { live.waiters.removeAll() }
+            return live.waiters
+        }
+        if status == .oomKilled { runtime.publish(.oom, self) }
+        runtime.publish(.die, self, ["exitCode": "\(status.code)"])
+        waiters.forEach { $0.resume(returning: status) }
+
+        if !stopRequested && shouldRestart(policy, status, restarts) {
+            update { $0.state.restartCount += 1 }
+            try? await Task.sleep(for: .milliseconds(100 << min(restarts, 6)))
+            if state.status == .exited, (try? await start()) != nil { return }
+        }
+        if configuration.autoRemove { try? await remove() }
+    }
+
+    private func shouldRestart(_ policy: RestartPolicy, _ status: ExitStatus, _ restarts: Int) -> Bool {
+        switch policy {
+        case .no: false
+        case .always, .unlessStopped: true
+        case .onFailure(let maximum): !status.isSuccess && (maximum.map { restarts < $0 } ?? true)
+        }
+    }
+
+    private func stopSignal() throws(ContainerError) -> Signal {
+        guard let text = configuration.stopSignal ?? image.config.config?.stopSignal else { return .terminate }
+        return try wrapping("parse the stop signal of", container: name) { try Signal(parsing: text) }
+    }
+}
+
+extension Container {
+    /// Creates, starts and returns a container on the shared runtime (`docker run -d`).
+    ///
+    /// Pulls the image when it is not in the store. Cancelling the calling task while this
+    /// runs stops and removes the container.
+    ///
+    /// - Parameters:
+    ///   - image: The image reference.
+    ///   - command: Replaces the image's command.
+    ///   - configure: Adjusts the rest of the configuration.
+    /// - Returns: The running container.
+    /// - Throws: ``ContainerError``.
+    public static func run(
+        image: String, command: [String]? = nil, configure: (inout ContainerConfiguration) -> Void = { _ in }
+    ) async throws(ContainerError) -> Container {
+        var configuration = ContainerConfiguration(image: image, command: command)
+        configure(&configuration)
+        return try await ContainerRuntime.shared().run(configuration)
+    }
+
+    /// Runs `body` with a running container, then stops and removes it, even when `body`
+    /// throws or the task is cancelled.
+    ///
+    /// - Parameters:
+    ///   - image: The image reference.
+    ///   - command: Replaces the image's command.
+    ///   - configure: Adjusts the rest of the configuration.
+    ///   - body: What to do with the container.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or ``ContainerError`` from starting the container.
+    public static func withRunning<T: Sendable>(
+        image: String, command: [String]? = nil, configure: (inout ContainerConfiguration) -> Void = { _ in },
+        _ body: (Container) async throws -> T
+    ) async throws -> T {
+        let container = try await run(image: image, command: command, configure: configure)
+        do {
+            let result = try await body(container)
+            try await container.remove(force: true)
+            return result
+        } catch {
+            try? await container.remove(force: true)
+            throw error
+        }
+    }
+}

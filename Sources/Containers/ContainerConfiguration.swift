@@ -1,0 +1,208 @@
+public import ContainerKernel
+
+/// What a container should be, in Docker's terms: `docker run`'s flags as Swift values.
+///
+/// ```swift
+/// var config = ContainerConfiguration(image: "busybox", command: ["sleep", "60"])
+/// config.name = "fixture"
+/// config.environment = ["MODE=test"]
+/// config.resources.memoryLimit = 64 << 20
+/// let container = try await runtime.create(config)
+/// ```
+public struct ContainerConfiguration: Sendable, Codable {
+    /// The image reference (`busybox`, `127.0.0.1:5000/app:1`, `name@sha256:…`) or image id.
+    public var image: String
+    /// Replaces the image's `Cmd` (`nil` keeps it).
+    public var command: [String]?
+    /// Replaces the image's `Entrypoint` (`nil` keeps it; `[]` clears it).
+    public var entrypoint: [String]?
+    /// `KEY=value` pairs, merged over the image's (same key: this one wins).
+    public var environment: [String]
+    /// The working directory; `nil` uses the image's, else `/`.
+    public var workingDirectory: String?
+    /// `uid[:gid]` or `name[:group]` resolved in the container's `/etc/passwd` and `/etc/group`;
+    /// `nil` uses the image's `User`, else root.
+    public var user: String?
+    /// The hostname; `nil` uses the first 12 characters of the id, as Docker does.
+    public var hostname: String?
+    /// Labels, for filtering in ``ContainerRuntime/list(all:labels:name:status:)``.
+    public var labels: [String: String]
+    /// A unique name; `nil` generates one.
+    public var name: String?
+    /// Extra mounts: bind mounts, tmpfs.
+    public var mounts: [ContainerMount]
+    /// Make the root filesystem read-only (`--read-only`).
+    public var readOnlyRootfs: Bool
+    /// cgroup limits (`--memory`, `--cpus`, `--pids-limit`, `--cpuset-cpus`).
+    public var resources: CgroupResources
+    /// Capabilities added to Docker's default set (`--cap-add`).
+    public var capabilitiesAdded: [String]
+    /// Capabilities removed (`--cap-drop`; `ALL` removes every one).
+    public var capabilitiesDropped: [String]
+    /// The seccomp profile.
+    public var seccomp: SeccompChoice
+    /// Every capability, no seccomp, no masked paths (`--privileged`).
+    public var privileged: Bool
+    /// `--security-opt no-new-privileges`.
+    public var noNewPrivileges: Bool
+    /// The signal `stop` sends first; `nil` uses the image's `StopSignal`, else `SIGTERM`.
+    public var stopSignal: String?
+    /// Seconds between the stop signal and `SIGKILL`.
+    public var stopTimeout: Int
+    /// The network.
+    public var network: ContainerNetwork
+    /// When to restart the container after it exits.
+    public var restartPolicy: RestartPolicy
+    /// A health check; `nil` uses the image's `Healthcheck`, if any.
+    public var healthcheck: HealthcheckConfiguration?
+    /// Remove the container when it exits (`--rm`).
+    public var autoRemove: Bool
+    /// When to pull the image.
+    public var pullPolicy: PullPolicy
+    /// Keep stdin open as a pipe the caller writes (`-i`).
+    public var interactive: Bool
+    /// Allocate a pseudo-terminal (`-t`).
+    public var terminal: Bool
+    /// Logs: the size at which the log file rotates, and how many files are kept.
+    public var logLimits: LogLimits
+
+    /// A configuration with Docker's defaults.
+    ///
+    /// - Parameters:
+    ///   - image: The image reference or id.
+    ///   - command: Replaces the image's `Cmd`; `nil` keeps it.
+    public init(image: String, command: [String]? = nil) {
+        self.image = image
+        self.command = command
+        self.entrypoint = nil
+        self.environment = []
+        self.workingDirectory = nil
+        self.user = nil
+        self.hostname = nil
+        self.labels = [:]
+        self.name = nil
+        self.mounts = []
+        self.readOnlyRootfs = false
+        self.resources = CgroupResources()
+        self.capabilitiesAdded = []
+        self.capabilitiesDropped = []
+        self.seccomp = .dockerDefault
+        self.privileged = false
+        self.noNewPrivileges = false
+        self.stopSignal = nil
+        self.stopTimeout = 10
+        self.network = .none
+        self.restartPolicy = .no
+        self.healthcheck = nil
+        self.autoRemove = false
+        self.pullPolicy = .missing
+        self.interactive = false
+        self.terminal = false
+        self.logLimits = LogLimits()
+    }
+}
+
+/// A mount in a container (`-v`, `--mount`, `--tmpfs`).
+public enum ContainerMount: Sendable, Codable, Hashable {
+    /// A host path (`-v /host:/container[:ro]`).
+    case bind(source: String, target: String, readOnly: Bool)
+    /// A tmpfs (`--tmpfs /run:size=64m`).
+    case tmpfs(target: String, options: String?)
+}
+
+/// Which seccomp profile a container runs under.
+public enum SeccompChoice: Sendable, Codable, Hashable {
+    /// Docker's default profile.
+    case dockerDefault
+    /// No filter (`--security-opt seccomp=unconfined`).
+    case unconfined
+    /// An OCI or Docker JSON profile, as text.
+    case profile(json: String)
+}
+
+/// The network of a container.
+public enum ContainerNetwork: Sendable, Codable, Hashable {
+    /// Its own network namespace with only `lo` (`--network none`).
+    case none
+    /// The host's network (`--network host`).
+    case host
+}
+
+/// When a container is restarted after it exits (`--restart`), while its owner lives.
+public enum RestartPolicy: Sendable, Codable, Hashable {
+    /// Never.
+    case no
+    /// After a non-zero exit, at most `maximumRetries` times (`nil`: without limit).
+    case onFailure(maximumRetries: Int?)
+    /// Always, until stopped.
+    case always
+    /// Always, unless it was stopped by ``Container/stop(timeout:)``.
+    case unlessStopped
+
+    /// Parses Docker's `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    ///
+    /// - Throws: ``ContainerError`` with ``ContainerError/Code/invalidArgument``.
+    public init(parsing text: String) throws(ContainerError) {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        switch parts.first {
+        case "no": self = .no
+        case "always": self = .always
+        case "unless-stopped": self = .unlessStopped
+        case "on-failure":
+            guard parts.count == 1 || Int(parts[1]) != nil else {
+                throw ContainerError(code: .invalidArgument, detail: "invalid restart policy \"\(text)\"")
+            }
+            self = .onFailure(maximumRetries: parts.count == 2 ? Int(parts[1]) : nil)
+        default:
+            throw ContainerError(code: .invalidArgument, detail: "invalid restart policy \"\(text)\": use no, on-failure[:N], always or unless-stopped")
+        }
+    }
+}
+
+/// When the image is pulled.
+public enum PullPolicy: String, Sendable, Codable, Hashable {
+    /// Always pull, even when the image is present.
+    case always
+    /// Pull when the image is not in the store (the default).
+    case missing
+    /// Never pull: a missing image is an error.
+    case never
+}
+
+/// A health check: a command run in the container on an interval.
+public struct HealthcheckConfiguration: Sendable, Codable, Hashable {
+    /// The command, run directly (as exec form).
+    public var command: [String]
+    /// Time between checks.
+    public var interval: Duration
+    /// How long one check may take.
+    public var timeout: Duration
+    /// Consecutive failures that make the container unhealthy.
+    public var retries: Int
+    /// Time after start during which failures do not count.
+    public var startPeriod: Duration
+
+    /// Creates a health check; the defaults are Docker's (30 s, 30 s, 3, 0 s).
+    public init(command: [String], interval: Duration = .seconds(30), timeout: Duration = .seconds(30),
+                retries: Int = 3, startPeriod: Duration = .zero) {
+        self.command = command
+        self.interval = interval
+        self.timeout = timeout
+        self.retries = retries
+        self.startPeriod = startPeriod
+    }
+}
+
+/// How large a container's log may grow (`--log-opt max-size, max-file`).
+public struct LogLimits: Sendable, Codable, Hashable {
+    /// Bytes at which the file rotates.
+    public var maximumSize: Int
+    /// How many files are kept, the current one included.
+    public var maximumFiles: Int
+
+    /// 10 MiB × 3 files by default.
+    public init(maximumSize: Int = 10 << 20, maximumFiles: Int = 3) {
+        self.maximumSize = maximumSize
+        self.maximumFiles = maximumFiles
+    }
+}

@@ -1,0 +1,264 @@
+import ContainerKernel
+import FoundationEssentials
+import Glibc
+public import Images
+public import Layers
+public import Logging
+import Synchronization
+
+/// Berth's containers on one root directory: the image store, the layer store, and every
+/// container created there.
+///
+/// A runtime is safe to use from many tasks. Containers are *embedded*: their processes are
+/// children of this process and die with it; what a killed owner leaves behind (mounts,
+/// cgroups, state) is removed by the next runtime that opens the same root.
+///
+/// ```swift
+/// let runtime = try ContainerRuntime(root: "/var/lib/berth")
+/// let container = try await runtime.run(ContainerConfiguration(image: "busybox", command: ["echo", "hi"]))
+/// print(await container.wait())                 // exited with code 0
+/// ```
+public final class ContainerRuntime: Sendable {
+    /// The root directory (`/var/lib/berth` by default for root; `BERTH_ROOT` overrides it).
+    public let root: String
+    /// The images, in `<root>/content`.
+    public let images: ImageStore
+    /// The unpacked layers, in `<root>/layers`.
+    public let layers: LayerStore
+    let logger: Logger
+    let hub = EventHub()
+    private let live = Mutex<[String: Container]>([:])
+
+    /// The root used when none is given: `BERTH_ROOT`, else `/var/lib/berth` for root, else
+    /// `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`).
+    public static var defaultRoot: String {
+        if let root = getenv("BERTH_ROOT").map({ String(cString: $0) }), !root.isEmpty { return root }
+        if getuid() == 0 { return "/var/lib/berth" }
+        if let data = getenv("XDG_DATA_HOME").map({ String(cString: $0) }), !data.isEmpty { return data + "/berth" }
+        return (getenv("HOME").map { String(cString: $0) } ?? "/tmp") + "/.local/share/berth"
+    }
+
+    private static let sharedRuntime = Mutex<ContainerRuntime?>(nil)
+
+    /// The runtime on ``defaultRoot``, created on first use.
+    ///
+    /// - Throws: ``ContainerError`` when the root cannot be opened.
+    public static func shared() throws(ContainerError) -> ContainerRuntime {
+        try sharedRuntime.withLock { runtime throws(ContainerError) in
+            if let runtime { return runtime }
+            let created = try ContainerRuntime()
+            runtime = created
+            return created
+        }
+    }
+
+    /// Opens (creating if needed) a runtime root and removes what dead owners left behind.
+    ///
+    /// - Parameters:
+    ///   - root: The root directory.
+    ///   - registry: The registry client used for pulls.
+    ///   - logger: Where the runtime logs.
+    /// - Throws: ``ContainerError`` when the root or its stores cannot be opened.
+    public init(root: String = ContainerRuntime.defaultRoot, registry: RegistryClient = RegistryClient(),
+                logger: Logger = Logger(label: "berth.containers")) throws(ContainerError) {
+        self.root = root
+        self.logger = logger
+        images = try wrapping("open image store in \(root)") { try ImageStore(root: root, registry: registry, logger: logger) }
+        layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
+        try wrapping("create \(containersDirectory)") { try makeDirectory(containersDirectory) }
+        removeLeftovers()
+    }
+
+    var containersDirectory: String { root + "/containers" }
+
+    /// Events of every container of this runtime, from now on.
+    public func events() -> AsyncStream<ContainerEvent> { hub.subscribe() }
+
+    /// Creates a container: resolves (and if needed pulls) the image, unpacks its layers and
+    /// prepares the root filesystem. The container is ``ContainerStatus/created``.
+    ///
+    /// - Parameter configuration: What the container should be.
+    /// - Returns: The container.
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/nameInUse``, ``ContainerError/Code/image``
+    ///   for a missing or unpullable image, ``ContainerError/Code/layer`` for a root filesystem
+    ///   that cannot be prepared. Nothing is left behind on failure.
+    public func create(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Container {
+        let id = randomHex(64)
+        let name = configuration.name ?? generatedName()
+        try validateName(name)
+        let image = try await resolveImage(configuration)
+        let topChainID = try await unpack(image)
+        let container = try Container.create(
+            runtime: self, id: id, name: name, configuration: configuration, image: image, topChainID: topChainID)
+        let duplicate = live.withLock { containers -> Bool in
+            if containers.values.contains(where: { $0.name == name }) { return true }
+            containers[id] = container
+            return false
+        }
+        if duplicate {
+            try? container.destroyFiles()
+            throw ContainerError(code: .nameInUse, container: name, detail: "create")
+        }
+        publish(.create, container)
+        return container
+    }
+
+    /// Creates and starts a container (`docker run -d`).
+    ///
+    /// Cancelling the calling task while this runs stops and removes the container.
+    ///
+    /// - Parameter configuration: What the container should be.
+    /// - Returns: The running container.
+    /// - Throws: ``ContainerError`` as ``create(_:)`` and ``Container/start()``.
+    public func run(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Container {
+        let container = try await create(configuration)
+        do {
+            try await container.start()
+            try Task.checkCancellation()
+        } catch {
+            try? await container.remove(force: true)
+            if let error = error as? ContainerError { throw error }
+            throw ContainerError(code: .invalidState, container: container.name, detail: "run (cancelled)")
+        }
+        return container
+    }
+
+    /// The container with this id, id prefix or name.
+    ///
+    /// - Throws: ``ContainerError/Code/notFound``.
+    public func container(_ idOrName: String) throws(ContainerError) -> Container {
+        let found = live.withLock { containers in
+            containers[idOrName] ?? containers.values.first { $0.name == idOrName }
+                ?? { () -> Container? in
+                    let matches = containers.values.filter { $0.id.hasPrefix(idOrName) }
+                    return idOrName.count >= 3 && matches.count == 1 ? matches[0] : nil
+                }()
+        }
+        guard let found else { throw ContainerError(code: .notFound, container: idOrName, detail: "no such container") }
+        return found
+    }
+
+    /// The containers, newest first, like `docker ps`.
+    ///
+    /// - Parameters:
+    ///   - all: Include containers that are not running (`-a`).
+    ///   - labels: Only those with every one of these labels (a `nil` value matches any value).
+    ///   - name: Only those whose name contains this text.
+    ///   - status: Only those in this state.
+    /// - Returns: The matching containers.
+    public func list(all: Bool = false, labels: [String: String?] = [:], name: String? = nil,
+                     status: ContainerStatus? = nil) -> [Container] {
+        live.withLock { Array($0.values) }
+            .filter { container in
+                let state = container.state
+                if !all && state.status != .running && state.status != .paused && status == nil { return false }
+                if let status, state.status != status { return false }
+                if let name, !container.name.contains(name) { return false }
+                let own = container.configuration.labels
+                return labels.allSatisfy { key, value in own[key].map { value == nil || $0 == value } ?? false }
+            }
+            .sorted { $0.created > $1.created }
+    }
+
+    /// Removes every container that is not running (`docker container prune`).
+    ///
+    /// - Returns: The ids of the removed containers.
+    public func prune() async -> [String] {
+        var removed: [String] = []
+        for container in list(all: true) where container.state.status == .exited || container.state.status == .created {
+            if (try? await container.remove()) != nil { removed.append(container.id) }
+        }
+        return removed
+    }
+
+    func forget(_ container: Container) {
+        _ = live.withLock { $0.removeValue(forKey: container.id) }
+    }
+
+    func isNameTaken(_ name: String, except id: String) -> Bool {
+        live.withLock { $0.values.contains { $0.name == name && $0.id != id } }
+    }
+
+    func publish(_ action: ContainerEvent.Action, _ container: Container, _ attributes: [String: String] = [:]) {
+        hub.publish(ContainerEvent(action: action, containerID: container.id, name: container.name,
+                                   attributes: attributes, time: Date()))
+    }
+
+    private func validateName(_ name: String) throws(ContainerError) {
+        let allowed = name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == 0x5f || byte == 0x2e || byte == 0x2d
+        }
+        guard !name.isEmpty, allowed, name.first != ".", name.first != "-" else {
+            throw ContainerError(code: .invalidArgument, detail: "invalid container name \"\(name)\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        }
+        if isNameTaken(name, except: "") {
+            throw ContainerError(code: .nameInUse, container: name, detail: "create")
+        }
+    }
+
+    private func resolveImage(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Image {
+        let name = configuration.image
+        if configuration.pullPolicy != .always, let image = try? images.image(name) { return image }
+        guard configuration.pullPolicy != .never else {
+            throw ContainerError(code: .image, detail: "image \"\(name)\" is not in the store and the pull policy is never")
+        }
+        return try await wrapping("pull \(name)") {
+            try await images.pull(try ImageReference(parsing: name))
+        }
+    }
+
+    /// Unpacks the image's layers that are missing and returns the chain's top id.
+    private func unpack(_ image: Image) async throws(ContainerError) -> String? {
+        let diffIDs = image.diffIDs.map(\.description)
+        let chainIDs = LayerStore.chainIDs(diffIDs: diffIDs)
+        for (index, chainID) in chainIDs.enumerated() where layers.layer(chainID: chainID) == nil {
+            let blob = image.layers[index]
+            try await wrapping("unpack layer \(blob.digest) of \(image.id)") {
+                _ = try await layers.unpack(
+                    diffID: diffIDs[index], parentChainID: index > 0 ? chainIDs[index - 1] : nil,
+                    from: .file(images.content.path(of: blob.digest)),
+                    compression: blob.mediaType.layerCompression ?? .none)
+            }
+        }
+        return chainIDs.last
+    }
+
+    /// Removes what containers of dead owners left: their processes, cgroups, mounts and state.
+    private func removeLeftovers() {
+        guard let entries = try? listDirectory(containersDirectory) else { return }
+        let hierarchy = try? CgroupHierarchy.detect()
+        for id in entries {
+            let directory = containersDirectory + "/" + id
+            guard let record = try? Container.loadRecord(directory), !isAlive(record.ownerPID, record.ownerStartTime)
+            else { continue }
+            logger.info("removing a container left by a dead process", metadata: ["id": "\(id)"])
+            if let hierarchy { try? Cgroup.removeStale(under: Container.cgroupPath(id), in: hierarchy) }
+            try? layers.snapshot(at: directory)?.remove()
+            try? removeTree(directory)
+        }
+    }
+}
+
+/// Whether `pid` is alive and is the same process that started at `startTime`.
+func isAlive(_ pid: Int32, _ startTime: UInt64) -> Bool {
+    processStartTime(pid) == startTime
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
+func processStartTime(_ pid: Int32) -> UInt64? {
+    guard let text = try? readTextFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    return fields.count > 19 ? UInt64(fields[19]) : nil
+}
+
+func randomHex(_ count: Int) -> String {
+    var generator = SystemRandomNumberGenerator()
+    return String((0..<count).map { _ in "0123456789abcdef".randomElement(using: &generator) ?? "0" })
+}
+
+private func generatedName() -> String {
+    let adjectives = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "swift", "tidy"]
+    let nouns = ["anchor", "bollard", "buoy", "cleat", "dock", "harbor", "jetty", "mooring", "pier", "quay"]
+    return "\(adjectives.randomElement() ?? "calm")_\(nouns.randomElement() ?? "pier")_\(randomHex(4))"
+}

@@ -1,0 +1,274 @@
+import Containers
+import ContainerKernel
+import FoundationEssentials
+import Glibc
+import Testing
+import TestSupport
+
+@Suite(.serialized)
+struct ContainerLifecycleTests {
+    enum Operation: String, CaseIterable, Sendable { case start, stop, kill, pause, resume, exec, stats, update, remove }
+    enum State: String, CaseIterable, Sendable { case created, running, paused, exited }
+
+    /// Which operations succeed in which state; everything else is a typed invalid-state error.
+    static func allowed(_ operation: Operation, in state: State) -> Bool {
+        switch (operation, state) {
+        case (.start, .created), (.start, .exited): true
+        case (.stop, .running), (.stop, .paused), (.kill, .running), (.kill, .paused): true
+        case (.pause, .running), (.resume, .paused): true
+        case (.exec, .running): true
+        case (.stats, .running), (.stats, .paused), (.update, .running), (.update, .paused): true
+        case (.remove, .created), (.remove, .exited): true
+        default: false
+        }
+    }
+
+    func container(in state: State) async throws -> Container {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.create(busybox(["/bin/probe", "sleep", "30"]))
+        switch state {
+        case .created: break
+        case .running: try await container.start()
+        case .paused:
+            try await container.start()
+            try await container.pause()
+        case .exited:
+            try await container.start()
+            try container.kill()
+            _ = await container.wait()
+        }
+        #expect(container.state.status.rawValue == state.rawValue)
+        return container
+    }
+
+    func perform(_ operation: Operation, on container: Container) async throws {
+        switch operation {
+        case .start: try await container.start()
+        case .stop: try await container.stop(timeout: .milliseconds(200))
+        case .kill: try container.kill()
+        case .pause: try await container.pause()
+        case .resume: try await container.resume()
+        case .exec: _ = try await container.exec(["/bin/true"])
+        case .stats: _ = try container.stats()
+        case .update: try container.update(resources: CgroupResources())
+        case .remove: try await container.remove()
+        }
+    }
+
+    @Test(arguments: Operation.allCases, State.allCases)
+    func everyOperationInEveryStateSucceedsOrNamesTheState(_ operation: Operation, _ state: State) async throws {
+        let container = try await container(in: state)
+        defer { Task { try? await container.remove(force: true) } }
+        do {
+            try await perform(operation, on: container)
+            #expect(Self.allowed(operation, in: state), "\(operation) in \(state) should have failed")
+        } catch let error as ContainerError {
+            #expect(!Self.allowed(operation, in: state), "\(operation) in \(state): \(error)")
+            #expect(error.code == .invalidState)
+            #expect("\(error)".contains(state.rawValue), "\(error)")
+        }
+        try? await container.remove(force: true)
+    }
+
+    @Test func exitCodesSignalsAndOOMAreDistinct() async throws {
+        let runtime = try await TestRuntime.shared()
+        let exited = try await runtime.run(busybox(["/bin/probe", "exit", "7"]))
+        #expect(await exited.wait() == .exited(7))
+        #expect(exited.state.exitCode == 7)
+        let killed = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]))
+        try killed.kill(.kill)
+        #expect(await killed.wait() == .signaled(.kill, coreDumped: false))
+        let oom = try await runtime.run(busybox(["/bin/probe", "alloc", "64"]) {
+            $0.resources.memoryLimit = 32 << 20
+            $0.resources.memorySwapLimit = 32 << 20
+        })
+        #expect(await oom.wait() == .oomKilled)
+        #expect(oom.state.oomKilled)
+        for container in [exited, killed, oom] { try await container.remove() }
+    }
+
+    @Test func imageConfigurationIsAppliedAndOverridable() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["/bin/sh", "-c", "echo $FROM_IMAGE $EXTRA; hostname; pwd"]) {
+            $0.environment = ["EXTRA=mine"]
+            $0.hostname = "fixture"
+            $0.workingDirectory = "/tmp"
+        })
+        _ = await container.wait()
+        let text = await collect(container.logs()).map(\.log).joined()
+        #expect(text == "yes mine\nfixture\n/tmp\n")
+        try await container.remove()
+    }
+
+    @Test func missingProgramIsATypedErrorAndLeavesTheContainerExited() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.create(busybox(["/bin/nope"]))
+        await #expect(throws: ContainerError.self) { try await container.start() }
+        do {
+            try await container.start()
+        } catch {
+            #expect(error.kernelError?.stage == .exec)
+            #expect("\(error)".contains("exec \"/bin/nope\": no such file or directory"), "\(error)")
+        }
+        #expect(container.state.status == .created)
+        try await container.remove()
+    }
+
+    @Test func namesAreUniqueAndRenamable() async throws {
+        let runtime = try await TestRuntime.shared()
+        let first = try await runtime.create(busybox(["/bin/true"]) { $0.name = "unique-one" })
+        await #expect(throws: ContainerError.self) { _ = try await runtime.create(busybox(["/bin/true"]) { $0.name = "unique-one" }) }
+        try first.rename(to: "unique-two")
+        #expect(try runtime.container("unique-two").id == first.id)
+        try await first.remove()
+        #expect(throws: ContainerError.self) { _ = try runtime.container("unique-two") }
+    }
+
+    @Test func execJoinsTheContainer() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]) { $0.hostname = "exec-host" })
+        let result = try await container.exec(["/bin/sh", "-c", "hostname; echo $FROM_IMAGE; cat"], input: Array("piped".utf8))
+        #expect(result.status == .exited(0))
+        #expect(result.standardOutput == "exec-host\nyes\npiped")
+        let missing = try? await container.exec(["nope"])
+        #expect(missing == nil)
+        // Many at once.
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<8 { group.addTask { try await container.exec(["/bin/echo", "\(index)"]).standardOutput } }
+            var outputs: [String] = []
+            for try await output in group { outputs.append(output) }
+            #expect(outputs.sorted() == (0..<8).map { "\($0)\n" }.sorted())
+        }
+        try await container.remove(force: true)
+    }
+
+    @Test func logsFollowWhileRunningAndStayAfterExit() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["/bin/sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.1; done; echo oops >&2"]))
+        var followed: [String] = []
+        for await entry in container.logs(follow: true) { followed.append(entry.log) }
+        #expect(followed == ["line1\n", "line2\n", "line3\n", "oops\n"])
+        let after = await collect(container.logs())
+        #expect(after.map(\.stream) == [.stdout, .stdout, .stdout, .stderr])
+        #expect(await collect(container.logs(tail: 1)).map(\.log) == ["oops\n"])
+        try await container.remove()
+    }
+
+    @Test func statsShowMemoryRisingAndPausedCountersStop() async throws {
+        let runtime = try await TestRuntime.shared()
+        let idle = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]))
+        let before = try idle.stats().cgroup.memoryUsage ?? 0
+        try await idle.remove(force: true)
+        // A tmpfs file is charged to the container's memory cgroup and stays while it runs.
+        let busy = try await runtime.run(busybox(["/bin/sh", "-c", "head -c 50000000 /dev/zero > /dev/shm/fill; sleep 30"]))
+        try await Task.sleep(for: .milliseconds(500))
+        let after = try busy.stats().cgroup.memoryUsage ?? 0
+        #expect(after > before + (32 << 20), "before \(before) after \(after)")
+        try await busy.remove(force: true)
+
+        let counter = try await runtime.run(busybox(["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; done"]))
+        try await Task.sleep(for: .milliseconds(200))
+        try await counter.pause()
+        let cpu1 = try counter.stats().cgroup.cpuUsageNanoseconds
+        try await Task.sleep(for: .milliseconds(300))
+        let cpu2 = try counter.stats().cgroup.cpuUsageNanoseconds
+        #expect(cpu1 == cpu2)
+        try await counter.resume()
+        try await Task.sleep(for: .milliseconds(200))
+        let cpu3 = try counter.stats().cgroup.cpuUsageNanoseconds ?? 0
+        #expect(cpu3 > (cpu2 ?? 0))
+        try await counter.remove(force: true)
+    }
+
+    @Test func raisingTheMemoryLimitLiveLetsAnAllocationSucceed() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]) {
+            $0.resources.memoryLimit = 16 << 20
+            $0.resources.memorySwapLimit = 16 << 20
+        })
+        let small = try await container.exec(["/bin/probe", "alloc", "32"])
+        #expect(small.status != .exited(0))
+        var raised = CgroupResources()
+        raised.memoryLimit = 128 << 20
+        raised.memorySwapLimit = 128 << 20
+        try container.update(resources: raised)
+        let large = try await container.exec(["/bin/probe", "alloc", "32"])
+        #expect(large.status == .exited(0))
+        try await container.remove(force: true)
+    }
+
+    @Test func onFailureRestartsThreeTimes() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.create(busybox(["/bin/probe", "exit", "1"]) {
+            $0.restartPolicy = .onFailure(maximumRetries: 3)
+        })
+        let events = runtime.events()
+        try await container.start()
+        var starts = 0
+        for await event in events where event.containerID == container.id {
+            if event.action == .start { starts += 1 }
+            if event.action == .die && starts == 4 { break }
+        }
+        #expect(starts == 4)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(container.state.restartCount == 3)
+        #expect(container.state.status == .exited)
+        try await container.remove(force: true)
+    }
+
+    @Test func healthcheckTurnsHealthyThenUnhealthyWithEvents() async throws {
+        let runtime = try await TestRuntime.shared()
+        let events = runtime.events()
+        let container = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]) {
+            $0.healthcheck = HealthcheckConfiguration(command: ["/bin/sh", "-c", "test ! -e /tmp/sick"],
+                                                      interval: .milliseconds(100), timeout: .seconds(1), retries: 2)
+        })
+        var seen: [String] = []
+        for await event in events where event.containerID == container.id && event.action == .healthStatus {
+            let health = event.attributes["health"] ?? ""
+            seen.append(health)
+            if health == "healthy" { _ = try await container.exec(["/bin/touch", "/tmp/sick"]) }
+            if health == "unhealthy" { break }
+        }
+        #expect(seen == ["healthy", "unhealthy"])
+        #expect(container.state.health == .unhealthy)
+        try await container.remove(force: true)
+    }
+
+    @Test func withRunningRemovesTheContainerEvenWhenTheBodyThrows() async throws {
+        struct Boom: Error {}
+        let runtime = try await TestRuntime.shared()
+        // The static API uses the shared runtime on BERTH_ROOT.
+        setenv("BERTH_ROOT", runtime.root, 1)
+        let shared = try ContainerRuntime.shared()
+        let output = try await Container.withRunning(image: "busybox", command: ["/bin/probe", "sleep", "30"]) { container in
+            try await container.exec(["/bin/echo", "inside"]).standardOutput
+        }
+        #expect(output == "inside\n")
+        await #expect(throws: Boom.self) {
+            try await Container.withRunning(image: "busybox", command: ["/bin/probe", "sleep", "30"]) { _ in throw Boom() }
+        }
+        #expect(shared.list(all: true).isEmpty)
+    }
+
+    @Test func fiveHundredRunRemoveCyclesLeaveNothingBehind() async throws {
+        let runtime = try await TestRuntime.shared()
+        let warm = try await runtime.run(busybox(["/bin/true"]))
+        _ = await warm.wait()
+        try await warm.remove()
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        for index in 0..<500 {
+            let container = try await runtime.run(busybox(["/bin/probe", "exit", "\(index % 2)"]))
+            #expect(await container.wait() == .exited(Int32(index % 2)))
+            try await container.remove()
+        }
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+}
+
+func collect<S: AsyncSequence & Sendable>(_ sequence: S) async -> [S.Element] where S.Element: Sendable {
+    var all: [S.Element] = []
+    do { for try await element in sequence { all.append(element) } } catch {}
+    return all
+}
