@@ -152,6 +152,42 @@ public final class ContentStore: Sendable {
         }
     }
 
+    /// Moves a file into the store as a blob, naming it by the digest of its content.
+    ///
+    /// For content whose digest nobody announced (a layer of a `docker save` archive, a layer
+    /// Berth just wrote): one read hashes the file, then it is fsynced and renamed into place,
+    /// so `file` must be on the store's file system (for example under `.berth/`). If the store
+    /// already holds the blob, `file` is deleted instead.
+    ///
+    /// - Parameters:
+    ///   - file: The file; it is gone afterwards.
+    ///   - mediaType: The media type for the returned descriptor.
+    /// - Returns: The blob's descriptor.
+    func adopt(file: String, mediaType: MediaType) throws(ImageError) -> Descriptor {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ImageError.io("open \(file)") }
+        defer { close(fd) }
+        var hasher = DigestHasher.sha256
+        var size: Int64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw ImageError.io("read \(file)") }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            size += Int64(n)
+        }
+        let descriptor = Descriptor(mediaType: mediaType, digest: hasher.finalize(), size: size)
+        if contains(descriptor.digest) {
+            unlink(file)
+        } else {
+            guard fsync(fd) == 0 else { throw ImageError.io("fsync \(file)") }
+            try FileIO.rename(file, to: path(of: descriptor.digest))
+        }
+        return descriptor
+    }
+
     /// Every blob digest in the store.
     public func blobs() -> [Digest] {
         FileIO.list(root + "/blobs").flatMap { algorithm in
@@ -189,6 +225,16 @@ public final class ContentStore: Sendable {
         try updateIndex { (entries) throws(ImageError) in
             entries.removeAll { $0.annotations?[Descriptor.refNameAnnotation] == name }
             entries.append(entry)
+        }
+    }
+
+    /// Keeps an image without a name: an `index.json` entry with no ref name, unless the
+    /// manifest already has one.
+    ///
+    /// - Parameter descriptor: The manifest or index descriptor (its blob must be in the store).
+    func pin(_ descriptor: Descriptor) throws(ImageError) {
+        try updateIndex { (entries) throws(ImageError) in
+            if !entries.contains(where: { $0.digest == descriptor.digest }) { entries.append(descriptor) }
         }
     }
 

@@ -91,6 +91,11 @@ struct DigestHasher {
     }
     private var state: State
 
+    /// A SHA-256 hasher, the algorithm Berth names new content with.
+    static var sha256: DigestHasher { DigestHasher(state: .sha256(SHA256())) }
+
+    private init(state: State) { self.state = state }
+
     /// A hasher for the digest's algorithm, or nil if Berth cannot verify that algorithm.
     init?(algorithm: String) {
         switch algorithm {

@@ -107,6 +107,15 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
     /// `registry/repository`, without tag or digest.
     public var name: String { registry + "/" + repository }
 
+    /// The short repository name Docker shows and writes into `docker save` archives:
+    /// `busybox` for `docker.io/library/busybox`, `user/app` for `docker.io/user/app`,
+    /// `host:5000/a/b` otherwise.
+    public var familiarName: String {
+        guard registry == Self.dockerHub else { return name }
+        return repository.hasPrefix("library/") && repository.split(separator: "/").count == 2
+            ? String(repository.dropFirst("library/".count)) : repository
+    }
+
     /// What a registry's manifest endpoint is asked for: the digest if pinned, else the tag.
     public var manifestReference: String { digest?.description ?? tag ?? "latest" }
 
