@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "berth",
             dependencies: [
-                "Containers", "ContainerKernel",
+                "Containers", "ContainerKernel", "Images", "Layers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/berth",
