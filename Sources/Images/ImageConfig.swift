@@ -5,7 +5,7 @@ import Foundation
 /// container starts with, the layer diff IDs and the build history.
 ///
 /// Berth stores configuration blobs byte for byte as pulled; this type is a typed view. Fields
-/// it does not model are dropped when Berth writes a new configuration (``ImageStore/commit(_:layer:as:change:)``).
+/// it does not model are dropped when Berth writes a new configuration (``ImageStore/commit(_:layer:as:history:change:)``).
 public struct ImageConfig: Sendable, Hashable, Codable {
     /// The CPU architecture.
     public var architecture: String
