@@ -51,7 +51,10 @@ public final class PortForwarder: Sendable {
         var listening = false
         var token: UInt64?
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// The UDP relay's channel, which owns the UDP socket.
+        var datagramChannel: (any Channel)?
         var watcher: Task<Void, Never>?
+        var started = false
         var stopped = false
     }
     private let state = Mutex(State())
@@ -76,24 +79,31 @@ public final class PortForwarder: Sendable {
     ///
     /// - Returns: The host port (the one picked when the mapping asks for port 0).
     /// - Throws: ``NetworkError``: ``NetworkError/Code/portInUse`` when the host port is taken,
-    ///   ``NetworkError/Code/unsupported`` for UDP, ``NetworkError/Code/invalidArgument``
+    ///   ``NetworkError/Code/invalidArgument``
     ///   when already started, ``NetworkError/Code/io`` when a socket cannot be made.
     @discardableResult
     public func start() throws(NetworkError) -> UInt16 {
-        guard mapping.transport == .tcp else {
-            throw NetworkError(code: .unsupported, detail: "publish \(mapping): only tcp ports are forwarded")
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started && !state.stopped
         }
+        guard first else {
+            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): the forwarder was already started")
+        }
+        do {
+            return mapping.transport == .tcp ? try startListener() : try startDatagramRelay()
+        } catch {
+            state.withLock { $0.started = false }
+            throw error
+        }
+    }
+
+    private func startListener() throws(NetworkError) -> UInt16 {
         let diagnostics = try NetlinkSocket(namespace: netnsPath, protocol: NetlinkSocket.socketDiagnostics)
         let (fd, port) = try reserve()
-        let started = state.withLock { state in
-            guard state.fd < 0, !state.stopped else { return false }
-            state.fd = fd
-            state.hostPort = port
-            return true
-        }
-        guard started else {
-            release(fd: fd, port: port)
-            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): the forwarder was already started")
+        do { try adopt(port: port) { $0.fd = fd } } catch {
+            close(fd)
+            throw error
         }
         let watcher = Task.detached { [self] in
             // A netlink dump of a container's few listening sockets takes microseconds: short
@@ -104,25 +114,83 @@ public final class PortForwarder: Sendable {
                 try? await Task.sleep(for: listening ? Self.activePoll : Self.idlePoll)
             }
         }
-        state.withLock { $0.watcher = watcher }
+        let kept = state.withLock { state in
+            guard !state.stopped else { return false }
+            state.watcher = watcher
+            return true
+        }
+        if !kept { watcher.cancel() }
         return port
     }
 
     /// Stops forwarding: closes the host port and every forwarded connection. Idempotent.
     public func stop() {
-        let (fd, port, token, watcher, connections) = state.withLock { state in
+        let stopping = state.withLock { state in
             defer {
                 state = State()
                 state.stopped = true
             }
-            return (state.fd, state.hostPort, state.token, state.watcher, Array(state.connections.values))
+            return state
         }
-        watcher?.cancel()
-        if fd >= 0 {
-            if let token { IOLoop.shared.unregister(fd, token: token) }
-            release(fd: fd, port: port)
+        stopping.watcher?.cancel()
+        if stopping.fd >= 0 {
+            if let token = stopping.token { IOLoop.shared.unregister(stopping.fd, token: token) }
+            close(stopping.fd)
         }
-        for channel in connections { channel.close(promise: nil) }
+        stopping.datagramChannel?.close(promise: nil)  // closes the UDP socket
+        for channel in stopping.connections.values { channel.close(promise: nil) }
+        if stopping.hostPort != 0 { unreserve(stopping.hostPort) }
+    }
+
+    /// Binds the UDP host port and hands it to a ``DatagramRelay`` on an event loop.
+    private func startDatagramRelay() throws(NetworkError) -> UInt16 {
+        let target = try containerSocketAddress()
+        let (fd, port) = try reserve()
+        do { try adopt(port: port) { _ in } } catch {
+            close(fd)
+            throw error
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        DatagramBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramRelay(target: target))
+                }
+            }
+            .withBoundSocket(fd)
+            .whenComplete { [self] result in
+                // On failure the channel that took the socket has closed it already.
+                guard case .success(let channel) = result else { return }
+                let keep = state.withLock { state in
+                    guard !state.stopped else { return false }
+                    state.datagramChannel = channel
+                    return true
+                }
+                if !keep { channel.close(promise: nil) }
+            }
+        return port
+    }
+
+    /// Records the reserved port, unless ``stop()`` came first (then it is given back).
+    private func adopt(port: UInt16, _ body: (inout State) -> Void) throws(NetworkError) {
+        let adopted = state.withLock { state in
+            guard !state.stopped else { return false }
+            state.hostPort = port
+            body(&state)
+            return true
+        }
+        guard adopted else {
+            unreserve(port)
+            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): the forwarder was stopped while starting")
+        }
+    }
+
+    private func containerSocketAddress() throws(NetworkError) -> SocketAddress {
+        do {
+            return try SocketAddress(ipAddress: containerAddress.description, port: Int(mapping.containerPort))
+        } catch {
+            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): container address \(containerAddress): \(error)")
+        }
     }
 
     deinit { stop() }
@@ -136,11 +204,11 @@ public final class PortForwarder: Sendable {
         // explicitly), and this one stops listening whenever the container does.
         for _ in 0..<8 {
             let port = try mapping.hostPort != 0 ? mapping.hostPort : freePort()
-            let key = "\(mapping.hostIP):\(port)/tcp"
+            let key = reservationKey(port)
             let fresh = Self.reserved.withLock { $0.insert(key).inserted }
             guard fresh else {
                 if mapping.hostPort != 0 {
-                    throw NetworkError(code: .portInUse, detail: "publish \(mapping): host port \(mapping.hostIP):\(port) is published already")
+                    throw NetworkError(code: .portInUse, detail: "publish \(mapping): host port \(mapping.hostIP):\(port)/\(mapping.transport.rawValue) is published already")
                 }
                 continue
             }
@@ -170,8 +238,9 @@ public final class PortForwarder: Sendable {
     }
 
     private func bindSocket(port: UInt16, reuseAddress: Bool) throws(NetworkError) -> Int32 {
+        let type = mapping.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM
         let fd = try check(.io, "open a socket for \(mapping)") {
-            socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            socket(AF_INET, Int32(type.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         }
         var one: Int32 = 1
         if reuseAddress { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
@@ -190,9 +259,10 @@ public final class PortForwarder: Sendable {
         return fd
     }
 
-    private func release(fd: Int32, port: UInt16) {
-        close(fd)
-        _ = Self.reserved.withLock { $0.remove("\(mapping.hostIP):\(port)/tcp") }
+    private func reservationKey(_ port: UInt16) -> String { "\(mapping.hostIP):\(port)/\(mapping.transport.rawValue)" }
+
+    private func unreserve(_ port: UInt16) {
+        _ = Self.reserved.withLock { $0.remove(reservationKey(port)) }
     }
 
     /// Makes the host port listen (and accept on the I/O loop) or stop listening.
@@ -237,10 +307,7 @@ public final class PortForwarder: Sendable {
     /// refuses, resets the client (as its closed port would) and stops listening at once.
     private func forward(_ client: Int32) {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let target: SocketAddress
-        do {
-            target = try SocketAddress(ipAddress: containerAddress.description, port: Int(mapping.containerPort))
-        } catch {
+        guard let target = try? containerSocketAddress() else {
             Self.reset(client)
             return
         }
@@ -257,7 +324,7 @@ public final class PortForwarder: Sendable {
                     Self.bootstrap(loop, clientSide).withConnectedSocket(client).whenComplete { result in
                         switch result {
                         case .failure:
-                            Self.reset(client)
+                            // The channel that took the client's socket has closed it already.
                             container.close(promise: nil)
                         case .success(let client):
                             self.track(container)

@@ -170,3 +170,51 @@ func waitFor(_ condition: () -> Bool) async throws -> Bool {
     }
     return condition()
 }
+
+@Suite(.serialized)
+struct DatagramPortTests {
+    @Test func publishedUDPPortRelaysBothWays() async throws {
+        try await withNetworks { networks, suffix in
+            let network = try networks.create("udp-\(suffix)")
+            let sandbox = try networks.prepareSandbox(containerID: "udp-\(suffix)", hostname: "udp", mode: .bridge([network.name]))
+            let forwarder = PortForwarder(
+                try PortMapping(parsing: "127.0.0.1::9000/udp"), containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
+                netnsPath: try #require(sandbox.netnsPath))
+            let port = try forwarder.start()
+            defer { forwarder.stop() }
+            // Debian's busybox has no UDP server applet: the host's python3 answers, run in the
+            // sandbox's namespace (no rootfs of its own).
+            var spec = ProcessSpec(rootfs: nil, arguments: [
+                "/usr/bin/python3", "-c",
+                "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000)); "
+                    + "d, a = s.recvfrom(512); print(d.decode(), end='', flush=True); s.sendto(b'pong:' + d, a)",
+            ])
+            sandbox.configure(&spec)
+            let server = try await ProcessHandle.spawn(spec)
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            var reply = ""
+            for _ in 0..<50 where reply.isEmpty {
+                let ping = Array("ping\n".utf8)
+                _ = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, ping, ping.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+                var buffer = [UInt8](repeating: 0, count: 512)
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
+            }
+            let output = await server.standardOutput?.collectString() ?? ""
+            _ = await server.wait()
+            #expect(reply == "pong:ping\n")
+            #expect(output == "ping\n")
+        }
+    }
+}
