@@ -60,7 +60,8 @@ final class DatagramRelay: ChannelInboundHandler {
     private func openSession(for client: SocketAddress, context: ChannelHandlerContext) {
         let loop = context.eventLoop
         let front = NIOLoopBound((relay: self, channel: context.channel), eventLoop: loop)
-        let reply = NIOLoopBound(ReplyHandler(front: context.channel, client: client, container: target), eventLoop: loop)
+        let reply = NIOLoopBound(
+            ReplyHandler(front: context.channel, client: client, container: target), eventLoop: loop)
         DatagramBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(reply.value) }

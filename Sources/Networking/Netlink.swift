@@ -79,7 +79,7 @@ final class NetlinkSocket: @unchecked Sendable {
         guard let index = try linkIndex(name) else { return }
         do {
             try deleteLink(index, name: name)
-        } catch where error.errno?.rawValue == ENODEV {
+        } catch  where error.errno?.rawValue == ENODEV {
             // Deleted meanwhile, for example with its veth peer's namespace.
         }
     }

@@ -19,7 +19,8 @@ extension NetworkManager {
         }
         let mtu = mtu ?? Self.defaultMTU
         guard (68...65535).contains(mtu) else {
-            throw NetworkError(code: .invalidArgument, detail: "create network \(name): mtu \(mtu) is outside 68...65535")
+            throw NetworkError(
+                code: .invalidArgument, detail: "create network \(name): mtu \(mtu) is outside 68...65535")
         }
         let host = try NetlinkSocket()
         let taken = existing.map(\.configuration.subnet)
@@ -33,13 +34,19 @@ extension NetworkManager {
         let chosen: IPv4Subnet
         if let subnet {
             guard (8...30).contains(subnet.prefixLength) else {
-                throw NetworkError(code: .invalidArgument, detail: "create network \(name): subnet \(subnet) must have a prefix of 8 to 30")
+                throw NetworkError(
+                    code: .invalidArgument,
+                    detail: "create network \(name): subnet \(subnet) must have a prefix of 8 to 30")
             }
             if let other = existing.first(where: { $0.configuration.subnet.overlaps(subnet) }) {
-                throw NetworkError(code: .exists, detail: "create network \(name): subnet \(subnet) overlaps network \(other.configuration.name)")
+                throw NetworkError(
+                    code: .exists,
+                    detail: "create network \(name): subnet \(subnet) overlaps network \(other.configuration.name)")
             }
             if let route = routes.first(where: { $0.overlaps(subnet) }) {
-                throw NetworkError(code: .invalidArgument, detail: "create network \(name): subnet \(subnet) overlaps host route \(route)")
+                throw NetworkError(
+                    code: .invalidArgument,
+                    detail: "create network \(name): subnet \(subnet) overlaps host route \(route)")
             }
             chosen = subnet
         } else {
@@ -47,14 +54,18 @@ extension NetworkManager {
         }
         let gateway = gateway ?? chosen.address(at: 1) ?? chosen.address
         guard chosen.contains(gateway), gateway != chosen.address, gateway != chosen.address(at: chosen.size - 1) else {
-            throw NetworkError(code: .invalidArgument, detail: "create network \(name): gateway \(gateway) is not a host address of \(chosen)")
+            throw NetworkError(
+                code: .invalidArgument,
+                detail: "create network \(name): gateway \(gateway) is not a host address of \(chosen)")
         }
         var ipv6Subnet: IPv6Subnet?
         if ipv6 {
             let routes6 = try host.routes(family: AF_INET6)
             ipv6Subnet = (0..<16).lazy.map { _ in IPv6Subnet.randomUniqueLocal() }.first { candidate in
                 !routes6.contains { route in
-                    route.dst_len > 0 && candidate.overlaps(routeBytes: withUnsafeBytes(of: route.dst, Array.init), length: Int(route.dst_len))
+                    route.dst_len > 0
+                        && candidate.overlaps(
+                            routeBytes: withUnsafeBytes(of: route.dst, Array.init), length: Int(route.dst_len))
                 }
             }
             guard ipv6Subnet != nil else {
@@ -79,11 +90,14 @@ extension NetworkManager {
     private func pickSubnet(avoiding used: [IPv4Subnet], for name: String) throws(NetworkError) -> IPv4Subnet {
         for pool in Self.subnetPools {
             for index in 0..<pool.count {
-                guard let candidate = try? IPv4Subnet(IPv4Address(pool.base + index << 8), prefixLength: 24) else { continue }
+                guard let candidate = try? IPv4Subnet(IPv4Address(pool.base + index << 8), prefixLength: 24) else {
+                    continue
+                }
                 if !used.contains(where: { $0.overlaps(candidate) }) { return candidate }
             }
         }
-        throw NetworkError(code: .exhausted, detail: "create network \(name): every /24 of 10.89.0.0/16 and 10.90.0.0/16 is in use")
+        throw NetworkError(
+            code: .exhausted, detail: "create network \(name): every /24 of 10.89.0.0/16 and 10.90.0.0/16 is in use")
     }
 
     /// Finds a network by name, id, or unique id prefix.
@@ -109,14 +123,17 @@ extension NetworkManager {
     func ensureBridge(_ config: NetworkConfiguration, host: NetlinkSocket) throws(NetworkError) -> Int32 {
         if let index = try host.linkIndex(config.bridgeName) { return index }
         // A fixed, locally administered MAC (02:…) from the id: see ck_nl_bridge_add.
-        let mac = [0x02] + stride(from: 0, to: 10, by: 2).map { offset -> UInt8 in
-            let start = config.id.index(config.id.startIndex, offsetBy: offset)
-            return UInt8(config.id[start..<config.id.index(start, offsetBy: 2)], radix: 16) ?? 0
-        }
+        let mac =
+            [0x02]
+            + stride(from: 0, to: 10, by: 2).map { offset -> UInt8 in
+                let start = config.id.index(config.id.startIndex, offsetBy: offset)
+                return UInt8(config.id[start..<config.id.index(start, offsetBy: 2)], radix: 16) ?? 0
+            }
         try host.addBridge(config.bridgeName, mac: mac, mtu: config.mtu)
         do {
             let index = try host.requireLink(config.bridgeName)
-            try host.addAddress(config.gateway, prefixLength: config.subnet.prefixLength, to: index, name: config.bridgeName)
+            try host.addAddress(
+                config.gateway, prefixLength: config.subnet.prefixLength, to: index, name: config.bridgeName)
             if let gateway6 = config.ipv6Gateway { try host.addAddress(gateway6, to: index, name: config.bridgeName) }
             // Packets arriving on the bridge are never routed on: networks stay isolated from one
             // another and from the outside even where the host forwards (ip-sysctl.rst:
@@ -134,26 +151,34 @@ extension NetworkManager {
     @discardableResult
     func attach(_ sandbox: inout Sandbox, to network: String, aliases: [String]) throws(NetworkError) -> Endpoint {
         guard let netnsPath = sandbox.netnsPath else {
-            throw NetworkError(code: .invalidArgument, detail: "attach container \(sandbox.containerID): no network namespace")
+            throw NetworkError(
+                code: .invalidArgument, detail: "attach container \(sandbox.containerID): no network namespace")
         }
         var records = try store.networks()
         if network == Self.defaultNetworkName, !records.contains(where: { $0.configuration.name == network }) {
-            _ = try createLocked(network, subnet: nil, gateway: nil, ipv6: false, mtu: nil, labels: [:],
-                                 bridgeName: Self.defaultBridgeName)
+            _ = try createLocked(
+                network, subnet: nil, gateway: nil, ipv6: false, mtu: nil, labels: [:],
+                bridgeName: Self.defaultBridgeName)
             records = try store.networks()
         }
         var record = try find(network, in: records)
         let config = record.configuration
         guard !record.endpoints.contains(where: { $0.containerID == sandbox.containerID }) else {
-            throw NetworkError(code: .exists, detail: "attach container \(sandbox.containerID) to \(config.name): already attached")
+            throw NetworkError(
+                code: .exists, detail: "attach container \(sandbox.containerID) to \(config.name): already attached")
         }
         let leased = Set(record.endpoints.map { $0.ipv4Address.value - config.subnet.address.value })
         let gatewayIndex = config.gateway.value - config.subnet.address.value
         // Hosts run from index 1 to size - 2 (the last address is the broadcast address).
-        guard let index = (1..<UInt32(config.subnet.size - 1)).first(where: { $0 != gatewayIndex && !leased.contains($0) }),
-              let address = config.subnet.address(at: UInt64(index))
+        guard
+            let index = (1..<UInt32(config.subnet.size - 1)).first(where: { $0 != gatewayIndex && !leased.contains($0) }
+            ),
+            let address = config.subnet.address(at: UInt64(index))
         else {
-            throw NetworkError(code: .exhausted, detail: "attach container \(sandbox.containerID) to \(config.name): no free address in \(config.subnet)")
+            throw NetworkError(
+                code: .exhausted,
+                detail: "attach container \(sandbox.containerID) to \(config.name): no free address in \(config.subnet)"
+            )
         }
         let used = Set(sandbox.endpoints.map(\.interfaceName))
         let interfaceName = (0...).lazy.map { "eth\($0)" }.first { !used.contains($0) } ?? "eth0"
@@ -178,7 +203,9 @@ extension NetworkManager {
             try inside.setUp(link, name: interfaceName)
             if sandbox.endpoints.isEmpty {
                 try inside.addDefaultRoute(via: config.gateway, on: link, name: interfaceName)
-                if let gateway6 = config.ipv6Gateway { try inside.addDefaultRoute(via: gateway6, on: link, name: interfaceName) }
+                if let gateway6 = config.ipv6Gateway {
+                    try inside.addDefaultRoute(via: gateway6, on: link, name: interfaceName)
+                }
             }
             record.endpoints.append(endpoint)
             try store.save(record)
@@ -241,14 +268,19 @@ extension NetworkManager {
     /// Accepts names made of letters, digits, `_`, `.` and `-`, starting with a letter or digit.
     static func validate(_ value: String, what: String, maxLength: Int) throws(NetworkError) {
         let allowed = value.utf8.allSatisfy { byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
                 || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_")
                 || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
         }
         guard allowed, let first = value.utf8.first, first != UInt8(ascii: "."), first != UInt8(ascii: "-"),
-              first != UInt8(ascii: "_"), value.utf8.count <= maxLength
+            first != UInt8(ascii: "_"), value.utf8.count <= maxLength
         else {
-            throw NetworkError(code: .invalidArgument, detail: "\(what) \"\(value)\": use up to \(maxLength) letters, digits, _ . - starting with a letter or digit")
+            throw NetworkError(
+                code: .invalidArgument,
+                detail:
+                    "\(what) \"\(value)\": use up to \(maxLength) letters, digits, _ . - starting with a letter or digit"
+            )
         }
     }
 

@@ -28,7 +28,8 @@ extension NetworkManager {
         if let networks { records = networks } else { records = try store.networks() }
         let ids = Set(sandbox.endpoints.map(\.networkID))
         for peer in try store.sandboxes()
-        where peer.containerID != sandbox.containerID && peer.endpoints.contains(where: { ids.contains($0.networkID) }) {
+        where peer.containerID != sandbox.containerID && peer.endpoints.contains(where: { ids.contains($0.networkID) })
+        {
             try writeFile(peer.hostsPath, Array(try hostsText(for: peer, networks: records).utf8))
         }
     }
@@ -41,7 +42,9 @@ extension NetworkManager {
         }
         for endpoint in sandbox.endpoints {
             lines.append("\(endpoint.ipv4Address)\t\(endpoint.names.joined(separator: " "))")
-            if let address6 = endpoint.ipv6Address { lines.append("\(address6)\t\(endpoint.names.joined(separator: " "))") }
+            if let address6 = endpoint.ipv6Address {
+                lines.append("\(address6)\t\(endpoint.names.joined(separator: " "))")
+            }
         }
         let ids = Set(sandbox.endpoints.map(\.networkID))
         for record in networks where ids.contains(record.configuration.id) {

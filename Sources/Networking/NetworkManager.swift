@@ -70,8 +70,9 @@ public final class NetworkManager: Sendable {
         mtu: Int? = nil, labels: [String: String] = [:]
     ) throws(NetworkError) -> NetworkConfiguration {
         try store.withLock { () throws(NetworkError) in
-            try createLocked(name, subnet: subnet, gateway: gateway, ipv6: ipv6, mtu: mtu, labels: labels,
-                             bridgeName: nil)
+            try createLocked(
+                name, subnet: subnet, gateway: gateway, ipv6: ipv6, mtu: mtu, labels: labels,
+                bridgeName: nil)
         }
     }
 
@@ -209,7 +210,9 @@ public final class NetworkManager: Sendable {
             guard sandbox.ownsNamespace else {
                 throw NetworkError(
                     code: .invalidArgument,
-                    detail: "connect container \(containerID) to \(network): it uses the host's or another container's network namespace")
+                    detail:
+                        "connect container \(containerID) to \(network): it uses the host's or another container's network namespace"
+                )
             }
             let endpoint = try attach(&sandbox, to: network, aliases: aliases)
             try writeHosts(sandbox)

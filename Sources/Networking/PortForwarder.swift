@@ -181,7 +181,8 @@ public final class PortForwarder: Sendable {
         }
         guard adopted else {
             unreserve(port)
-            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): the forwarder was stopped while starting")
+            throw NetworkError(
+                code: .invalidArgument, detail: "publish \(mapping): the forwarder was stopped while starting")
         }
     }
 
@@ -189,7 +190,8 @@ public final class PortForwarder: Sendable {
         do {
             return try SocketAddress(ipAddress: containerAddress.description, port: Int(mapping.containerPort))
         } catch {
-            throw NetworkError(code: .invalidArgument, detail: "publish \(mapping): container address \(containerAddress): \(error)")
+            throw NetworkError(
+                code: .invalidArgument, detail: "publish \(mapping): container address \(containerAddress): \(error)")
         }
     }
 
@@ -208,13 +210,17 @@ public final class PortForwarder: Sendable {
             let fresh = Self.reserved.withLock { $0.insert(key).inserted }
             guard fresh else {
                 if mapping.hostPort != 0 {
-                    throw NetworkError(code: .portInUse, detail: "publish \(mapping): host port \(mapping.hostIP):\(port)/\(mapping.transport.rawValue) is published already")
+                    throw NetworkError(
+                        code: .portInUse,
+                        detail:
+                            "publish \(mapping): host port \(mapping.hostIP):\(port)/\(mapping.transport.rawValue) is published already"
+                    )
                 }
                 continue
             }
             do {
                 return (try bindSocket(port: port, reuseAddress: true), port)
-            } catch where error.code == .portInUse && mapping.hostPort == 0 {
+            } catch  where error.code == .portInUse && mapping.hostPort == 0 {
                 _ = Self.reserved.withLock { $0.remove(key) }  // taken between probe and bind: pick again
             } catch {
                 _ = Self.reserved.withLock { $0.remove(key) }
@@ -249,12 +255,16 @@ public final class PortForwarder: Sendable {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = mapping.hostIP.value.bigEndian
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else {
             let code = errno
             close(fd)
-            throw NetworkError.system(code == EADDRINUSE ? .portInUse : .io, "publish \(mapping): bind \(mapping.hostIP):\(port)", errno: code)
+            throw NetworkError.system(
+                code == EADDRINUSE ? .portInUse : .io, "publish \(mapping): bind \(mapping.hostIP):\(port)", errno: code
+            )
         }
         return fd
     }

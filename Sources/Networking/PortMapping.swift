@@ -27,7 +27,10 @@ public struct PortMapping: Sendable, Hashable, Codable, CustomStringConvertible 
     ///   - hostPort: The host port, 0 to pick one.
     ///   - containerPort: The port inside the container.
     ///   - transport: TCP or UDP.
-    public init(hostIP: IPv4Address = IPv4Address(0), hostPort: UInt16, containerPort: UInt16, transport: TransportProtocol = .tcp) {
+    public init(
+        hostIP: IPv4Address = IPv4Address(0), hostPort: UInt16, containerPort: UInt16,
+        transport: TransportProtocol = .tcp
+    ) {
         self.hostIP = hostIP
         self.hostPort = hostPort
         self.containerPort = containerPort
@@ -44,19 +47,23 @@ public struct PortMapping: Sendable, Hashable, Codable, CustomStringConvertible 
         var transport = TransportProtocol.tcp
         if let slash = rest.lastIndex(of: "/") {
             guard let parsed = TransportProtocol(rawValue: rest[rest.index(after: slash)...].lowercased()) else {
-                throw NetworkError(code: .invalidArgument, detail: "port mapping \"\(text)\": protocol must be tcp or udp")
+                throw NetworkError(
+                    code: .invalidArgument, detail: "port mapping \"\(text)\": protocol must be tcp or udp")
             }
             transport = parsed
             rest = rest[..<slash]
         }
         let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard (1...3).contains(parts.count) else {
-            throw NetworkError(code: .invalidArgument, detail: "port mapping \"\(text)\": expected [[host-ip:]host-port:]container-port[/protocol]")
+            throw NetworkError(
+                code: .invalidArgument,
+                detail: "port mapping \"\(text)\": expected [[host-ip:]host-port:]container-port[/protocol]")
         }
         let port = { (value: String, allowZero: Bool) throws(NetworkError) -> UInt16 in
             if value.isEmpty && allowZero { return 0 }
             guard let number = UInt16(value), number > 0 || allowZero else {
-                throw NetworkError(code: .invalidArgument, detail: "port mapping \"\(text)\": \"\(value)\" is not a port")
+                throw NetworkError(
+                    code: .invalidArgument, detail: "port mapping \"\(text)\": \"\(value)\" is not a port")
             }
             return number
         }

@@ -2,21 +2,27 @@ import ContainerKernel
 import Foundation
 import Glibc
 import Networking
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.serialized)
 struct BridgeNetworkTests {
     @Test func containersOnOneNetworkReachEachOtherByName() async throws {
         try await withNetworks { networks, suffix in
             let network = try networks.create("web-\(suffix)")
-            let server = try networks.prepareSandbox(containerID: "web-\(suffix)", hostname: "web", mode: .bridge([network.name]), aliases: ["www"])
-            let client = try networks.prepareSandbox(containerID: "client-\(suffix)", hostname: "client", mode: .bridge([network.name]))
+            let server = try networks.prepareSandbox(
+                containerID: "web-\(suffix)", hostname: "web", mode: .bridge([network.name]), aliases: ["www"])
+            let client = try networks.prepareSandbox(
+                containerID: "client-\(suffix)", hostname: "client", mode: .bridge([network.name]))
             #expect(server.endpoints.first?.ipv4Address == network.subnet.address(at: 2))
             let root = try webRoot("hello from web\n")
             defer { try? root.remove() }
             let httpd = try await startHTTPServer(in: server, root: root.path)
-            let fetch = try await run(["/bin/sh", "-c", "for i in $(seq 50); do wget -q -O - http://www/index.html && exit 0; sleep 0.1; done; exit 1"], in: client)
+            let fetch = try await run(
+                [
+                    "/bin/sh", "-c",
+                    "for i in $(seq 50); do wget -q -O - http://www/index.html && exit 0; sleep 0.1; done; exit 1",
+                ], in: client)
             await stop(httpd)
             #expect(fetch.status == .exited(0), "\(fetch.output)")
             #expect(fetch.output == "hello from web\n")
@@ -33,16 +39,25 @@ struct NetworkIsolationAndLifecycleTests {
             let red = try networks.create("red-\(suffix)")
             let blue = try networks.create("blue-\(suffix)")
             #expect(!red.subnet.overlaps(blue.subnet))
-            let server = try networks.prepareSandbox(containerID: "red-srv-\(suffix)", hostname: "srv", mode: .bridge([red.name]))
-            let sameNet = try networks.prepareSandbox(containerID: "red-cli-\(suffix)", hostname: "friend", mode: .bridge([red.name]))
-            let otherNet = try networks.prepareSandbox(containerID: "blue-cli-\(suffix)", hostname: "stranger", mode: .bridge([blue.name]))
+            let server = try networks.prepareSandbox(
+                containerID: "red-srv-\(suffix)", hostname: "srv", mode: .bridge([red.name]))
+            let sameNet = try networks.prepareSandbox(
+                containerID: "red-cli-\(suffix)", hostname: "friend", mode: .bridge([red.name]))
+            let otherNet = try networks.prepareSandbox(
+                containerID: "blue-cli-\(suffix)", hostname: "stranger", mode: .bridge([blue.name]))
             let address = try #require(server.endpoints.first).ipv4Address
             let root = try webRoot("red only\n")
             defer { try? root.remove() }
             let httpd = try await startHTTPServer(in: server, root: root.path)
-            let friend = try await run(["/bin/sh", "-c", "for i in $(seq 50); do wget -q -O - http://\(address)/ && exit 0; sleep 0.1; done; exit 1"], in: sameNet)
+            let friend = try await run(
+                [
+                    "/bin/sh", "-c",
+                    "for i in $(seq 50); do wget -q -O - http://\(address)/ && exit 0; sleep 0.1; done; exit 1",
+                ], in: sameNet)
             // nc, not wget: busybox 1.35's `wget -q -T` crashes when the connect fails.
-            let stranger = try await run(["/bin/sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 \(address) 80; echo rc=$?"], in: otherNet)
+            let stranger = try await run(
+                ["/bin/sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 \(address) 80; echo rc=$?"],
+                in: otherNet)
             await stop(httpd)
             #expect(friend.output == "red only\n", "\(friend.output)")
             // The host drops what arrives on a Berth bridge for elsewhere (forwarding is off on it,
@@ -57,10 +72,12 @@ struct NetworkIsolationAndLifecycleTests {
     @Test func hostsFilesFollowPeersAsTheyComeAndGo() async throws {
         try await withNetworks { networks, suffix in
             let network = try networks.create("names-\(suffix)")
-            let first = try networks.prepareSandbox(containerID: "a-\(suffix)", hostname: "alpha", mode: .bridge([network.name]), aliases: ["db"])
+            let first = try networks.prepareSandbox(
+                containerID: "a-\(suffix)", hostname: "alpha", mode: .bridge([network.name]), aliases: ["db"])
             let firstAddress = try #require(first.endpoints.first).ipv4Address
             #expect(try networks.hostsFile(for: first.containerID).contains("\(firstAddress)\talpha db\n"))
-            let second = try networks.prepareSandbox(containerID: "b-\(suffix)", hostname: "beta", mode: .bridge([network.name]))
+            let second = try networks.prepareSandbox(
+                containerID: "b-\(suffix)", hostname: "beta", mode: .bridge([network.name]))
             let secondAddress = try #require(second.endpoints.first).ipv4Address
             // The file on disk (what the container has mounted) learns the new peer in place.
             let onDisk = { (path: String) throws -> String in try String(contentsOfFile: path, encoding: .utf8) }
@@ -78,12 +95,15 @@ struct NetworkIsolationAndLifecycleTests {
         try await withNetworks { networks, suffix in
             let front = try networks.create("front-\(suffix)")
             let back = try networks.create("back-\(suffix)")
-            let sandbox = try networks.prepareSandbox(containerID: "multi-\(suffix)", hostname: "multi", mode: .bridge([front.name]))
+            let sandbox = try networks.prepareSandbox(
+                containerID: "multi-\(suffix)", hostname: "multi", mode: .bridge([front.name]))
             let sleeper = try await ProcessHandle.spawn(try sandboxedSpec(["/bin/sleep", "30"], in: sandbox))
             let endpoint = try networks.connect(containerID: sandbox.containerID, network: back.name, aliases: ["api"])
             #expect(endpoint.interfaceName == "eth1")
             #expect(back.subnet.contains(endpoint.ipv4Address))
-            let inside = try await run(["/bin/sh", "-c", "ip -o -4 addr show dev eth1; ip route show default"], in: try networks.sandbox(containerID: sandbox.containerID))
+            let inside = try await run(
+                ["/bin/sh", "-c", "ip -o -4 addr show dev eth1; ip route show default"],
+                in: try networks.sandbox(containerID: sandbox.containerID))
             #expect(inside.output.contains("inet \(endpoint.ipv4Address)/\(endpoint.prefixLength)"), "\(inside.output)")
             #expect(inside.output.contains("default via \(front.gateway) dev eth0"), "\(inside.output)")
             do {
@@ -108,12 +128,14 @@ struct NetworkIsolationAndLifecycleTests {
     @Test func noneModeHasOnlyLoopbackAndContainerModeSharesIt() async throws {
         try await withNetworks { networks, suffix in
             let isolated = try networks.prepareSandbox(containerID: "none-\(suffix)", hostname: "lonely", mode: .none)
-            let links = try await run(["/bin/sh", "-c", "ip -o link show | cut -d: -f2; ip -o -4 addr show lo"], in: isolated)
+            let links = try await run(
+                ["/bin/sh", "-c", "ip -o link show | cut -d: -f2; ip -o -4 addr show lo"], in: isolated)
             #expect(links.output.hasPrefix(" lo\n"), "\(links.output)")
             #expect(links.output.contains("inet 127.0.0.1/8"), "\(links.output)")
             #expect(!links.output.contains("eth0"))
             let sharing = try networks.prepareSandbox(
-                containerID: "share-\(suffix)", hostname: "twin", mode: .container(netnsPath: try #require(isolated.netnsPath)))
+                containerID: "share-\(suffix)", hostname: "twin",
+                mode: .container(netnsPath: try #require(isolated.netnsPath)))
             #expect(sharing.netnsPath == isolated.netnsPath && !sharing.ownsNamespace)
             // Releasing the sharer leaves the owner's namespace alone.
             try networks.releaseSandbox(containerID: sharing.containerID)
@@ -133,7 +155,8 @@ struct NetworkIsolationAndLifecycleTests {
             let stable = try networks.create("stable-\(suffix)")
             for index in 0..<100 {
                 let network = try networks.create("cycle-\(suffix)-\(index)")
-                let sandbox = try networks.prepareSandbox(containerID: "cycle-\(suffix)-\(index)", hostname: "c\(index)", mode: .bridge([network.name]))
+                let sandbox = try networks.prepareSandbox(
+                    containerID: "cycle-\(suffix)-\(index)", hostname: "c\(index)", mode: .bridge([network.name]))
                 try networks.connect(containerID: sandbox.containerID, network: stable.name)
                 try networks.releaseSandbox(containerID: sandbox.containerID)
                 try networks.releaseSandbox(containerID: sandbox.containerID)  // idempotent
@@ -151,15 +174,18 @@ struct NetworkIsolationAndLifecycleTests {
     @Test func staleSandboxesOfDeadContainersAreCleanedUp() async throws {
         try await withNetworks { networks, suffix in
             let network = try networks.create("stale-\(suffix)")
-            let alive = try networks.prepareSandbox(containerID: "alive-\(suffix)", hostname: "alive", mode: .bridge([network.name]))
-            let dead = try networks.prepareSandbox(containerID: "dead-\(suffix)", hostname: "dead", mode: .bridge([network.name]))
+            let alive = try networks.prepareSandbox(
+                containerID: "alive-\(suffix)", hostname: "alive", mode: .bridge([network.name]))
+            let dead = try networks.prepareSandbox(
+                containerID: "dead-\(suffix)", hostname: "dead", mode: .bridge([network.name]))
             let cleaned = try networks.cleanupStale { $0 == alive.containerID }
             #expect(cleaned == [dead.containerID])
             let endpoints = try networks.inspect(network.id).endpoints
             #expect(endpoints.map(\.containerID) == [alive.containerID])
             #expect(!(try hostInterfaces()).contains(try #require(dead.endpoints.first).hostInterface))
             // The dead container's address is leased again.
-            let next = try networks.prepareSandbox(containerID: "next-\(suffix)", hostname: "next", mode: .bridge([network.name]))
+            let next = try networks.prepareSandbox(
+                containerID: "next-\(suffix)", hostname: "next", mode: .bridge([network.name]))
             #expect(next.endpoints.first?.ipv4Address == dead.endpoints.first?.ipv4Address)
         }
     }
@@ -172,13 +198,35 @@ struct NetworkIsolationAndLifecycleTests {
                 (.exists, { _ = try networks.create("dup-\(suffix)") }),
                 (.exists, { _ = try networks.create("other-\(suffix)", subnet: try IPv4Subnet("10.89.250.128/25")) }),
                 (.invalidArgument, { _ = try networks.create("bad name") }),
-                (.invalidArgument, { _ = try networks.create("gw-\(suffix)", subnet: try IPv4Subnet("10.89.251.0/24"), gateway: try IPv4Address("10.89.252.1")) }),
+                (
+                    .invalidArgument,
+                    {
+                        _ = try networks.create(
+                            "gw-\(suffix)", subnet: try IPv4Subnet("10.89.251.0/24"),
+                            gateway: try IPv4Address("10.89.252.1"))
+                    }
+                ),
                 (.invalidArgument, { _ = try networks.create("mtu-\(suffix)", mtu: 10) }),
                 (.notFound, { _ = try networks.inspect("no-such-\(suffix)") }),
                 (.notFound, { try networks.remove("no-such-\(suffix)") }),
-                (.notFound, { _ = try networks.prepareSandbox(containerID: "x-\(suffix)", hostname: "x", mode: .bridge(["no-such-\(suffix)"])) }),
-                (.invalidArgument, { _ = try networks.prepareSandbox(containerID: "../escape", hostname: "x", mode: .none) }),
-                (.invalidArgument, { _ = try networks.prepareSandbox(containerID: "y-\(suffix)", hostname: "evil\n1.2.3.4 bank", mode: .none) }),
+                (
+                    .notFound,
+                    {
+                        _ = try networks.prepareSandbox(
+                            containerID: "x-\(suffix)", hostname: "x", mode: .bridge(["no-such-\(suffix)"]))
+                    }
+                ),
+                (
+                    .invalidArgument,
+                    { _ = try networks.prepareSandbox(containerID: "../escape", hostname: "x", mode: .none) }
+                ),
+                (
+                    .invalidArgument,
+                    {
+                        _ = try networks.prepareSandbox(
+                            containerID: "y-\(suffix)", hostname: "evil\n1.2.3.4 bank", mode: .none)
+                    }
+                ),
             ]
             for (expected, body) in cases {
                 do {
@@ -220,17 +268,24 @@ struct NetworkModeTests {
             let network = try networks.create("six-\(suffix)", ipv6: true)
             let subnet6 = try #require(network.ipv6Subnet)
             #expect(subnet6.description.hasPrefix("fd"))
-            let server = try networks.prepareSandbox(containerID: "six-a-\(suffix)", hostname: "six-a", mode: .bridge([network.name]))
-            let client = try networks.prepareSandbox(containerID: "six-b-\(suffix)", hostname: "six-b", mode: .bridge([network.name]))
+            let server = try networks.prepareSandbox(
+                containerID: "six-a-\(suffix)", hostname: "six-a", mode: .bridge([network.name]))
+            let client = try networks.prepareSandbox(
+                containerID: "six-b-\(suffix)", hostname: "six-b", mode: .bridge([network.name]))
             let address6 = try #require(server.endpoints.first?.ipv6Address)
             #expect(address6 == subnet6.address(host: 2))
             #expect(try networks.hostsFile(for: client.containerID).contains("\(address6)\tsix-a\n"))
             let root = try webRoot("over v6\n")
             defer { try? root.remove() }
             let httpd = try await startHTTPServer(in: server, root: root.path)
-            let fetch = try await run(["/bin/sh", "-c", "ip -6 route show default; for i in $(seq 50); do wget -q -O - 'http://[\(address6)]/' && exit 0; sleep 0.1; done; exit 1"], in: client)
+            let fetch = try await run(
+                [
+                    "/bin/sh", "-c",
+                    "ip -6 route show default; for i in $(seq 50); do wget -q -O - 'http://[\(address6)]/' && exit 0; sleep 0.1; done; exit 1",
+                ], in: client)
             await stop(httpd)
-            #expect(fetch.output.contains("default via \(try #require(network.ipv6Gateway)) dev eth0"), "\(fetch.output)")
+            #expect(
+                fetch.output.contains("default via \(try #require(network.ipv6Gateway)) dev eth0"), "\(fetch.output)")
             #expect(fetch.output.hasSuffix("over v6\n"), "\(fetch.output)")
         }
     }
@@ -239,7 +294,8 @@ struct NetworkModeTests {
         try await withNetworks { networks, suffix in
             // The default bridge is named berth0 on every root; skip where another root has it.
             guard !(try hostInterfaces()).contains("berth0") else { return }
-            let sandbox = try networks.prepareSandbox(containerID: "dflt-\(suffix)", hostname: "dflt", mode: .bridge([]))
+            let sandbox = try networks.prepareSandbox(
+                containerID: "dflt-\(suffix)", hostname: "dflt", mode: .bridge([]))
             #expect(sandbox.endpoints.first?.networkName == NetworkManager.defaultNetworkName)
             #expect(try networks.inspect(NetworkManager.defaultNetworkName).configuration.bridgeName == "berth0")
             let host = try networks.prepareSandbox(containerID: "host-\(suffix)", hostname: "hosty", mode: .host)
@@ -259,6 +315,8 @@ struct NetworkModeTests {
             .write(toFile: path, atomically: true, encoding: .utf8)
         let networks = try NetworkManager(root: directory.path + "/root")
         #expect(networks.resolvConf(hostFile: path) == "nameserver 10.255.255.53\nsearch example.test\noptions edns0\n")
-        #expect(networks.resolvConf(nameservers: ["10.0.0.2"], searchDomains: [], hostFile: path) == "nameserver 10.0.0.2\noptions edns0\n")
+        #expect(
+            networks.resolvConf(nameservers: ["10.0.0.2"], searchDomains: [], hostFile: path)
+                == "nameserver 10.0.0.2\noptions edns0\n")
     }
 }

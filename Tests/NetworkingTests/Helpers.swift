@@ -67,11 +67,12 @@ func stop(_ process: ProcessHandle) async {
 /// Interfaces that `ip -o link` lists in the host's namespace: the oracle for leak checks.
 func hostInterfaces() throws -> Set<String> {
     let output = try command(["ip", "-o", "link", "show"])
-    return Set(output.split(separator: "\n").compactMap { line in
-        line.split(separator: ":", maxSplits: 2).dropFirst().first.map {
-            String($0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "")
-        }
-    })
+    return Set(
+        output.split(separator: "\n").compactMap { line in
+            line.split(separator: ":", maxSplits: 2).dropFirst().first.map {
+                String($0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "")
+            }
+        })
 }
 
 /// Runs a host program (only `ip`, as an oracle) and returns its output; non-zero exit throws.

@@ -1,8 +1,8 @@
 import ContainerKernel
 import Glibc
 import Networking
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.serialized)
 struct PortForwarderTests {
@@ -26,7 +26,8 @@ struct PortForwarderTests {
     @Test func publishedPortServesTheContainersHTTPServerOnLoopback() async throws {
         try await withNetworks { networks, suffix in
             let network = try networks.create("pub-\(suffix)")
-            let sandbox = try networks.prepareSandbox(containerID: "pub-\(suffix)", hostname: "web", mode: .bridge([network.name]))
+            let sandbox = try networks.prepareSandbox(
+                containerID: "pub-\(suffix)", hostname: "web", mode: .bridge([network.name]))
             let endpoint = try #require(sandbox.endpoints.first)
             let root = try webRoot("published\n")
             defer { try? root.remove() }
@@ -44,7 +45,9 @@ struct PortForwarderTests {
             let again = PortForwarder(
                 PortMapping(hostIP: try IPv4Address("127.0.0.1"), hostPort: port, containerPort: 80),
                 containerAddress: endpoint.ipv4Address, netnsPath: try #require(sandbox.netnsPath))
-            do { try again.start(); Issue.record("the same host port was published twice") } catch let error as NetworkError {
+            do { try again.start(); Issue.record("the same host port was published twice") } catch let error
+                as NetworkError
+            {
                 #expect(error.code == .portInUse, "\(error)")
             }
             let listener = try listeningSocket()
@@ -52,7 +55,9 @@ struct PortForwarderTests {
             let taken = PortForwarder(
                 PortMapping(hostIP: try IPv4Address("127.0.0.1"), hostPort: listener.port, containerPort: 80),
                 containerAddress: endpoint.ipv4Address, netnsPath: try #require(sandbox.netnsPath))
-            do { try taken.start(); Issue.record("a port another socket listens on was published") } catch let error as NetworkError {
+            do { try taken.start(); Issue.record("a port another socket listens on was published") } catch let error
+                as NetworkError
+            {
                 #expect(error.code == .portInUse, "\(error)")
             }
 
@@ -65,11 +70,13 @@ struct PortForwarderTests {
     @Test func publishedPortRefusesConnectionsUntilTheContainerListens() async throws {
         try await withNetworks { networks, suffix in
             let network = try networks.create("late-\(suffix)")
-            let sandbox = try networks.prepareSandbox(containerID: "late-\(suffix)", hostname: "late", mode: .bridge([network.name]))
+            let sandbox = try networks.prepareSandbox(
+                containerID: "late-\(suffix)", hostname: "late", mode: .bridge([network.name]))
             let root = try webRoot("late\n")
             defer { try? root.remove() }
             let forwarder = PortForwarder(
-                try PortMapping(parsing: "127.0.0.1::80"), containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
+                try PortMapping(parsing: "127.0.0.1::80"),
+                containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
                 netnsPath: try #require(sandbox.netnsPath))
             let port = try forwarder.start()
             defer { forwarder.stop() }
@@ -98,7 +105,9 @@ func connectResult(port: UInt16) -> Int32 {
     defer { close(fd) }
     var address = loopback(port)
     let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     return rc == 0 ? 0 : errno
 }
@@ -123,7 +132,9 @@ private func httpGet(port: UInt16, path: String) -> String {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     var address = loopback(port)
     let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard rc == 0 else { return "connect: errno \(errno)" }
     let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
@@ -176,19 +187,23 @@ struct DatagramPortTests {
     @Test func publishedUDPPortRelaysBothWays() async throws {
         try await withNetworks { networks, suffix in
             let network = try networks.create("udp-\(suffix)")
-            let sandbox = try networks.prepareSandbox(containerID: "udp-\(suffix)", hostname: "udp", mode: .bridge([network.name]))
+            let sandbox = try networks.prepareSandbox(
+                containerID: "udp-\(suffix)", hostname: "udp", mode: .bridge([network.name]))
             let forwarder = PortForwarder(
-                try PortMapping(parsing: "127.0.0.1::9000/udp"), containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
+                try PortMapping(parsing: "127.0.0.1::9000/udp"),
+                containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
                 netnsPath: try #require(sandbox.netnsPath))
             let port = try forwarder.start()
             defer { forwarder.stop() }
             // Debian's busybox has no UDP server applet: the host's python3 answers, run in the
             // sandbox's namespace (no rootfs of its own).
-            var spec = ProcessSpec(rootfs: nil, arguments: [
-                "/usr/bin/python3", "-c",
-                "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000)); "
-                    + "d, a = s.recvfrom(512); print(d.decode(), end='', flush=True); s.sendto(b'pong:' + d, a)",
-            ])
+            var spec = ProcessSpec(
+                rootfs: nil,
+                arguments: [
+                    "/usr/bin/python3", "-c",
+                    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000)); "
+                        + "d, a = s.recvfrom(512); print(d.decode(), end='', flush=True); s.sendto(b'pong:' + d, a)",
+                ])
             sandbox.configure(&spec)
             let server = try await ProcessHandle.spawn(spec)
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
