@@ -208,20 +208,9 @@ public final class ContainerRuntime: Sendable {
         }
     }
 
-    /// Unpacks the image's layers that are missing and returns the chain's top id.
+    /// Unpacks the image's missing layers and returns the chain's top id.
     private func unpack(_ image: Image) async throws(ContainerError) -> String? {
-        let diffIDs = image.diffIDs.map(\.description)
-        let chainIDs = LayerStore.chainIDs(diffIDs: diffIDs)
-        for (index, chainID) in chainIDs.enumerated() where layers.layer(chainID: chainID) == nil {
-            let blob = image.layers[index]
-            try await wrapping("unpack layer \(blob.digest) of \(image.id)") {
-                _ = try await layers.unpack(
-                    diffID: diffIDs[index], parentChainID: index > 0 ? chainIDs[index - 1] : nil,
-                    from: .file(images.content.path(of: blob.digest)),
-                    compression: blob.mediaType.layerCompression ?? .none)
-            }
-        }
-        return chainIDs.last
+        try await wrapping("unpack the layers of \(image.id)") { try await images.unpack(image, into: layers) }
     }
 
     /// Removes what containers of dead owners left: their processes, cgroups, mounts and state.
