@@ -76,7 +76,17 @@ extension NetworkManager {
         let config = NetworkConfiguration(
             name: name, id: id, driver: .bridge, subnet: chosen, gateway: gateway,
             bridgeName: bridgeName ?? "berth" + id.prefix(10), mtu: mtu, ipv6Subnet: ipv6Subnet, labels: labels)
-        try host.deleteLinkIfPresent(config.bridgeName)  // a leftover of a network whose file was lost
+        if bridgeName == nil {
+            // Random names cannot belong to anyone else: a leftover of a network whose file was lost.
+            try host.deleteLinkIfPresent(config.bridgeName)
+        } else if try host.linkIndex(config.bridgeName) != nil {
+            // A fixed name (the default network's) may be another Berth root's: never take it over.
+            throw NetworkError(
+                code: .exists,
+                detail:
+                    "create network \(name): bridge \(config.bridgeName) exists (another Berth root's default network?)"
+            )
+        }
         _ = try ensureBridge(config, host: host)
         do {
             try store.save(NetworkRecord(configuration: config, endpoints: []))

@@ -105,13 +105,11 @@ public final class PortForwarder: Sendable {
             close(fd)
             throw error
         }
-        let watcher = Task.detached { [self] in
-            // A netlink dump of a container's few listening sockets takes microseconds: short
-            // enough for a pool thread, unlike the blocking waits Berth keeps off the pool.
-            while !Task.isCancelled {
-                let listening = (try? diagnostics.tcpListening(on: mapping.containerPort)) ?? false
-                setListening(listening)
-                try? await Task.sleep(for: listening ? Self.activePoll : Self.idlePoll)
+        // Weak, and never held across the sleep: a forwarder dropped without stop() still
+        // deinits, and its deinit stops the watcher.
+        let watcher = Task.detached { [weak self] in
+            while !Task.isCancelled, let delay = self?.follow(diagnostics) {
+                try? await Task.sleep(for: delay)
             }
         }
         let kept = state.withLock { state in
@@ -273,6 +271,18 @@ public final class PortForwarder: Sendable {
 
     private func unreserve(_ port: UInt16) {
         _ = Self.reserved.withLock { $0.remove(reservationKey(port)) }
+    }
+
+    /// Checks once whether the container listens and makes the host port follow.
+    ///
+    /// A netlink dump of a container's few listening sockets takes microseconds: short enough
+    /// for a pool thread, unlike the blocking waits Berth keeps off the pool.
+    ///
+    /// - Returns: How long to wait before the next check.
+    private func follow(_ diagnostics: NetlinkSocket) -> Duration {
+        let listening = (try? diagnostics.tcpListening(on: mapping.containerPort)) ?? false
+        setListening(listening)
+        return listening ? Self.activePoll : Self.idlePoll
     }
 
     /// Makes the host port listen (and accept on the I/O loop) or stop listening.
