@@ -52,9 +52,15 @@ extension Container {
             })
         }
 
-        // /etc/hostname, /etc/hosts and /etc/resolv.conf are the container's own files, as in Docker.
-        for file in ["hostname", "hosts", "resolv.conf"] {
-            spec.mounts.append(.bind(directory + "/" + file, to: "/etc/" + file, readOnly: false, recursive: false))
+        // /etc/hostname, /etc/hosts and /etc/resolv.conf are the container's own files, as in
+        // Docker: the network sandbox's when it has one, else written at create.
+        if let sandbox {
+            sandbox.configure(&spec)
+        } else {
+            for file in ["hostname", "hosts", "resolv.conf"] {
+                spec.mounts.append(.bind(directory + "/" + file, to: "/etc/" + file, readOnly: false, recursive: false))
+            }
+            if configuration.network == .host { spec.namespaces.remove(.network) }
         }
         for mount in configuration.mounts {
             switch mount {
@@ -63,10 +69,6 @@ extension Container {
             case .tmpfs(let target, let options):
                 spec.mounts.append(.tmpfs(target, data: options))
             }
-        }
-        switch configuration.network {
-        case .none: break
-        case .host: spec.namespaces.remove(.network)
         }
         spec.cgroup = CgroupPlacement(path: Container.cgroupPath(record.id), resources: configuration.resources)
         if configuration.terminal {

@@ -3,6 +3,7 @@ public import FoundationEssentials
 import Glibc
 import Images
 import Layers
+import Networking
 import Synchronization
 
 /// One container: its configuration, its root filesystem and, while it runs, its process.
@@ -35,6 +36,7 @@ public final class Container: Sendable {
         var removed = false
         var logDrain: Task<Void, Never>?
         var health: Task<Void, Never>?
+        var forwarders: [PortForwarder] = []
     }
     let live: Mutex<Live>
     let logs: LogFile
@@ -79,7 +81,15 @@ public final class Container: Sendable {
             _ = try wrapping("prepare the root filesystem of", container: name) {
                 try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)
             }
-            try container.writeEtcFiles()
+            if let mode = try runtime.networkMode(for: configuration) {
+                let hostname = configuration.hostname ?? String(id.prefix(12))
+                _ = try wrapping("prepare the network of", container: name) {
+                    try runtime.networks.prepareSandbox(containerID: id, hostname: hostname, mode: mode,
+                                                        aliases: [name] + configuration.networkAliases)
+                }
+            } else {
+                try container.writeEtcFiles()
+            }
         } catch {
             try? container.destroyFiles()
             throw error
@@ -103,8 +113,12 @@ public final class Container: Sendable {
         do { try persist() } catch { runtime.logger.warning("could not persist container state", metadata: ["error": "\(error)"]) }
     }
 
-    /// Removes the root filesystem and every file of the container.
+    /// The container's network sandbox, when it is on a bridge network or shares another's.
+    var sandbox: Sandbox? { try? runtime.networks.sandbox(containerID: id) }
+
+    /// Removes the network, the root filesystem and every file of the container.
     func destroyFiles() throws(ContainerError) {
+        try wrapping("release the network of", container: id) { try runtime.networks.releaseSandbox(containerID: id) }
         if let snapshot = runtime.layers.snapshot(at: directory) {
             try wrapping("remove the root filesystem of", container: id) { try snapshot.remove() }
         }
@@ -141,14 +155,19 @@ public final class Container: Sendable {
         let (record, status) = live.withLock { ($0.record, $0.record.state.status) }
         guard status == .created || status == .exited else { throw .invalidState("start", name, status) }
         let spec = try makeProcessSpec(record)
+        // Ports are bound before the process starts: a taken port fails the start, not later.
+        let sandbox = self.sandbox
+        let forwarders = try publishPorts(record.configuration.ports, sandbox: sandbox)
         let process: ProcessHandle
         do {
             process = try await ProcessHandle.spawn(spec)
         } catch {
+            forwarders.forEach { $0.stop() }
             update { $0.state.error = "\(error)" }
             throw ContainerError(code: .kernel, container: record.name, detail: "start", underlying: error)
         }
         live.withLock { live in
+            live.forwarders = forwarders
             live.process = process
             live.cgroup = process.cgroup
             live.exit = nil
@@ -161,6 +180,13 @@ public final class Container: Sendable {
             record.state.startedAt = Date()
             record.state.error = nil
             record.state.oomKilled = false
+            record.state.publishedPorts = forwarders.map { forwarder in
+                var bound = forwarder.mapping
+                bound.hostPort = forwarder.hostPort
+                return bound
+            }
+            record.state.addresses = Dictionary(
+                (sandbox?.endpoints ?? []).map { ($0.networkName, "\($0.ipv4Address)") }, uniquingKeysWith: { first, _ in first })
             if record.configuration.healthcheck ?? image.config.config?.healthcheck.flatMap(HealthcheckConfiguration.init) != nil {
                 record.state.health = .starting
             }
@@ -325,6 +351,8 @@ public final class Container: Sendable {
             record.state.finishedAt = Date()
         }
         let waiters = live.withLock { live in
+            live.forwarders.forEach { $0.stop() }
+            live.forwarders = []
             live.process = nil
             live.cgroup = nil
             live.exit = status
@@ -350,6 +378,25 @@ public final class Container: Sendable {
         case .always, .unlessStopped: true
         case .onFailure(let maximum): !status.isSuccess && (maximum.map { restarts < $0 } ?? true)
         }
+    }
+
+    private func publishPorts(_ mappings: [PortMapping], sandbox: Sandbox?) throws(ContainerError) -> [PortForwarder] {
+        guard !mappings.isEmpty else { return [] }
+        guard let sandbox, let netnsPath = sandbox.netnsPath, let endpoint = sandbox.endpoints.first else {
+            throw ContainerError(code: .invalidArgument, container: name, detail: "publish ports of: a bridge network is needed for")
+        }
+        var started: [PortForwarder] = []
+        for mapping in mappings {
+            let forwarder = PortForwarder(mapping, containerAddress: endpoint.ipv4Address, netnsPath: netnsPath)
+            do {
+                _ = try forwarder.start()
+            } catch {
+                started.forEach { $0.stop() }
+                throw ContainerError(code: .invalidArgument, container: name, detail: "publish \(mapping) for", underlying: error)
+            }
+            started.append(forwarder)
+        }
+        return started
     }
 
     private func stopSignal() throws(ContainerError) -> Signal {

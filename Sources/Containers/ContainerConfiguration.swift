@@ -1,4 +1,5 @@
 public import ContainerKernel
+public import Networking
 
 /// What a container should be, in Docker's terms: `docker run`'s flags as Swift values.
 ///
@@ -51,6 +52,12 @@ public struct ContainerConfiguration: Sendable, Codable {
     public var stopTimeout: Int
     /// The network.
     public var network: ContainerNetwork
+    /// More names peers on its bridge networks resolve to it (`--network-alias`); its name
+    /// always resolves.
+    public var networkAliases: [String]
+    /// Published ports (`-p [hostIP:]hostPort:containerPort[/tcp|udp]`; host port 0 picks a
+    /// free one, reported in ``ContainerState/publishedPorts``). Needs a bridge network.
+    public var ports: [PortMapping]
     /// When to restart the container after it exits.
     public var restartPolicy: RestartPolicy
     /// A health check; `nil` uses the image's `Healthcheck`, if any.
@@ -92,6 +99,8 @@ public struct ContainerConfiguration: Sendable, Codable {
         self.stopSignal = nil
         self.stopTimeout = 10
         self.network = .none
+        self.networkAliases = []
+        self.ports = []
         self.restartPolicy = .no
         self.healthcheck = nil
         self.autoRemove = false
@@ -126,6 +135,11 @@ public enum ContainerNetwork: Sendable, Codable, Hashable {
     case none
     /// The host's network (`--network host`).
     case host
+    /// User-defined bridge networks by name (`--network NAME`); an empty list is the default
+    /// bridge network. Peers on the same network reach the container by name and alias.
+    case bridge([String])
+    /// The network namespace of another container, by id or name (`--network container:NAME`).
+    case container(String)
 }
 
 /// When a container is restarted after it exits (`--restart`), while its owner lives.

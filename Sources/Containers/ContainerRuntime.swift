@@ -4,6 +4,7 @@ import Glibc
 public import Images
 public import Layers
 public import Logging
+public import Networking
 import Synchronization
 
 /// Berth's containers on one root directory: the image store, the layer store, and every
@@ -25,6 +26,8 @@ public final class ContainerRuntime: Sendable {
     public let images: ImageStore
     /// The unpacked layers, in `<root>/layers`.
     public let layers: LayerStore
+    /// The networks, in `<root>/networks` and `<root>/netns`.
+    public let networks: NetworkManager
     let logger: Logger
     let hub = EventHub()
     private let live = Mutex<[String: Container]>([:])
@@ -65,6 +68,7 @@ public final class ContainerRuntime: Sendable {
         self.logger = logger
         images = try wrapping("open image store in \(root)") { try ImageStore(root: root, registry: registry, logger: logger) }
         layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
+        networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
         try wrapping("create \(containersDirectory)") { try makeDirectory(containersDirectory) }
         removeLeftovers()
     }
@@ -226,6 +230,8 @@ public final class ContainerRuntime: Sendable {
             try? layers.snapshot(at: directory)?.remove()
             try? removeTree(directory)
         }
+        // Sandboxes (veths, leases, namespaces) of containers that are gone.
+        _ = try? networks.cleanupStale { [containersDirectory] id in access(containersDirectory + "/" + id, F_OK) == 0 }
     }
 }
 
@@ -250,4 +256,24 @@ private func generatedName() -> String {
     let adjectives = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "swift", "tidy"]
     let nouns = ["anchor", "bollard", "buoy", "cleat", "dock", "harbor", "jetty", "mooring", "pier", "quay"]
     return "\(adjectives.randomElement() ?? "calm")_\(nouns.randomElement() ?? "pier")_\(randomHex(4))"
+}
+
+extension ContainerRuntime {
+    /// The sandbox a container's network needs, or `nil` for `none` and `host`, which need no
+    /// sandbox: the clone makes the namespace (cheaper than a persistent one) or joins none.
+    func networkMode(for configuration: ContainerConfiguration) throws(ContainerError) -> NetworkMode? {
+        switch configuration.network {
+        case .none, .host:
+            return nil
+        case .bridge(let names):
+            return .bridge(names)
+        case .container(let other):
+            let target = try container(other)
+            if let path = target.sandbox?.netnsPath { return .container(netnsPath: path) }
+            guard let pid = target.state.pid else {
+                throw ContainerError(code: .invalidState, container: other, detail: "share the network of a container that is not running:")
+            }
+            return .container(netnsPath: "/proc/\(pid)/ns/net")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 public import FoundationEssentials
+public import Networking
 
 /// Where a container is in its lifecycle.
 public enum ContainerStatus: String, Sendable, Codable, Hashable, CustomStringConvertible {
@@ -44,11 +45,17 @@ public struct ContainerState: Sendable, Codable, Hashable {
     public var health: HealthStatus?
     /// Why the last start failed, if it did.
     public var error: String?
+    /// The published ports of the current run, with the host ports actually bound.
+    public var publishedPorts: [PortMapping]
+    /// The container's IPv4 address on each bridge network it is attached to.
+    public var addresses: [String: String]
 
     init() {
         status = .created
         oomKilled = false
         restartCount = 0
+        publishedPorts = []
+        addresses = [:]
     }
 }
 
