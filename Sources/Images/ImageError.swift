@@ -53,6 +53,7 @@ public struct ImageError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The request itself is malformed (a bad option, an insecure registry that is not allowed).
         public static var invalidArgument: Code { Code(storage: .invalidArgument) }
 
+        /// The code's name, such as `digestMismatch`.
         public var description: String { "\(storage)" }
     }
 

@@ -5,7 +5,7 @@ import SystemPackage
 
 /// A layer blob on disk, ready to become the top layer of an image.
 ///
-/// Made from what ``Layers/Snapshot/writeDiff(toFile:compression:)`` returns:
+/// Made from what `Snapshot/writeDiff(toFile:compression:)` returns:
 ///
 /// ```swift
 /// let path = "/var/lib/berth/tmp/c1.layer"
@@ -99,7 +99,7 @@ extension ImageStore {
 
     /// Makes a one-layer image from a directory tree or a tar file (`docker import`).
     ///
-    /// A directory is written as a gzip-compressed layer with ``Layers/exportFilesystem(of:to:compression:)``;
+    /// A directory is written as a gzip-compressed layer with `exportFilesystem(of:to:compression:)`;
     /// a tar file becomes the layer as it is. Costs a read of the whole tree or file.
     ///
     /// - Parameters:
@@ -184,7 +184,7 @@ extension ImageStore {
     /// - Parameters:
     ///   - image: An image in this store.
     ///   - layers: The layer store, normally `<berth root>/layers`.
-    /// - Returns: The top layer's chain ID for ``Layers/LayerStore/createSnapshot(topChainID:at:driver:)``,
+    /// - Returns: The top layer's chain ID for `LayerStore/createSnapshot(topChainID:at:driver:)`,
     ///   or nil for an image without layers.
     /// - Throws: ``ImageError`` with code ``ImageError/Code/invalidContent`` when the config and
     ///   manifest disagree or a layer is malformed, ``ImageError/Code/digestMismatch`` when a

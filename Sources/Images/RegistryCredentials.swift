@@ -68,11 +68,73 @@ public struct DockerConfig: Sendable, Hashable {
     /// - Returns: The parsed file, or nil if there is none.
     /// - Throws: ``ImageError`` if the file exists but cannot be parsed.
     public static func standard(environment: [String: String]? = nil) throws(ImageError) -> DockerConfig? {
-        let environment = environment ?? ProcessInfo.processInfo.environment
-        let directory = environment["DOCKER_CONFIG"] ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.docker"
-        let path = directory + "/config.json"
+        let path = standardPath(environment: environment)
         guard FileIO.exists(path) else { return nil }
         return try DockerConfig(path: path)
+    }
+
+    /// The path of the file Docker reads: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    ///
+    /// - Parameter environment: The environment to look in; nil means the process's.
+    /// - Returns: The path, whether or not the file exists.
+    public static func standardPath(environment: [String: String]? = nil) -> String {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        return (environment["DOCKER_CONFIG"] ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.docker") + "/config.json"
+    }
+
+    /// Records credentials in a `config.json`'s `auths`, as `docker login` does without a
+    /// credential store; every other part of the file is kept. The file gets mode 0600.
+    ///
+    /// - Parameters:
+    ///   - credentials: The user name and password.
+    ///   - registry: The registry host (`docker.io` is stored under Docker's `https://index.docker.io/v1/`).
+    ///   - path: The file, created with its directory if missing.
+    /// - Throws: ``ImageError`` with code ``ImageError/Code/invalidContent`` if the file is not a
+    ///   JSON object, ``ImageError/Code/io`` if it cannot be written.
+    public static func storeCredentials(_ credentials: RegistryCredentials, for registry: String, in path: String) throws(ImageError) {
+        _ = try editAuths(in: path) { auths in
+            let auth = Data("\(credentials.username):\(credentials.password)".utf8).base64EncodedString()
+            auths[authKey(registry)] = ["auth": auth]
+            return true
+        }
+    }
+
+    /// Forgets the credentials of a registry in a `config.json` (`docker logout`).
+    ///
+    /// - Parameters:
+    ///   - registry: The registry host.
+    ///   - path: The file.
+    /// - Returns: False if the file held no credentials for the registry.
+    /// - Throws: ``ImageError`` if the file cannot be parsed or written.
+    @discardableResult
+    public static func removeCredentials(for registry: String, in path: String) throws(ImageError) -> Bool {
+        guard FileIO.exists(path) else { return false }
+        return try editAuths(in: path) { auths in auths.removeValue(forKey: authKey(registry)) != nil }
+    }
+
+    private static func authKey(_ registry: String) -> String {
+        registry == ImageReference.dockerHub ? "https://index.docker.io/v1/" : registry
+    }
+
+    /// Rewrites the `auths` object of a config file; `edit` says whether anything changed.
+    private static func editAuths(in path: String, _ edit: (inout [String: Any]) -> Bool) throws(ImageError) -> Bool {
+        var document: [String: Any] = [:]
+        if FileIO.exists(path) {
+            let bytes = try FileIO.read(path)
+            guard let parsed = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+                throw ImageError(code: .invalidContent, detail: "\(path) is not a json object")
+            }
+            document = parsed
+        }
+        var auths = document["auths"] as? [String: Any] ?? [:]
+        guard edit(&auths) else { return false }
+        document["auths"] = auths
+        guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) else {
+            throw ImageError(code: .invalidContent, detail: "encode \(path)")
+        }
+        try FileIO.makeDirectories(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]))
+        try FileIO.writeAtomically(path, Array(data), mode: 0o600)
+        return true
     }
 
     /// The credentials stored for a registry.
