@@ -1,7 +1,7 @@
 # Berth's entry points. Run as root on Debian 12 (see README.md).
 #
 #   make demo    install deps, build the berth CLI, run a busybox container
-#   make test    install deps, build and run every test, serially
+#   make test    install deps, build and run every test (serially), then build the docs
 #   make docs    DocC documentation of the library targets
 #   make bench   start-latency benchmark against unshare, crun and runc (scripts/bench)
 #
@@ -10,7 +10,7 @@
 SWIFT        ?= swift
 BUILD        ?= .build
 DEMO_ROOTFS  ?= $(BUILD)/demo-rootfs
-DOCS_TARGETS ?= ContainerKernel
+DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
 
@@ -29,13 +29,15 @@ demo: berth
 
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
 # cgroups), which only holds when no other test is running beside it.
+# The documentation is part of the product: CI builds every catalog with warnings as errors.
 test: deps
 	$(SWIFTPM) --build-tests
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
+	$(MAKE) docs
 
 docs:
 	for t in $(DOCS_TARGETS); do \
-		$(SWIFT) package --scratch-path $(BUILD) generate-documentation --target $$t || exit 1; \
+		$(SWIFT) package --scratch-path $(BUILD) generate-documentation --target $$t --warnings-as-errors || exit 1; \
 	done
 
 bench: berth

@@ -164,7 +164,7 @@ public actor ProcessInput {
 
     /// Writes `text` as UTF-8.
     ///
-    /// - Throws: As ``write(_:)-(([UInt8])``.
+    /// - Throws: As ``write(_:)-([UInt8])``.
     public func write(_ text: String) async throws(KernelError) { try await write(Array(text.utf8)) }
 
     /// Closes stdin: the process reads end of file.

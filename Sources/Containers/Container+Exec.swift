@@ -53,7 +53,7 @@ extension Container {
     ///   - workingDirectory: Defaults to the container's.
     ///   - user: Defaults to the container's.
     ///   - io: Where its stdio goes (pipes by default, or a terminal).
-    /// - Returns: The process; wait for it with ``ProcessHandle/wait()``.
+    /// - Returns: The process; wait for it with its `wait()`.
     /// - Throws: ``ContainerError`` as ``exec(_:environment:workingDirectory:user:input:)``.
     public func startExec(
         _ command: [String], environment: [String] = [], workingDirectory: String? = nil, user: String? = nil,

@@ -52,7 +52,7 @@ public struct ContainerError: Error, Sendable, CustomStringConvertible {
         self.underlying = underlying
     }
 
-    /// The error of the kernel layer, when that is what failed (its ``KernelError/stage`` tells
+    /// The error of the kernel layer, when that is what failed (its `stage` tells
     /// an exec failure from others).
     public var kernelError: KernelError? { underlying as? KernelError }
 
