@@ -13,7 +13,6 @@ final class Spawner: Sendable {
 
     private let wakeup: Int32
     private let jobs = Mutex<[@Sendable () -> Void]>([])
-    private let seccompCache = Mutex<[SeccompProfile: SeccompProgram]>([:])
 
     /// Detected once: reading mountinfo on every start would cost more than the clone.
     private static let machineHierarchy = Result { () throws(KernelError) in try CgroupHierarchy.detect() }
@@ -39,7 +38,7 @@ final class Spawner: Sendable {
         // the cgroup, building the flat config.
         let seccomp = try program(for: spec)
         let cgroup = try spec.cgroup.map { placement throws(KernelError) in
-            let hierarchy = try placement.hierarchy.map { .success($0) } ?? Self.machineHierarchy
+            let hierarchy = placement.hierarchy.map { .success($0) } ?? Self.machineHierarchy
             return try Cgroup.create(placement.path, resources: placement.resources, in: hierarchy.get())
         }
         let plan: SpawnPlan
@@ -71,10 +70,7 @@ final class Spawner: Sendable {
         case .profile(let given): profile = given
         case .dockerDefault: profile = .dockerDefault(capabilities: spec.capabilities.effective)
         }
-        if let cached = seccompCache.withLock({ $0[profile] }) { return cached }
-        let program = try profile.compile()
-        seccompCache.withLock { $0[profile] = program }
-        return program
+        return try SeccompCache.program(for: profile)
     }
 
     /// The clone and the handshake, on the spawner thread.

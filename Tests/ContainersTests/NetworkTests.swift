@@ -14,10 +14,11 @@ struct ContainerNetworkTests {
         let network = "ctr-net-\(getpid())"
         _ = try runtime.networks.create(network)
         defer { try? runtime.networks.remove(network) }
+        let anyPort = try PortMapping(parsing: "127.0.0.1:0:80")
         let server = try await runtime.run(busybox(["/bin/sh", "-c", "echo served > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]) {
             $0.name = "web-\(getpid())"
             $0.network = .bridge([network])
-            $0.ports = [try PortMapping(parsing: "127.0.0.1:0:80")]
+            $0.ports = [anyPort]
         })
         let client = try await runtime.run(busybox(["/bin/sh", "-c", "sleep 0.3; wget -q -O - http://web-\(getpid())/index.html"]) {
             $0.network = .bridge([network])
@@ -35,9 +36,10 @@ struct ContainerNetworkTests {
         #expect(viaHost == "served\n")
 
         // A second container asking for the same host port fails before it starts.
+        let samePort = try PortMapping(parsing: "127.0.0.1:\(published.hostPort):80")
         let clash = try await runtime.create(busybox(["/bin/true"]) {
             $0.network = .bridge([network])
-            $0.ports = [try PortMapping(parsing: "127.0.0.1:\(published.hostPort):80")]
+            $0.ports = [samePort]
         })
         await #expect(throws: ContainerError.self) { try await clash.start() }
         #expect(clash.state.status == .created)
