@@ -645,23 +645,23 @@ public final class Cgroup: Sendable {
         }
     }
 
-    /// Removes cgroups that a killed Berth process left behind below `prefix`.
+    /// Removes a cgroup that a killed Berth process left behind, with everything below it.
     ///
-    /// Every cgroup below `<root>/<prefix>` in every hierarchy has its processes killed, then
-    /// is removed, deepest first; `prefix` itself stays. All kills come before any removal: on
+    /// `<root>/<path>` and every cgroup below it, in every hierarchy, has its processes killed,
+    /// then is removed, deepest first. All kills come before any removal: on
     /// cgroup v1 a frozen process dies only when its freezer directory is thawed, which may come
-    /// after the other hierarchies' directories in the walk. Pass a prefix this process owns alone:
+    /// after the other hierarchies' directories in the walk. Pass a path this process owns alone:
     /// containers of another live program under it would be killed too.
     ///
     /// - Parameters:
-    ///   - prefix: A relative cgroup path, such as `berth`.
+    ///   - path: A relative cgroup path, such as `berth/<container id>`.
     ///   - hierarchy: The hierarchy to clean.
     /// - Throws: ``KernelError`` naming the directory that could not be listed or removed.
-    package static func removeStale(under prefix: String, in hierarchy: CgroupHierarchy) throws(KernelError) {
-        try validate(path: prefix)
+    package static func removeStale(_ path: String, in hierarchy: CgroupHierarchy) throws(KernelError) {
+        try validate(path: path)
         var directories: [String] = []
-        for root in hierarchy.roots {
-            directories += try CgroupFile.subdirectories(deepestFirst: root + "/" + prefix)
+        for root in hierarchy.roots where access(root + "/" + path, F_OK) == 0 {
+            directories += try CgroupFile.subdirectories(deepestFirst: root + "/" + path) + [root + "/" + path]
         }
         for directory in directories { try CgroupFile.killProcesses(in: directory) }
         for directory in directories { try CgroupFile.removeDirectory(directory) }

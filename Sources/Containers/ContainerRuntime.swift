@@ -226,7 +226,7 @@ public final class ContainerRuntime: Sendable {
             guard let record = try? Container.loadRecord(directory), !isAlive(record.ownerPID, record.ownerStartTime)
             else { continue }
             logger.info("removing a container left by a dead process", metadata: ["id": "\(id)"])
-            if let hierarchy { try? Cgroup.removeStale(under: Container.cgroupPath(id), in: hierarchy) }
+            if let hierarchy { try? Cgroup.removeStale(Container.cgroupPath(id), in: hierarchy) }
             try? layers.snapshot(at: directory)?.remove()
             try? removeTree(directory)
         }

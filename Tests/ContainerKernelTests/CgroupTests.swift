@@ -428,7 +428,7 @@ extension CgroupTests {
             try stale.attach(pid: sleeper.processIdentifier)
             // A runtime killed while the container was paused leaves it frozen.
             try await stale.freeze()
-            try Cgroup.removeStale(under: CgroupTests.prefix, in: hierarchy)
+            try Cgroup.removeStale("\(CgroupTests.prefix)/stale", in: hierarchy)
             sleeper.waitUntilExit()
             #expect(sleeper.terminationStatus == SIGKILL)
             for root in hierarchy.roots {
