@@ -23,11 +23,15 @@ struct FaultTests {
     }
 
     @Test func aConnectionDroppedAt60PercentResumesAndFetchesUnder110Percent() async throws {
-        let fixture = try await RegistryFixture()
+        // The proxy paces the blob like a 64 MiB/s link. Unpaced, loopback fills the client's
+        // socket buffer (tcp_rmem allows 32 MiB here) faster than a debug build consumes it, and
+        // on EOF SwiftNIO reads that whole buffer into AsyncHTTPClient, which fails the body
+        // stream and drops the parts not yet handed to Berth: those bytes are fetched again.
+        let fixture = try await RegistryFixture(dataSize: 16 << 20)
         let layer = try Self.largestLayer(fixture)
         let proxy = try await FaultProxy(
             upstream: fixture.registry.host,
-            faults: .init(dropAfter: Int(layer.size * 6 / 10), matching: layer.digest.description))
+            faults: .init(dropAfter: Int(layer.size * 6 / 10), bytesPerSecond: 64 << 20, matching: layer.digest.description))
         let store = try fixture.store("resume", configuration: Self.fastRetries)
         let reference = try ImageReference(parsing: "\(proxy.host)/test/busybox:v1")
         let image = try await store.pull(reference, platform: try Platform(parsing: "linux/amd64"))
@@ -88,6 +92,61 @@ struct FaultTests {
         #expect(try layoutCheck(store.content.root).ok)
         try await proxy.stop()
         try fixture.stop()
+    }
+
+    @Test func aPullKilledMidBlobLeavesAStoreThatVerifiesAndTheNextPullResumes() async throws {
+        let fixture = try await RegistryFixture()
+        let layer = try Self.largestLayer(fixture)
+        let stall = Int(layer.size / 2)
+        let proxy = try await FaultProxy(upstream: fixture.registry.host, faults: .init(stallAfter: stall, matching: layer.digest.description))
+        let reference = "\(proxy.host)/test/busybox:v1"
+        let root = fixture.scratch.path + "/killed"
+
+        // The child is this test bundle running only `pullForAKilledProcessTest`, a real second process.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        child.arguments = ["--testing-library", "swift-testing", "--filter", "pullForAKilledProcessTest"]
+        child.environment = ProcessInfo.processInfo.environment.merging(
+            [Self.childRootVariable: root, Self.childReferenceVariable: reference]) { $1 }
+        child.standardOutput = FileHandle.nullDevice
+        child.standardError = FileHandle.nullDevice
+        try child.run()
+        let partial = root + "/content/.berth/ingest/sha256-" + layer.digest.encoded
+        let deadline = ContinuousClock.now + .seconds(60)
+        while (try? FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int) ?? 0 < stall, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        #expect(child.terminationReason == .uncaughtSignal)
+
+        let store = try ImageStore(root: root)
+        #expect(!store.content.contains(layer.digest))
+        #expect(try store.content.entries().isEmpty)
+        let check = try layoutCheck(store.content.root)
+        #expect(check.ok, "\(check.output)")
+
+        proxy.faults = .init()
+        let image = try await store.pull(try ImageReference(parsing: reference), platform: try Platform(parsing: "linux/amd64"))
+        #expect(image.layers.contains(layer))
+        // The partial blob was resumed: the second pull fetched only what the child had not.
+        let fetched = proxy.bodyBytes(matching: layer.digest.description)
+        #expect(Double(fetched) < 1.1 * Double(layer.size), "fetched \(fetched) of \(layer.size)")
+        #expect(try layoutCheck(store.content.root).ok)
+        try await proxy.stop()
+        try fixture.stop()
+    }
+
+    static let childRootVariable = "BERTH_TEST_PULL_ROOT"
+    static let childReferenceVariable = "BERTH_TEST_PULL_REFERENCE"
+
+    /// The second process of the SIGKILL test: enabled only when that test starts it.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment[childRootVariable] != nil))
+    func pullForAKilledProcessTest() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let root = try #require(environment[Self.childRootVariable])
+        let reference = try ImageReference(parsing: try #require(environment[Self.childReferenceVariable]))
+        _ = try await ImageStore(root: root).pull(reference, platform: try Platform(parsing: "linux/amd64"))
     }
 
     @Test func tokenAuthGrantsScopesAndRefusesWrongPasswordsAndMissingPermissions() async throws {

@@ -9,12 +9,15 @@ struct RegistryFixture {
     let scratch: TemporaryDirectory
     let reference: ImageReference
 
-    init(tls: Bool = false, auth: RegistryServer.Auth = .none, client: (RegistryServer) -> RegistryClient.Configuration = { _ in .init() }) async throws {
+    init(
+        tls: Bool = false, auth: RegistryServer.Auth = .none, dataSize: Int = 4 << 20,
+        client: (RegistryServer) -> RegistryClient.Configuration = { _ in .init() }
+    ) async throws {
         registry = try RegistryServer(tls: tls, auth: auth)
         scratch = try TemporaryDirectory(prefix: "images")
         reference = try ImageReference(parsing: "\(registry.host)/test/busybox:v1")
         let source = try ImageStore(root: scratch.path + "/source", registry: RegistryClient(configuration: client(registry)))
-        try ImageFixtures.writeLayout([try ImageFixtures.busyboxImage()], at: scratch.path + "/layout", refName: reference.description)
+        try ImageFixtures.writeLayout([try ImageFixtures.busyboxImage(dataSize: dataSize)], at: scratch.path + "/layout", refName: reference.description)
         try await source.importLayout(at: scratch.path + "/layout")
         try await source.push(reference.description)
     }

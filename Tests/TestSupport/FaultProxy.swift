@@ -35,22 +35,30 @@ public final class FaultProxy: Sendable {
         public var dropAfter: Int?
         /// How many matching responses are dropped; later ones pass whole.
         public var drops: Int
+        /// Stop forwarding a matching response after this many body bytes, keeping the connection
+        /// open: the client hangs mid-blob (for killing it there).
+        public var stallAfter: Int?
         /// Flip the bits of the body byte at this offset in every matching response.
         public var corruptAt: Int?
+        /// Forward matching responses at about this many bytes per second, like a network link
+        /// slower than loopback; nil forwards as fast as the client reads.
+        public var bytesPerSecond: Int?
         /// Only requests whose path contains this are affected (and counted by ``FaultProxy/requests``).
         public var path: String
 
         /// Creates a set of faults; the default forwards everything unchanged.
         public init(
             failFirst: Int = 0, failureStatus: Int = 500, delay: Duration? = nil, dropAfter: Int? = nil, drops: Int = 1,
-            corruptAt: Int? = nil, matching path: String = "/"
+            stallAfter: Int? = nil, corruptAt: Int? = nil, bytesPerSecond: Int? = nil, matching path: String = "/"
         ) {
             self.failFirst = failFirst
             self.failureStatus = failureStatus
             self.delay = delay
             self.dropAfter = dropAfter
             self.drops = drops
+            self.stallAfter = stallAfter
             self.corruptAt = corruptAt
+            self.bytesPerSecond = bytesPerSecond
             self.path = path
         }
     }
@@ -121,24 +129,24 @@ public final class FaultProxy: Sendable {
 
     enum Plan {
         case refuse(status: Int)
-        case forward(delay: Duration?, dropAfter: Int?, corruptAt: Int?)
+        case forward(delay: Duration?, cut: Cut?, corruptAt: Int?, rate: Int?)
     }
 
     fileprivate func plan(for path: String) -> Plan {
         state.withLock { state in
             state.requests.append(path)
             let faults = state.faults
-            guard path.contains(faults.path) else { return .forward(delay: faults.delay, dropAfter: nil, corruptAt: nil) }
+            guard path.contains(faults.path) else { return .forward(delay: faults.delay, cut: nil, corruptAt: nil, rate: nil) }
             if state.refused < faults.failFirst {
                 state.refused += 1
                 return .refuse(status: faults.failureStatus)
             }
-            var drop: Int?
+            var cut = faults.stallAfter.map { Cut(after: $0, close: false) }
             if let dropAfter = faults.dropAfter, state.dropped < faults.drops {
                 state.dropped += 1
-                drop = dropAfter
+                cut = Cut(after: dropAfter, close: true)
             }
-            return .forward(delay: faults.delay, dropAfter: drop, corruptAt: faults.corruptAt)
+            return .forward(delay: faults.delay, cut: cut, corruptAt: faults.corruptAt, rate: faults.bytesPerSecond)
         }
     }
 
@@ -147,6 +155,12 @@ public final class FaultProxy: Sendable {
     }
 
     fileprivate var upstream: (host: String, port: Int) { ("127.0.0.1", upstreamPort) }
+}
+
+/// Where a response body stops: after `after` bytes, hanging up (`close`) or stalling.
+struct Cut: Sendable {
+    var after: Int
+    var close: Bool
 }
 
 /// Lets handlers created before `init` finishes reach the proxy.
@@ -184,11 +198,11 @@ private final class ProxyHandler: ChannelInboundHandler {
                 context.write(wrapOutboundOut(.head(response)), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            case .forward(let delay, let dropAfter, let corruptAt):
+            case .forward(let delay, let cut, let corruptAt, let rate):
                 let client = context.channel
                 let parts = body
                 let forward: @Sendable () -> Void = {
-                    Self.forward(head, body: parts, to: proxy, client: client, dropAfter: dropAfter, corruptAt: corruptAt)
+                    Self.forward(head, body: parts, to: proxy, client: client, cut: cut, corruptAt: corruptAt, rate: rate)
                 }
                 if let delay {
                     let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
@@ -201,15 +215,17 @@ private final class ProxyHandler: ChannelInboundHandler {
     }
 
     private static func forward(
-        _ head: HTTPRequestHead, body: [ByteBuffer], to proxy: FaultProxy, client: any Channel, dropAfter: Int?, corruptAt: Int?
+        _ head: HTTPRequestHead, body: [ByteBuffer], to proxy: FaultProxy, client: any Channel, cut: Cut?, corruptAt: Int?,
+        rate: Int?
     ) {
         let (host, port) = proxy.upstream
         ClientBootstrap(group: client.eventLoop)
+            .channelOption(.autoRead, value: rate == nil)
             .channelInitializer { upstream in
                 upstream.eventLoop.makeCompletedFuture {
                     try upstream.pipeline.syncOperations.addHTTPClientHandlers()
                     try upstream.pipeline.syncOperations.addHandler(
-                        RelayHandler(proxy: proxy, path: head.uri, client: client, dropAfter: dropAfter, corruptAt: corruptAt))
+                        RelayHandler(proxy: proxy, path: head.uri, client: client, cut: cut, corruptAt: corruptAt, rate: rate))
                 }
             }
             .connect(host: host, port: port)
@@ -234,32 +250,54 @@ private final class RelayHandler: ChannelInboundHandler {
     private let proxy: FaultProxy
     private let path: String
     private let client: any Channel
-    private let dropAfter: Int?
+    private let cut: Cut?
     private let corruptAt: Int?
+    private let rate: Int?
     private var offset = 0
-    private var cut = false
+    private var sinceLastRead = 0
+    private var stopped = false
 
-    init(proxy: FaultProxy, path: String, client: any Channel, dropAfter: Int?, corruptAt: Int?) {
+    init(proxy: FaultProxy, path: String, client: any Channel, cut: Cut?, corruptAt: Int?, rate: Int?) {
         self.proxy = proxy
         self.path = path
         self.client = client
-        self.dropAfter = dropAfter
+        self.cut = cut
         self.corruptAt = corruptAt
+        self.rate = rate
+    }
+
+    // With a rate, the upstream channel does not read on its own: each read is asked for after
+    // the time the previous one's bytes take at that rate.
+    func channelActive(context: ChannelHandlerContext) {
+        if rate != nil { context.read() }
+        context.fireChannelActive()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        guard let rate else { return }
+        let wait = TimeAmount.nanoseconds(Int64(sinceLastRead) * 1_000_000_000 / Int64(max(rate, 1)))
+        sinceLastRead = 0
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: wait) { bound.value.read() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !cut else { return }
+        guard !stopped else {
+            if case .end = unwrapInboundIn(data) { context.close(promise: nil) }
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head(let head):
             client.write(HTTPServerResponsePart.head(head), promise: nil)
         case .body(var part):
-            if let dropAfter, offset + part.readableBytes >= dropAfter {
-                let keep = dropAfter - offset
-                cut = true
-                context.close(promise: nil)
-                // Hang up on the client mid-body, once what was allowed through is on the wire.
+            if let cut, offset + part.readableBytes >= cut.after {
+                let keep = cut.after - offset
+                stopped = true
                 let client = self.client
                 let last = part.readSlice(length: max(keep, 0)).map(send) ?? client.eventLoop.makeSucceededVoidFuture()
+                guard cut.close else { return }  // stall: the rest of the body is read and dropped
+                // Hang up on the client mid-body, once what was allowed through is on the wire.
+                context.close(promise: nil)
                 last.whenComplete { _ in client.close(promise: nil) }
                 return
             }
@@ -278,6 +316,7 @@ private final class RelayHandler: ChannelInboundHandler {
     @discardableResult
     private func send(_ part: ByteBuffer) -> EventLoopFuture<Void> {
         offset += part.readableBytes
+        sinceLastRead += part.readableBytes
         proxy.count(part.readableBytes, for: path)
         return client.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(part)))
     }

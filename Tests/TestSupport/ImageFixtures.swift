@@ -55,8 +55,9 @@ public enum ImageFixtures {
     /// file, then a layer that whites out one file and adds random data of `dataSize` bytes.
     public static func busyboxImage(dataSize: Int = 4 << 20, platform: String = "linux/amd64") throws -> Image {
         let busybox = try readWholeFile("/bin/busybox")
-        var generator = SystemRandomNumberGenerator()
-        let data = (0..<dataSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        // Incompressible, so the gzip layer is as big as asked; /dev/urandom is far quicker than
+        // one random call per byte in a debug build.
+        let data = try randomBytes(dataSize)
         return Image(
             layers: [
                 Layer([.directory("bin"), .file("bin/busybox", busybox, mode: 0o755)]),
@@ -137,6 +138,22 @@ public enum ImageFixtures {
         guard status == 0 else { throw TestSupportError("gzip \(path): \(output)") }
         defer { unlink(path + ".gz") }
         return try readWholeFile(path + ".gz")
+    }
+
+    /// `count` bytes from `/dev/urandom`.
+    public static func randomBytes(_ count: Int) throws -> [UInt8] {
+        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TestSupportError.errno("open /dev/urandom") }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress.map { $0 + done }, count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw TestSupportError.errno("read /dev/urandom") }
+            done += n
+        }
+        return bytes
     }
 
     static func readWholeFile(_ path: String) throws -> [UInt8] {
