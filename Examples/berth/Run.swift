@@ -1,5 +1,7 @@
 import ArgumentParser
 import ContainerKernel
+import Containers
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -9,158 +11,189 @@ import Glibc
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a command in a new container.",
-        discussion: "Exit status: the command's, or 125 when berth itself fails, 126 when the command cannot be executed, 127 when it is not found."
+        discussion: """
+            berth run [OPTIONS] IMAGE [COMMAND [ARG...]] creates a container from IMAGE, starts it, \
+            prints its output and exits with its exit code; signals berth gets (such as Ctrl-C) are \
+            passed on to the container. berth run --rootfs DIR [OPTIONS] [--] COMMAND [ARG...] runs \
+            in a plain directory instead, without an image or any state on disk.
+
+            Containers are embedded: they live as long as the berth process that runs them, so a \
+            container cannot outlive `berth run`. Exit status: the command's, or 125 when berth \
+            itself fails, 126 when the command cannot be executed, 127 when it is not found.
+            """
     )
 
-    @Option(help: "Root filesystem directory to run in.")
-    var rootfs: String
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var options: ContainerOptions
 
-    @Option(help: "Container host name.")
-    var hostname: String?
+    @Flag(name: [.customShort("d"), .customLong("detach")], help: "Run in the background (needs the supervisor: not implemented yet).")
+    var detach = false
 
-    @Option(name: [.customShort("e"), .customLong("env")], help: "Set an environment variable (KEY=value).")
-    var environment: [String] = []
+    @Option(help: "Run in this root filesystem directory instead of an image.")
+    var rootfs: String?
 
-    @Option(name: [.customShort("w"), .customLong("workdir")], help: "Working directory inside the container.")
-    var workingDirectory = "/"
+    @Argument(parsing: .captureForPassthrough, help: "The image, then the command and its arguments (with --rootfs: only the command).")
+    var arguments: [String] = []
 
-    @Option(name: [.customShort("u"), .customLong("user")], help: "UID[:GID] to run as.")
-    var user: String?
-
-    @Option(help: "Memory limit (e.g. 32m, 1g).")
-    var memory: String?
-
-    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes.")
-    var pidsLimit: Int64?
-
-    @Option(help: "Number of CPUs (e.g. 0.5).")
-    var cpus: Double?
-
-    @Option(name: .customLong("cap-add"), help: "Add a Linux capability.")
-    var capAdd: [String] = []
-
-    @Option(name: .customLong("cap-drop"), help: "Drop a Linux capability (ALL drops every one).")
-    var capDrop: [String] = []
-
-    @Flag(name: .customLong("read-only"), help: "Mount the root filesystem read-only.")
-    var readOnly = false
-
-    @Flag(help: "Give every capability, no seccomp filter, no masked paths.")
-    var privileged = false
-
-    @Option(help: "Network: none (own namespace, loopback only) or host.")
-    var network = "none"
-
-    @Option(name: .customLong("security-opt"), help: "no-new-privileges, or seccomp=unconfined.")
-    var securityOptions: [String] = []
-
-    @Flag(name: [.customShort("t"), .customLong("tty")], help: "Allocate a pseudo-terminal.")
-    var tty = false
-
-    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments.")
-    var command: [String] = []
-
-    func run() async throws {
-        let arguments = command.first == "--" ? Array(command.dropFirst()) : command
-        guard !arguments.isEmpty else { throw ValidationError("no command given") }
-        do {
-            let spec = try makeSpec(arguments)
-            let process = try await ProcessHandle.spawn(spec)
-            if let terminal = process.terminal { await relay(terminal) }
-            throw ExitCode(await process.wait().code)
-        } catch let error as KernelError {
-            printError("\(error)")
-            if error.stage == .exec {
-                throw ExitCode(error.errno == .noSuchFileOrDirectory ? ExitCodes.notFound : ExitCodes.notExecutable)
-            }
-            throw ExitCode(ExitCodes.berthError)
+    func validate() throws {
+        try checkHelpRequest(arguments, of: self)
+        // Checked here, not in ContainerOptions, because `create` has no -d.
+        if detach {
+            throw unsupported("-d: \(supervisorMissing)")
         }
     }
 
-    func makeSpec(_ arguments: [String]) throws -> ProcessSpec {
+    func run() async throws {
+        let words = droppingTerminator(arguments)
+        try await reportingContainerErrors {
+            if let rootfs {
+                try await runInDirectory(rootfs, command: words)
+            } else {
+                guard let image = words.first else { throw ValidationError("no image given") }
+                try await runImage(image, command: Array(words.dropFirst()))
+            }
+        }
+    }
+
+    private func runImage(_ image: String, command: [String]) async throws {
+        let runtime = try store.openRuntime()
+        var configuration = try options.configuration(image: image, command: command)
+        // Berth removes the container itself after reading its whole log: the runtime's
+        // auto-remove could delete the log before the last lines are printed.
+        configuration.autoRemove = false
+        let container = try await runtime.create(configuration)
+        do {
+            try await container.start()
+        } catch {
+            if options.rm { try? await container.remove(force: true) }
+            throw error
+        }
+        let status = await forwardingSignals(to: container) {
+            await printLogs(container.logs(follow: true), timestamps: false)
+            return await container.wait()
+        }
+        if options.rm { try await container.remove(force: true) }
+        throw ExitCode(status.code)
+    }
+
+    /// The `--rootfs` mode: spawns the process directly with `ContainerKernel`.
+    private func runInDirectory(_ rootfs: String, command: [String]) async throws {
+        guard !command.isEmpty else { throw ValidationError("no command given") }
+        let process = try await ProcessHandle.spawn(try makeSpec(rootfs: rootfs, arguments: command))
+        // Stdin is always connected in this mode (see makeSpec).
+        if let terminal = process.terminal { await relay(terminal, forwardingInput: true) }
+        throw ExitCode(await process.wait().code)
+    }
+
+    private func makeSpec(rootfs: String, arguments: [String]) throws -> ProcessSpec {
+        let imageOnly = [
+            ("--name", options.name != nil), ("--entrypoint", options.entrypoint != nil), ("--restart", options.restart != nil),
+            ("--health-cmd", options.healthCommand != nil), ("--label", !options.labels.isEmpty),
+            ("--pull", options.pull != .missing), ("--stop-signal", options.stopSignal != nil),
+            ("--stop-timeout", options.stopTimeout != nil),
+        ]
+        if let (flag, _) = imageOnly.first(where: { $0.1 }) {
+            throw ValidationError("\(flag) needs an image: --rootfs runs a process, not a container with state")
+        }
         var spec = ProcessSpec(rootfs: rootfs, arguments: arguments)
-        spec.hostname = hostname ?? "berth"
-        spec.environment += environment
+        spec.hostname = options.hostname ?? "berth"
+        spec.environment += options.environment
         spec.environment.append("HOSTNAME=\(spec.hostname ?? "")")
-        spec.workingDirectory = workingDirectory
-        if let user {
-            let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
-            guard let uid = UInt32(parts[0]), parts.count == 1 || UInt32(parts[1]) != nil else {
-                throw ValidationError("--user takes numeric UID[:GID], not \"\(user)\"")
+        spec.workingDirectory = options.workingDirectory ?? "/"
+        if let user = options.user {
+            let parts = user.split(separator: ":", maxSplits: 1).map { UInt32($0) }
+            guard let uid = parts.first ?? nil, parts.count == 1 || parts[1] != nil else {
+                throw ValidationError("with --rootfs, --user takes numeric UID[:GID], not \"\(user)\"")
             }
             spec.userID = uid
-            spec.groupID = parts.count == 2 ? UInt32(parts[1]) ?? uid : uid
+            spec.groupID = parts.count == 2 ? parts[1] ?? uid : uid
         }
-        switch network {
-        case "none": break
-        case "host": spec.namespaces.remove(.network)
-        default: throw ValidationError("--network takes none or host")
-        }
-        if privileged {
+        if try options.containerNetwork == .host { spec.namespaces.remove(.network) }
+        if options.privileged {
             spec.capabilities = .all
             spec.seccomp = .unconfined
             spec.maskedPaths = []
             spec.readOnlyPaths = []
         }
-        let dropAll = capDrop.contains { $0.uppercased() == "ALL" }
-        let added = try Set(capAdd.map { try Capability(named: $0) })
-        let dropped = dropAll ? Capability.all : try Set(capDrop.map { try Capability(named: $0) })
+        let dropAll = options.capDrop.contains { $0.uppercased() == "ALL" }
+        let added = try Set(options.capAdd.map { try Capability(named: $0) })
+        let dropped = dropAll ? Capability.all : try Set(options.capDrop.map { try Capability(named: $0) })
         spec.capabilities = spec.capabilities.adding(added.subtracting(dropAll ? [] : dropped), dropping: dropped.subtracting(added))
-        for option in securityOptions {
-            switch option {
-            case "no-new-privileges", "no-new-privileges:true": spec.noNewPrivileges = true
-            case "seccomp=unconfined", "seccomp:unconfined": spec.seccomp = .unconfined
-            default: throw ValidationError("unsupported --security-opt \"\(option)\"")
+        let security = try options.security
+        spec.noNewPrivileges = security.noNewPrivileges
+        switch security.seccomp {
+        case .dockerDefault: break
+        case .unconfined: spec.seccomp = .unconfined
+        case .profile(let json):
+            spec.seccomp = .profile(try SeccompProfile(json: Array(json.utf8), capabilities: spec.capabilities.effective))
+        }
+        for mount in try options.mounts {
+            switch mount {
+            case .bind(let source, let target, let readOnly): spec.mounts.append(.bind(source, to: target, readOnly: readOnly))
+            case .tmpfs(let target, let data): spec.mounts.append(.tmpfs(target, data: data))
             }
         }
-        spec.readOnlyRootfs = readOnly
-        var resources = CgroupResources()
-        if let memory { resources.memoryLimit = try parseBytes(memory) }
-        resources.pidsLimit = pidsLimit
-        if let cpus {
-            resources.cpuPeriod = 100_000
-            resources.cpuQuota = Int64(cpus * 100_000)
-        }
-        spec.cgroup = CgroupPlacement(path: "berth/\(randomID())", resources: resources)
-        if tty {
-            spec.io = ProcessIO(terminal: currentTerminalSize())
-        } else {
-            spec.io = .inherit
-        }
+        spec.readOnlyRootfs = options.readOnly
+        spec.cgroup = CgroupPlacement(path: "berth/\(randomID())", resources: try options.resources)
+        // Without a terminal the process shares berth's stdio, so stdin is always open here.
+        spec.io = options.tty ? ProcessIO(terminal: currentTerminalSize()) : .inherit
         return spec
     }
 
-    /// Copies the host terminal to the container's and back until the container closes it.
-    func relay(_ terminal: Terminal) async {
-        var saved = termios()
-        let isTTY = tcgetattr(0, &saved) == 0
-        if isTTY {
-            var raw = saved
-            cfmakeraw(&raw)
-            tcsetattr(0, TCSANOW, &raw)
-        }
-        defer { if isTTY { tcsetattr(0, TCSANOW, &saved) } }
-        let pump = Task.detached {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while !Task.isCancelled {
-                let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-                guard n > 0 else { break }
-                try? await terminal.input.write(Array(buffer[0..<n]))
-            }
-        }
-        for await chunk in terminal.output {
-            _ = chunk.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-        }
-        pump.cancel()
-    }
-
-    func currentTerminalSize() -> TerminalSize {
-        var size = winsize()
-        guard ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0 else { return TerminalSize(rows: 24, columns: 80) }
-        return TerminalSize(rows: size.ws_row, columns: size.ws_col)
-    }
-
-    func randomID() -> String {
+    private func randomID() -> String {
         (0..<12).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined()
     }
+}
+
+/// Passes the signals a terminal or `kill` sends to berth on to the container while `body`
+/// runs, as `docker run`'s sig-proxy does; berth itself then ends when the container does.
+func forwardingSignals<T: Sendable>(to container: Container, _ body: () async -> T) async -> T {
+    let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+    let sources = forwarded.map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number)
+        source.setEventHandler { try? container.kill(Signal(rawValue: number)) }
+        source.resume()
+        return source
+    }
+    defer {
+        for (source, number) in zip(sources, forwarded) {
+            source.cancel()
+            signal(number, SIG_DFL)
+        }
+    }
+    return await body()
+}
+
+/// Copies the container's terminal to berth's stdout until the container closes it, and
+/// berth's stdin (switched to raw mode) to the container's terminal when `forwardingInput`.
+func relay(_ terminal: Terminal, forwardingInput: Bool) async {
+    var saved = termios()
+    let isTTY = forwardingInput && tcgetattr(0, &saved) == 0
+    if isTTY {
+        var raw = saved
+        cfmakeraw(&raw)
+        tcsetattr(0, TCSANOW, &raw)
+    }
+    defer { if isTTY { tcsetattr(0, TCSANOW, &saved) } }
+    let pump = Task.detached {
+        guard forwardingInput else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !Task.isCancelled {
+            let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            guard n > 0 else { break }
+            try? await terminal.input.write(Array(buffer[0..<n]))
+        }
+    }
+    for await chunk in terminal.output {
+        _ = chunk.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    }
+    pump.cancel()
+}
+
+/// The size of berth's own terminal, or 24×80 when stdout is not one.
+func currentTerminalSize() -> TerminalSize {
+    var size = winsize()
+    guard ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0 else { return TerminalSize(rows: 24, columns: 80) }
+    return TerminalSize(rows: size.ws_row, columns: size.ws_col)
 }

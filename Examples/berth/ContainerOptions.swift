@@ -1,0 +1,262 @@
+import ArgumentParser
+import ContainerKernel
+import Containers
+import Foundation
+
+/// The flags `berth run` and `berth create` share: what the container should be, in
+/// `docker create`'s terms.
+struct ContainerOptions: ParsableArguments {
+    @Option(help: "Assign a name to the container.")
+    var name: String?
+
+    @Option(name: [.customShort("e"), .customLong("env")], help: "Set an environment variable (KEY=value).")
+    var environment: [String] = []
+
+    @Option(name: [.customShort("w"), .customLong("workdir")], help: "Working directory inside the container.")
+    var workingDirectory: String?
+
+    @Option(name: [.customShort("u"), .customLong("user")],
+            help: "User to run as: UID[:GID] or NAME[:GROUP] from the image's /etc/passwd and /etc/group.")
+    var user: String?
+
+    @Option(name: [.customShort("l"), .customLong("label")], help: "Set a label (KEY=value), for `ps --filter label=…`.")
+    var labels: [String] = []
+
+    @Option(name: [.customShort("v"), .customLong("volume")], help: "Bind-mount a host path: HOST:CONTAINER[:ro].")
+    var volumes: [String] = []
+
+    @Option(help: "Mount a tmpfs: PATH[:OPTIONS], such as /run:size=64m.")
+    var tmpfs: [String] = []
+
+    @Option(name: [.customShort("m"), .customLong("memory")], help: "Memory limit (e.g. 32m, 1g).")
+    var memory: String?
+
+    @Option(help: "Number of CPUs (e.g. 0.5).")
+    var cpus: Double?
+
+    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes (0 or less: unlimited).")
+    var pidsLimit: Int64?
+
+    @Option(name: .customLong("cap-add"), help: "Add a Linux capability.")
+    var capAdd: [String] = []
+
+    @Option(name: .customLong("cap-drop"), help: "Drop a Linux capability (ALL drops every one).")
+    var capDrop: [String] = []
+
+    @Flag(name: .customLong("read-only"), help: "Mount the root filesystem read-only.")
+    var readOnly = false
+
+    @Flag(help: "Give every capability, no seccomp filter, no masked paths.")
+    var privileged = false
+
+    @Option(name: .customLong("security-opt"),
+            help: "no-new-privileges, seccomp=unconfined, or seccomp=PROFILE.json (a Docker or OCI profile).")
+    var securityOptions: [String] = []
+
+    @Option(help: "Replace the image's entrypoint (an empty string clears it).")
+    var entrypoint: String?
+
+    @Option(help: "Restart policy: no, on-failure[:N], always, unless-stopped. Applies while the berth process that owns the container runs.")
+    var restart: String?
+
+    @Option(name: .customLong("health-cmd"), help: "Health check command, run with /bin/sh -c.")
+    var healthCommand: String?
+
+    @Option(name: .customLong("health-interval"), help: "Time between health checks (e.g. 30s, 1m30s).")
+    var healthInterval: String?
+
+    @Option(name: .customLong("health-timeout"), help: "How long one health check may take.")
+    var healthTimeout: String?
+
+    @Option(name: .customLong("health-retries"), help: "Consecutive failures that make the container unhealthy.")
+    var healthRetries: Int?
+
+    @Option(name: .customLong("health-start-period"), help: "Time after start during which failures do not count.")
+    var healthStartPeriod: String?
+
+    @Option(help: "Network: none (own namespace, loopback only) or host.")
+    var network = "none"
+
+    @Option(help: "Container host name (default: the first 12 digits of the id).")
+    var hostname: String?
+
+    @Option(help: "When to pull the image: always, missing or never.", transform: { text in
+        guard let policy = PullPolicy(rawValue: text) else { throw ValidationError("--pull takes always, missing or never") }
+        return policy
+    })
+    var pull: PullPolicy = .missing
+
+    @Option(name: .customLong("stop-signal"), help: "Signal that stops the container (default: the image's, else SIGTERM).")
+    var stopSignal: String?
+
+    @Option(name: .customLong("stop-timeout"), help: "Seconds to wait after the stop signal before SIGKILL.")
+    var stopTimeout: Int?
+
+    @Flag(help: "Remove the container when it exits.")
+    var rm = false
+
+    @Flag(name: [.customShort("i"), .customLong("interactive")], help: "Keep stdin open (not supported yet with an image).")
+    var interactive = false
+
+    @Flag(name: [.customShort("t"), .customLong("tty")], help: "Allocate a pseudo-terminal.")
+    var tty = false
+
+    @Flag(help: "Run an init process that reaps zombies and forwards signals (not supported yet).")
+    var `init` = false
+
+    func validate() throws {
+        if `init` { throw unsupported("--init is not supported yet: Berth has no init process to run as PID 1") }
+        if rm, let restart, restart != "no" {
+            throw ValidationError("conflicting options: --restart \(restart) and --rm")
+        }
+    }
+
+    /// The configuration these flags describe.
+    ///
+    /// - Parameters:
+    ///   - image: The image reference or id.
+    ///   - command: Replaces the image's command when not empty.
+    func configuration(image: String, command: [String]) throws -> ContainerConfiguration {
+        if interactive {
+            throw ValidationError("-i is not supported yet with an image: the Containers API cannot attach to a container's stdin")
+        }
+        var configuration = ContainerConfiguration(image: image, command: command.isEmpty ? nil : command)
+        configuration.name = name
+        configuration.environment = environment
+        configuration.workingDirectory = workingDirectory
+        configuration.user = user
+        configuration.labels = try Dictionary(labels.map(keyValue), uniquingKeysWith: { _, last in last })
+        configuration.mounts = try mounts
+        configuration.readOnlyRootfs = readOnly
+        configuration.resources = try resources
+        configuration.capabilitiesAdded = capAdd
+        configuration.capabilitiesDropped = capDrop
+        configuration.privileged = privileged
+        let security = try self.security
+        configuration.noNewPrivileges = security.noNewPrivileges
+        configuration.seccomp = security.seccomp
+        configuration.entrypoint = entrypoint.map { $0.isEmpty ? [] : [$0] }
+        configuration.restartPolicy = try restart.map { try RestartPolicy(parsing: $0) } ?? .no
+        configuration.healthcheck = try healthcheck
+        configuration.network = try containerNetwork
+        configuration.hostname = hostname
+        configuration.pullPolicy = pull
+        configuration.stopSignal = stopSignal
+        if let stopTimeout { configuration.stopTimeout = stopTimeout }
+        configuration.autoRemove = rm
+        configuration.terminal = tty
+        return configuration
+    }
+
+    /// `-v` and `--tmpfs` as mounts.
+    var mounts: [ContainerMount] {
+        get throws {
+            let binds = try volumes.map { volume -> ContainerMount in
+                let parts = volume.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 2 || (parts.count == 3 && (parts[2] == "ro" || parts[2] == "rw")),
+                      parts[0].hasPrefix("/"), parts[1].hasPrefix("/")
+                else {
+                    throw ValidationError("-v takes HOST:CONTAINER[:ro] with absolute paths (named volumes are not supported yet), not \"\(volume)\"")
+                }
+                return .bind(source: parts[0], target: parts[1], readOnly: parts.count == 3 && parts[2] == "ro")
+            }
+            let tmpfsMounts = try tmpfs.map { text -> ContainerMount in
+                let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+                guard let target = parts.first, target.hasPrefix("/") else {
+                    throw ValidationError("--tmpfs takes an absolute PATH[:OPTIONS], not \"\(text)\"")
+                }
+                return .tmpfs(target: target, options: parts.count == 2 ? parts[1] : nil)
+            }
+            return binds + tmpfsMounts
+        }
+    }
+
+    /// `--memory`, `--cpus` and `--pids-limit` as cgroup limits.
+    var resources: CgroupResources {
+        get throws {
+            var resources = CgroupResources()
+            resources.memoryLimit = try memory.map(parseBytes)
+            resources.cpus = cpus
+            resources.pidsLimit = pidsLimit
+            return resources
+        }
+    }
+
+    /// `--network` as a value.
+    var containerNetwork: ContainerNetwork {
+        get throws {
+            switch network {
+            case "none": return .none
+            case "host": return .host
+            default: throw ValidationError("--network takes none or host (bridge networks are not in the CLI yet)")
+            }
+        }
+    }
+
+    /// What `--security-opt` asks for.
+    var security: (noNewPrivileges: Bool, seccomp: SeccompChoice) {
+        get throws {
+            var result = (noNewPrivileges: false, seccomp: SeccompChoice.dockerDefault)
+            for option in securityOptions {
+                // Docker accepts both `=` and the older `:` as the separator.
+                let parts = option.split(maxSplits: 1, whereSeparator: { $0 == "=" || $0 == ":" }).map(String.init)
+                switch (parts.first, parts.count == 2 ? parts[1] : nil) {
+                case ("no-new-privileges", nil), ("no-new-privileges", "true"): result.noNewPrivileges = true
+                case ("no-new-privileges", "false"): result.noNewPrivileges = false
+                case ("seccomp", "unconfined"): result.seccomp = .unconfined
+                case ("seccomp", let path?):
+                    guard let data = FileManager.default.contents(atPath: path) else {
+                        throw ValidationError("cannot read the seccomp profile \(path)")
+                    }
+                    result.seccomp = .profile(json: String(decoding: data, as: UTF8.self))
+                default: throw ValidationError("unsupported --security-opt \"\(option)\"")
+                }
+            }
+            return result
+        }
+    }
+
+    /// The `--health-*` flags as a health check, when `--health-cmd` is given.
+    var healthcheck: HealthcheckConfiguration? {
+        get throws {
+            guard let healthCommand else {
+                if healthInterval != nil || healthTimeout != nil || healthRetries != nil || healthStartPeriod != nil {
+                    throw ValidationError("--health-interval, --health-timeout, --health-retries and --health-start-period need --health-cmd")
+                }
+                return nil
+            }
+            // Docker runs --health-cmd as CMD-SHELL.
+            var check = HealthcheckConfiguration(command: ["/bin/sh", "-c", healthCommand])
+            if let healthInterval { check.interval = try parseDuration(healthInterval) }
+            if let healthTimeout { check.timeout = try parseDuration(healthTimeout) }
+            if let healthRetries { check.retries = healthRetries }
+            if let healthStartPeriod { check.startPeriod = try parseDuration(healthStartPeriod) }
+            return check
+        }
+    }
+}
+
+/// Splits `KEY=value` (a bare `KEY` has an empty value, as in Docker's labels).
+func keyValue(_ text: String) throws -> (String, String) {
+    let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+    guard let key = parts.first, !key.isEmpty else { throw ValidationError("expected KEY=value, not \"\(text)\"") }
+    return (key, parts.count == 2 ? parts[1] : "")
+}
+
+/// Parses Go's durations, as Docker's flags take them: `30s`, `1m30s`, `500ms`, `1h`.
+func parseDuration(_ text: String) throws -> Duration {
+    let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("h", 3600), ("m", 60), ("s", 1)]
+    var rest = Substring(text)
+    var seconds = 0.0
+    while !rest.isEmpty {
+        let number = rest.prefix { $0.isNumber || $0 == "." }
+        rest = rest.dropFirst(number.count)
+        guard let value = Double(number),
+              let (unit, factor) = units.first(where: { rest.hasPrefix($0.0) })
+        else { throw ValidationError("invalid duration \"\(text)\": use forms like 30s, 1m30s or 500ms") }
+        rest = rest.dropFirst(unit.count)
+        seconds += value * factor
+    }
+    guard !text.isEmpty else { throw ValidationError("empty duration") }
+    return .milliseconds(Int64((seconds * 1000).rounded()))
+}
