@@ -1,0 +1,135 @@
+import Containers
+import Foundation
+import Testing
+import TestSupport
+
+/// The `berth` example CLI, run as a separate process on the test runtime's root, as a user
+/// runs it: output, Docker's exit codes, and what one invocation sees of another's containers.
+@Suite(.serialized)
+struct CLITests {
+    struct Outcome {
+        var status: Int32
+        var output: String
+        var error: String
+    }
+
+    /// The `berth` executable that `swift build --build-tests` put next to the test bundle.
+    static let executable: String? = {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        return [bundleDirectory + "/berth", FileManager.default.currentDirectoryPath + "/.build/debug/berth"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }()
+
+    /// Runs `berth --root <test root> ARGUMENTS…` to its end.
+    func berth(_ arguments: [String]) async throws -> Outcome {
+        let runtime = try await TestRuntime.shared()
+        let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        // `--root` belongs to the subcommand: `berth run --root R …`.
+        process.arguments = [arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read both pipes to their end before waiting, so a full pipe cannot stall berth.
+        async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
+        async let err = Task.detached { error.fileHandleForReading.readDataToEndOfFile() }.value
+        let (outData, errData) = await (out, err)
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self),
+                       error: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// `berth run --rm ARGUMENTS`, its exit status and its output.
+    static let runs: [([String], Int32, String)] = [
+        (["busybox", "echo", "hello"], 0, "hello\n"),
+        (["busybox", "sh", "-c", "echo out; exit 3"], 3, "out\n"),
+        (["busybox", "false"], 1, ""),
+        (["-e", "GREETING=hi", "busybox", "sh", "-c", "echo $GREETING $FROM_IMAGE"], 0, "hi yes\n"),
+    ]
+
+    @Test(arguments: runs)
+    func runRemovePrintsTheOutputAndExitsWithTheContainersCode(arguments: [String], status: Int32, output: String) async throws {
+        let result = try await berth(["run", "--rm"] + arguments)
+        #expect(result.status == status, "\(result.error)")
+        #expect(result.output == output)
+    }
+
+    @Test func runKeepsStdoutAndStderrApart() async throws {
+        let result = try await berth(["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"])
+        #expect(result.status == 0)
+        #expect(result.output == "out\n")
+        #expect(result.error == "err\n")
+    }
+
+    /// `berth run --rm ARGUMENTS` that fail, and Docker's exit status for each.
+    static let failures: [([String], Int32)] = [
+        (["busybox", "/bin/nope"], 127),
+        (["busybox", "/etc/passwd"], 126),
+        (["--pull", "never", "berth-test/unknown:latest"], 125),
+        (["--init", "busybox", "true"], 125),
+        (["-d", "busybox", "true"], 125),
+    ]
+
+    @Test(arguments: failures)
+    func runFailuresUseDockersExitCodes(arguments: [String], status: Int32) async throws {
+        let result = try await berth(["run", "--rm"] + arguments)
+        #expect(result.status == status)
+        #expect(result.output.isEmpty)
+        #expect(result.error.hasPrefix("berth: "), "\(result.error)")
+    }
+
+    @Test func runInARootfsDirectoryStillWorks() async throws {
+        let result = try await berth(["run", "--rootfs", try TestRootfs.busybox(), "--", "/bin/echo", "direct"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output == "direct\n")
+    }
+
+    @Test func createPrintsTheNewContainersID() async throws {
+        let created = try await berth(["create", "--name", "cli-created", "busybox", "echo", "from created"])
+        #expect(created.status == 0, "\(created.error)")
+        let id = created.output.trimmingCharacters(in: .newlines)
+        #expect(id.count == 64 && id.allSatisfy(\.isHexDigit))
+
+        // Docker's create → start -a → logs → rm chain across invocations. The runtime removes
+        // the containers of a process that has exited when the next one opens the root, so
+        // until containers can outlive their creator, the container is gone by `start`.
+        await withKnownIssue("a container does not outlive the berth process that created it") {
+            let started = try await berth(["start", "-a", "cli-created"])
+            #expect(started.status == 0)
+            #expect(started.output == "from created\n")
+            let logs = try await berth(["logs", "cli-created"])
+            #expect(logs.output == "from created\n")
+            #expect(try await berth(["rm", "cli-created"]).status == 0)
+        }
+    }
+
+    @Test func psListsTheContainersOfARunningOwner() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["sleep", "30"]) { $0.labels = ["suite": "cli"] })
+
+        let all = try await berth(["ps", "-a", "-q"])
+        #expect(all.status == 0, "\(all.error)")
+        #expect(all.output.split(separator: "\n").allSatisfy { $0.count == 12 && $0.allSatisfy(\.isHexDigit) })
+        let running = try await berth(["ps", "-q", "--filter", "label=suite=cli"])
+        #expect(running.status == 0, "\(running.error)")
+
+        // Docker's `ps` shows every container on the host; Berth's runtime lists only the
+        // containers its own process created.
+        withKnownIssue("ContainerRuntime.list shows only the containers of its own process") {
+            #expect(all.output.contains(String(container.id.prefix(12))))
+            #expect(running.output == String(container.id.prefix(12)) + "\n")
+        }
+        try await container.remove(force: true)
+    }
+
+    @Test func commandsOnAnUnknownContainerReportItAndExit125() async throws {
+        for command in [["logs"], ["stop"], ["rm", "-f"], ["inspect"], ["exec"]] {
+            let result = try await berth(command + ["no-such-container"] + (command == ["exec"] ? ["true"] : []))
+            #expect(result.status == 125, "\(command)")
+            #expect(result.error.hasPrefix("berth: "), "\(command): \(result.error)")
+        }
+    }
+}
