@@ -132,6 +132,11 @@ public final class ContentStore: Sendable {
     ///   ``ImageError/Code/sizeMismatch`` if it does not; nothing is stored then.
     func copy(file: String, as expected: Descriptor) async throws(ImageError) {
         guard let writer = try await ingest(expected) else { return }
+        // A whole layer is read, hashed and written here: on a thread of its own, not the pool.
+        try await onThread { () throws(ImageError) in try Self.fill(writer, from: file) }
+    }
+
+    private static func fill(_ writer: BlobWriter, from file: String) throws(ImageError) {
         do throws(ImageError) {
             try writer.reset()
             let fd = open(file, O_RDONLY | O_CLOEXEC)
@@ -267,7 +272,9 @@ public final class ContentStore: Sendable {
 /// Writes one blob: appends to the partial file while hashing, then verifies and publishes it.
 ///
 /// Used by one task at a time; holds the per-digest ingest lock until ``commit()`` or ``discard()``.
-final class BlobWriter {
+/// It is `Sendable` only so that the task holding it can hand it to the thread that fills it
+/// (``ContentStore/copy(file:as:)``); it is never used from two places at once.
+final class BlobWriter: @unchecked Sendable {
     let expected: Descriptor
     private let partial: String
     private let target: String
