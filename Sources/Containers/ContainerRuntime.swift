@@ -217,15 +217,34 @@ public final class ContainerRuntime: Sendable {
         try await wrapping("unpack the layers of \(image.id)") { try await images.unpack(image, into: layers) }
     }
 
-    /// Removes what containers of dead owners left: their processes, cgroups, mounts and state.
+    /// Takes over the containers of owners that have exited, under a lock so two runtimes
+    /// opening one root never both take the same container.
+    ///
+    /// A container that was running when its owner died is gone with it (its processes died
+    /// with the owner): its processes, cgroup, mounts, network and state are removed. A
+    /// created or exited one holds no process, so it is adopted and stays usable, as
+    /// `berth create` followed by `berth start` in another invocation expects.
     private func removeLeftovers() {
+        let lockFD = open(containersDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if lockFD >= 0 { flock(lockFD, LOCK_EX) }
+        defer { if lockFD >= 0 { close(lockFD) } }
         guard let entries = try? listDirectory(containersDirectory) else { return }
         let hierarchy = try? CgroupHierarchy.detect()
-        for id in entries {
+        for id in entries where id != ".lock" {
             let directory = containersDirectory + "/" + id
-            guard let record = try? Container.loadRecord(directory), !isAlive(record.ownerPID, record.ownerStartTime)
+            guard var record = try? Container.loadRecord(directory), !isAlive(record.ownerPID, record.ownerStartTime)
             else { continue }
-            logger.info("removing a container left by a dead process", metadata: ["id": "\(id)"])
+            let idle = record.state.status == .created || record.state.status == .exited
+            if idle, let image = try? images.image(record.imageID) {
+                record.ownerPID = getpid()
+                record.ownerStartTime = processStartTime(getpid()) ?? 0
+                let container = Container(runtime: self, record: record, image: image, directory: directory)
+                if (try? container.persist()) != nil {
+                    live.withLock { $0[id] = container }
+                    continue
+                }
+            }
+            logger.debug("removing a container whose owner died while it ran", metadata: ["id": "\(id)"])
             if let hierarchy { try? Cgroup.removeStale(Container.cgroupPath(id), in: hierarchy) }
             try? layers.snapshot(at: directory)?.remove()
             try? removeTree(directory)

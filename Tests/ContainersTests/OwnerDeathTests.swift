@@ -67,3 +67,29 @@ struct OwnerDeathTests {
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/berth/\(container.id)"))
     }
 }
+
+extension OwnerDeathTests {
+    @Test func createdContainersOfAnExitedOwnerAreAdoptedByTheNextRuntime() async throws {
+        let runtime = try await TestRuntime.shared()
+        let executable = try #require(CLITests.executable, "build berth first: swift build --build-tests")
+        let name = "adopted-\(getpid())"
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: executable)
+        create.arguments = ["create", "--root", runtime.root, "--name", name, "busybox", "/bin/echo", "adopted"]
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        create.waitUntilExit()
+        #expect(create.terminationStatus == 0)
+
+        let next = try ContainerRuntime(root: runtime.root)
+        let container = try next.container(name)
+        #expect(container.state.status == .created)
+        try await container.start()
+        #expect(await container.wait() == .exited(0))
+        var output = ""
+        for await entry in container.logs() { output += entry.log }
+        #expect(output == "adopted\n")
+        try await container.remove()
+    }
+}
