@@ -32,8 +32,14 @@ struct RegistryFixture {
     }
 }
 
+/// The OCI layout oracle from the workplace's shared tools, which sit beside the checkout
+/// (`<checkout>/../shared`) on developer machines and in CI alike.
+let layoutChecker = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("shared/tools/oci_layout_check.py").path
+
 func layoutCheck(_ directory: String) throws -> (ok: Bool, output: String) {
-    let result = try run(["python3", "/work/shared/tools/oci_layout_check.py", directory])
+    let result = try run(["python3", layoutChecker, directory])
     return (result.status == 0, result.output)
 }
 
