@@ -1,6 +1,6 @@
 # Berth's entry points. Run as root on Debian 12 (see README.md).
 #
-#   make demo    install deps, build the berth CLI, run a busybox container
+#   make demo    install deps, build the berth CLI, make the busybox image, run a container from it
 #   make test    install deps, build and run every test (serially), then build the docs
 #   make docs    DocC documentation of the library targets
 #   make bench   start-latency benchmark against unshare, crun and runc (scripts/bench)
@@ -9,7 +9,6 @@
 
 SWIFT        ?= swift
 BUILD        ?= .build
-DEMO_ROOTFS  ?= $(BUILD)/demo-rootfs
 DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
@@ -22,9 +21,11 @@ deps:
 berth: deps
 	$(SWIFTPM) -c release --product berth
 
+# The embedded default image: busybox:latest built by Berth from Debian's busybox-static,
+# offline, into the default root (/var/lib/berth, or BERTH_ROOT).
 demo: berth
-	scripts/make-demo-rootfs $(DEMO_ROOTFS)
-	$(BERTH) run --rootfs $(DEMO_ROOTFS) --hostname berth-demo -- \
+	$(BERTH) image busybox
+	$(BERTH) run --rm --hostname berth-demo busybox \
 		/bin/sh -c 'echo "Hello from a Berth container: pid $$$$ on $$(hostname)"'
 
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Containers
 import Foundation
 import Images
 
@@ -246,9 +247,10 @@ struct Rmi: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingContainerErrors {
-            let store = try store.open()
+            // Through the runtime, which knows which images its containers use.
+            let runtime = try ContainerRuntime(root: store.resolvedRoot)
             for name in images {
-                for removed in try store.remove(name, force: force) { print("Untagged: \(removed)") }
+                for removed in try runtime.removeImage(name, force: force) { print("Untagged: \(removed)") }
             }
         }
     }

@@ -296,3 +296,21 @@ extension ContainerRuntime {
         }
     }
 }
+
+extension ContainerRuntime {
+    /// Removes an image name, refusing while a container of this root uses the image
+    /// (`docker rmi`).
+    ///
+    /// - Parameters:
+    ///   - name: The image reference, id or digest.
+    ///   - force: Remove even when a container uses it (`-f`).
+    /// - Returns: The names removed.
+    /// - Throws: ``ContainerError`` with ``ContainerError/Code/image`` (its underlying
+    ///   `ImageError` says the image is in use or unknown).
+    public func removeImage(_ name: String, force: Bool = false) throws(ContainerError) -> [String] {
+        let used = Set(list(all: true).map(\.imageID))
+        return try wrapping("remove image \(name)") {
+            try images.remove(name, force: force, isInUse: { used.contains($0.description) })
+        }
+    }
+}

@@ -2,6 +2,7 @@ import Containers
 import ContainerKernel
 import FoundationEssentials
 import Glibc
+import Images
 import Testing
 import TestSupport
 
@@ -271,4 +272,15 @@ func collect<S: AsyncSequence & Sendable>(_ sequence: S) async -> [S.Element] wh
     var all: [S.Element] = []
     do { for try await element in sequence { all.append(element) } } catch {}
     return all
+}
+
+extension ContainerLifecycleTests {
+    @Test func anImageInUseIsNotRemovedUnlessForced() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.create(busybox(["/bin/true"]))
+        try runtime.images.tag("busybox:latest", as: try ImageReference(parsing: "busybox:in-use"))
+        #expect(throws: ContainerError.self) { _ = try runtime.removeImage("busybox:in-use") }
+        #expect(try runtime.removeImage("busybox:in-use", force: true) == ["docker.io/library/busybox:in-use"])
+        try await container.remove()
+    }
 }
