@@ -266,5 +266,6 @@ func bytes(_ count: UInt64) -> String {
         value /= 1024
         unit += 1
     }
-    return unit == 0 ? "\(count)B" : String(format: "%.3g", value) + units[unit]
+    // One decimal below 10, none above, as Docker prints sizes (%g would print 1.01e+03).
+    return unit == 0 ? "\(count)B" : String(format: value < 10 ? "%.1f" : "%.0f", value) + units[unit]
 }
