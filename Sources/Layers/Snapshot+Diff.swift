@@ -64,10 +64,15 @@ extension Snapshot {
     public func writeDiff(to output: FileDescriptor, compression: LayerCompression) throws(LayerError) -> DiffResult {
         let writer = try TarStreamWriter(output: output.rawValue, compression: compression)
         let (tree, _) = try changeRoot()
-        for item in try collectChanges() {
+        let changes = try collectChanges()
+        // Below an opaque directory the `.wh..wh..opq` marker already hides every lower entry;
+        // a whiteout there too would, once unpacked as a lower layer, show up in overlay's
+        // listing of that directory as a name that cannot be opened.
+        let opaque = Set(changes.filter(\.opaque).map(\.change.path))
+        for item in changes {
             let relative = String(item.change.path.dropFirst())
             if item.change.kind == .deleted {
-                try writer.addWhiteout(relative)
+                if !opaque.contains(splitPath(item.change.path).0) { try writer.addWhiteout(relative) }
                 continue
             }
             let (parentPath, name) = splitPath(relative)

@@ -284,3 +284,25 @@ extension ContainerLifecycleTests {
         try await container.remove()
     }
 }
+
+extension ContainerLifecycleTests {
+    @Test func diffCommitRunRoundTrip() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["/bin/sh", "-c", "echo changed > /etc/motd-new; rm /etc/passwd; rm -r /var; mkdir /var; echo new > /var/file"]))
+        #expect(await container.wait() == .exited(0))
+        let changes = try container.changes().map(\.description)
+        #expect(changes.contains("A /etc/motd-new"), "\(changes)")
+        #expect(changes.contains("D /etc/passwd"), "\(changes)")
+        let image = try await container.commit(as: "committed:test", comment: "round trip")
+        #expect(image.diffIDs.count == 2)
+        let check = try await runtime.run(busybox(["/bin/sh", "-c", "cat /etc/motd-new; test -e /etc/passwd || echo gone; ls /var"]) {
+            $0.image = "committed:test"
+        })
+        #expect(await check.wait() == .exited(0))
+        let output = await collect(check.logs()).map(\.log).joined()
+        #expect(output == "changed\ngone\nfile\n")
+        try await check.remove()
+        try await container.remove()
+        _ = try runtime.removeImage("committed:test")
+    }
+}
