@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "berth",
             dependencies: [
-                "Containers", "ContainerKernel", "Images", "Layers",
+                "Containers", "ContainerKernel", "Images", "Layers", "Networking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/berth",

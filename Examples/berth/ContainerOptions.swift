@@ -2,6 +2,7 @@ import ArgumentParser
 import ContainerKernel
 import Containers
 import Foundation
+import Networking
 
 /// The flags `berth run` and `berth create` share: what the container should be, in
 /// `docker create`'s terms.
@@ -74,8 +75,15 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .customLong("health-start-period"), help: "Time after start during which failures do not count.")
     var healthStartPeriod: String?
 
-    @Option(help: "Network: none (own namespace, loopback only) or host.")
+    @Option(help: "Network: none (own namespace, loopback only), host, container:NAME (share another container's), bridge (the default bridge network) or the name of a network from `berth network create`.")
     var network = "none"
+
+    @Option(name: .customLong("network-alias"), help: "Another name peers on the container's bridge networks resolve to it (repeatable).")
+    var networkAliases: [String] = []
+
+    @Option(name: [.customShort("p"), .customLong("publish")],
+            help: "Publish a container port: [hostIP:]hostPort:containerPort[/tcp|udp] (host port 0 picks a free one; repeatable; needs a bridge network).")
+    var publish: [String] = []
 
     @Option(help: "Container host name (default: the first 12 digits of the id).")
     var hostname: String?
@@ -139,6 +147,8 @@ struct ContainerOptions: ParsableArguments {
         configuration.restartPolicy = try restart.map { try RestartPolicy(parsing: $0) } ?? .no
         configuration.healthcheck = try healthcheck
         configuration.network = try containerNetwork
+        configuration.networkAliases = networkAliases
+        configuration.ports = try ports
         configuration.hostname = hostname
         configuration.pullPolicy = pull
         configuration.stopSignal = stopSignal
@@ -188,7 +198,26 @@ struct ContainerOptions: ParsableArguments {
             switch network {
             case "none": return .none
             case "host": return .host
-            default: throw ValidationError("--network takes none or host (bridge networks are not in the CLI yet)")
+            case NetworkManager.defaultNetworkName: return .bridge([])  // "bridge"
+            case let text where text.hasPrefix("container:"):
+                let target = String(text.dropFirst("container:".count))
+                guard !target.isEmpty else { throw ValidationError("--network container: needs a container name or id") }
+                return .container(target)
+            case "": throw ValidationError("--network needs a value: none, host, bridge, container:NAME or a network name")
+            default: return .bridge([network])
+            }
+        }
+    }
+
+    /// `-p` as port mappings.
+    var ports: [PortMapping] {
+        get throws {
+            try publish.map { text in
+                do {
+                    return try PortMapping(parsing: text)
+                } catch {
+                    throw ValidationError("invalid -p: \(error)")
+                }
             }
         }
     }

@@ -130,3 +130,25 @@ struct CLITests {
         }
     }
 }
+
+extension CLITests {
+    @Test func networkCreateListAndRemove() async throws {
+        let name = "cli-net-\(UInt32.random(in: 0...UInt32.max))"
+        let created = try await berth(["network", "create", name])
+        #expect(created.status == 0, "\(created.error)")
+        #expect(created.output.count == 65, "\(created.output)")
+
+        let listed = try await berth(["network", "ls"])
+        #expect(listed.status == 0, "\(listed.error)")
+        #expect(listed.output.contains(" \(name) "), "\(listed.output)")
+
+        let removed = try await berth(["network", "rm", name])
+        #expect(removed.status == 0, "\(removed.error)")
+        #expect(removed.output == name + "\n")
+        #expect(try await !berth(["network", "ls"]).output.contains(" \(name) "))
+
+        let unknown = try await berth(["network", "rm", name])
+        #expect(unknown.status == 125)
+        #expect(unknown.error.hasPrefix("berth: "), "\(unknown.error)")
+    }
+}
