@@ -43,18 +43,7 @@ func layoutCheck(_ directory: String) throws -> (ok: Bool, output: String) {
     return (result.status == 0, result.output)
 }
 
-func run(_ argv: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = argv
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
+func run(_ argv: [String]) throws -> (status: Int32, output: String) { try runProgram(argv) }
 
 @Suite(.serialized)
 struct RegistryTests {

@@ -77,18 +77,9 @@ func hostInterfaces() throws -> Set<String> {
 
 /// Runs a host program (only `ip`, as an oracle) and returns its output; non-zero exit throws.
 func command(_ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let output = String(decoding: data, as: UTF8.self)
-    guard process.terminationStatus == 0 else {
-        throw TestSupportError("\(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
+    let (status, output) = try runProgram(arguments)
+    guard status == 0 else {
+        throw TestSupportError("\(arguments.joined(separator: " ")) exited \(status): \(output)")
     }
     return output
 }

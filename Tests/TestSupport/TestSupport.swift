@@ -237,7 +237,11 @@ func makeDirectories(_ path: String) throws {
 
 /// Runs a program (looked up in PATH) to completion and returns its exit status and its
 /// standard output and error, merged. The child is always reaped before this returns.
-func runProgram(_ argv: [String]) throws -> (status: Int32, output: String) {
+///
+/// - Parameter argv: The program and its arguments.
+/// - Returns: The exit status and the merged output.
+/// - Throws: ``TestSupportError`` when the program cannot be started.
+public func runProgram(_ argv: [String]) throws -> (status: Int32, output: String) {
     guard let program = argv.first else { throw TestSupportError("run: empty command line") }
     var fds: [Int32] = [-1, -1]
     // Close-on-exec, so programs spawned concurrently by other threads do not hold the write
