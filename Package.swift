@@ -95,6 +95,7 @@ let package = Package(
             dependencies: [
                 "Containers", "ContainerKernel", "Images", "Layers", "Networking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Examples/berth",
             swiftSettings: strict

@@ -152,3 +152,19 @@ extension CLITests {
         #expect(unknown.error.hasPrefix("berth: "), "\(unknown.error)")
     }
 }
+
+extension CLITests {
+    @Test func diffCommitAndExportAcrossInvocations() async throws {
+        let name = "cli-fs-\(getpid())"
+        let ran = try await berth(["run", "--name", name, "busybox", "sh", "-c", "echo hi > /etc/new; rm /etc/passwd"])
+        #expect(ran.status == 0, "\(ran.error)")
+        let diff = try await berth(["diff", name])
+        #expect(diff.output.contains("A /etc/new\n") && diff.output.contains("D /etc/passwd\n"), "\(diff.output)")
+        let committed = try await berth(["commit", "-m", "cli", name, "cli-committed:\(getpid())"])
+        #expect(committed.status == 0, "\(committed.error)")
+        let check = try await berth(["run", "--rm", "cli-committed:\(getpid())", "cat", "/etc/new"])
+        #expect(check.output == "hi\n")
+        #expect(try await berth(["rm", name]).status == 0)
+        #expect(try await berth(["rmi", "cli-committed:\(getpid())"]).status == 0)
+    }
+}
