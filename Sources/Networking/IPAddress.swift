@@ -6,7 +6,7 @@ import Glibc
 /// let address = try IPv4Address("10.89.0.2")
 /// print(address.value)   // 0x0A59_0002
 /// ```
-public struct IPv4Address: Hashable, Sendable, Comparable, Codable, CustomStringConvertible {
+public struct IPv4Address: Hashable, Sendable, Comparable, TextCodable, CustomStringConvertible {
     /// The address as a number in host byte order (`10.0.0.1` is `0x0A00_0001`).
     public var value: UInt32
 
@@ -34,25 +34,12 @@ public struct IPv4Address: Hashable, Sendable, Comparable, Codable, CustomString
     }
 
     public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value < rhs.value }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(text) } catch {
-            throw DecodingError.dataCorrupted(
-                .init(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 /// An IPv4 network in CIDR notation, such as `10.89.0.0/24`.
 ///
 /// The address is always the network address: host bits given when parsing are cleared.
-public struct IPv4Subnet: Hashable, Sendable, Codable, CustomStringConvertible {
+public struct IPv4Subnet: Hashable, Sendable, TextCodable, CustomStringConvertible {
     /// The network address.
     public private(set) var address: IPv4Address
     /// The number of leading network bits, 0 to 32.
@@ -110,23 +97,10 @@ public struct IPv4Subnet: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// CIDR notation.
     public var description: String { "\(address)/\(prefixLength)" }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(text) } catch {
-            throw DecodingError.dataCorrupted(
-                .init(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 /// An IPv6 address, such as `fd3c:9a1e:77b0::2`.
-public struct IPv6Address: Hashable, Sendable, Codable, CustomStringConvertible {
+public struct IPv6Address: Hashable, Sendable, TextCodable, CustomStringConvertible {
     /// The first 64 bits (the network part of a `/64`).
     public var high: UInt64
     /// The last 64 bits (the interface identifier of a `/64`).
@@ -162,19 +136,6 @@ public struct IPv6Address: Hashable, Sendable, Codable, CustomStringConvertible 
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         guard inet_ntop(AF_INET6, bytes, &text, socklen_t(text.count)) != nil else { return "::" }
         return String(cString: text)
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(text) } catch {
-            throw DecodingError.dataCorrupted(
-                .init(codingPath: decoder.codingPath, debugDescription: error.description))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
     }
 }
 
@@ -216,6 +177,30 @@ public struct IPv6Subnet: Hashable, Sendable, Codable, CustomStringConvertible {
         prefix = address.high
     }
 
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// A value stored in JSON as its text form (`"10.89.0.0/24"`), parsed back with its
+/// throwing text initializer.
+public protocol TextCodable: Codable, CustomStringConvertible {
+    /// Parses the text form.
+    init(_ text: String) throws(NetworkError)
+}
+
+extension TextCodable {
+    /// Decodes the text form.
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { try self.init(text) } catch {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    /// Encodes the text form.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
