@@ -9,7 +9,7 @@ extension Container {
     /// - Returns: Added, changed and deleted paths.
     /// - Throws: ``ContainerError`` when the root filesystem cannot be read.
     public func changes() throws(ContainerError) -> [Change] {
-        try wrapping("diff", container: name) { try requireSnapshot().changes() }
+        try wrapping("diff", container: name) { try requireSnapshot().changes(excluding: Self.runtimeFiles) }
     }
 
     /// Writes the container's whole filesystem as a tar stream (`docker export`).
@@ -33,7 +33,7 @@ extension Container {
         let layerPath = directory + "/commit-\(randomHex(8)).tar.gz"
         defer { unlink(layerPath) }
         let diff = try wrapping("write the changes of", container: name) {
-            try snapshot.writeDiff(toFile: layerPath, compression: .gzip)
+            try snapshot.writeDiff(toFile: layerPath, compression: .gzip, excluding: Self.runtimeFiles)
         }
         let target = try wrapping("parse \(reference ?? "")") { try reference.map { try ImageReference(parsing: $0) } }
         let command = configuration.command ?? image.config.config?.cmd ?? []
@@ -42,6 +42,10 @@ extension Container {
             try await runtime.images.commit(imageID, layer: LayerBlob(path: layerPath, diff: diff), as: target, history: history)
         }
     }
+
+    /// The files Berth bind-mounts into every container: their mount points are not the
+    /// container's changes, so `diff` and `commit` leave them out, as Docker does.
+    static let runtimeFiles: Set<String> = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 
     private func requireSnapshot() throws(ContainerError) -> Snapshot {
         guard let snapshot = runtime.layers.snapshot(at: directory) else {

@@ -5,7 +5,7 @@ import SystemPackage
 
 /// A layer blob on disk, ready to become the top layer of an image.
 ///
-/// Made from what `Snapshot/writeDiff(toFile:compression:)` returns:
+/// Made from what `Snapshot/writeDiff(toFile:compression:excluding:)` returns:
 ///
 /// ```swift
 /// let path = "/var/lib/berth/tmp/c1.layer"

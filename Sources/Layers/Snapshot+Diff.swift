@@ -41,9 +41,11 @@ extension Snapshot {
     /// Costs a walk of the upper directory (overlay) or of the whole root filesystem and the
     /// layers (copy driver).
     ///
+    /// - Parameter excluded: Absolute paths left out, such as the files a runtime bind-mounts
+    ///   into the container (`/etc/hosts`), whose mount points are not the container's changes.
     /// - Throws: ``LayerError`` when a tree cannot be read.
-    public func changes() throws(LayerError) -> [Change] {
-        try collectChanges().map(\.change)
+    public func changes(excluding excluded: Set<String> = []) throws(LayerError) -> [Change] {
+        try collectChanges().map(\.change).filter { !excluded.contains($0.path) }
     }
 
     /// Writes the changes as an OCI layer tar, for committing the container as a new layer.
@@ -59,12 +61,15 @@ extension Snapshot {
     /// - Parameters:
     ///   - output: Where the blob goes; written from its current offset, not closed.
     ///   - compression: The blob's compression.
+    ///   - excluded: Absolute paths left out of the layer (see ``changes(excluding:)``).
     /// - Returns: The diff ID, digest and size for the image config and manifest.
     /// - Throws: ``LayerError`` when reading the tree or writing fails.
-    public func writeDiff(to output: FileDescriptor, compression: LayerCompression) throws(LayerError) -> DiffResult {
+    public func writeDiff(to output: FileDescriptor, compression: LayerCompression, excluding excluded: Set<String> = [])
+        throws(LayerError) -> DiffResult
+    {
         let writer = try TarStreamWriter(output: output.rawValue, compression: compression)
         let (tree, _) = try changeRoot()
-        let changes = try collectChanges()
+        let changes = try collectChanges().filter { !excluded.contains($0.change.path) }
         // Below an opaque directory the `.wh..wh..opq` marker already hides every lower entry;
         // a whiteout there too would, once unpacked as a lower layer, show up in overlay's
         // listing of that directory as a name that cannot be opened.
@@ -87,11 +92,13 @@ extension Snapshot {
         return try writer.finish()
     }
 
-    /// Writes the changes to a new file at `path` (replacing it); see ``writeDiff(to:compression:)``.
+    /// Writes the changes to a new file at `path` (replacing it); see ``writeDiff(to:compression:excluding:)``.
     @discardableResult
-    public func writeDiff(toFile path: String, compression: LayerCompression) throws(LayerError) -> DiffResult {
+    public func writeDiff(toFile path: String, compression: LayerCompression, excluding excluded: Set<String> = [])
+        throws(LayerError) -> DiffResult
+    {
         let file = try OwnedFD(opening: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-        return try writeDiff(to: FileDescriptor(rawValue: file.raw), compression: compression)
+        return try writeDiff(to: FileDescriptor(rawValue: file.raw), compression: compression, excluding: excluded)
     }
 
     /// The tree the changes are read from: the upper directory (overlay) or the root

@@ -8,7 +8,7 @@ import Crypto
 import Glibc
 public import SystemPackage
 
-/// The identity of a layer blob written by ``Snapshot/writeDiff(to:compression:)`` or
+/// The identity of a layer blob written by ``Snapshot/writeDiff(to:compression:excluding:)`` or
 /// ``exportFilesystem(of:to:compression:)``.
 public struct DiffResult: Sendable, Hashable {
     /// The `sha256:` digest of the uncompressed tar: the image config's `rootfs.diff_ids` entry.
