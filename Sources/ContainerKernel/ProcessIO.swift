@@ -198,7 +198,14 @@ public final class Terminal: Sendable {
         }
         control = controlEnd
         input = ProcessInput(owning: master)
-        output = try ProcessOutput(owning: readEnd)
+        do {
+            output = try ProcessOutput(owning: readEnd)
+        } catch {
+            // Not every property is set, so deinit will not run: close the control end here
+            // (the input actor owns and closes the master, the output closed its read end).
+            close(controlEnd)
+            throw error
+        }
         try resize(size)
     }
 
