@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "Networking", targets: ["Networking"]),
         .library(name: "Containers", targets: ["Containers"]),
         .executable(name: "berth", targets: ["berth"]),
+        .executable(name: "berth-supervisor", targets: ["berth-supervisor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -40,6 +41,15 @@ let package = Package(
 
         // The C shim: everything a child runs between clone and execve.
         .target(name: "CContainerKernel", cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-O2"])]),
+
+        // Holds a detached container's process after its spawner has gone: C only, linked
+        // statically (swiftc links every executable, so -static-executable) so that it needs no
+        // shared library and little memory per container (Sources/berth-supervisor).
+        .executableTarget(
+            name: "berth-supervisor",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-O2"])],
+            linkerSettings: [.unsafeFlags(["-static-executable"])]
+        ),
 
         .target(
             name: "ContainerKernel",

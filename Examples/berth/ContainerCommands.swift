@@ -17,14 +17,10 @@ let containerCommands: [any ParsableCommand.Type] = [
 
 /// Said in the help of every command that works on an existing container.
 let embeddedNote = """
-    Containers are embedded in the berth process that runs them and end with it. For now a \
-    berth command sees only the containers of its own process: reaching those another berth \
-    invocation runs on the same --root needs the runtime to load other processes' containers, \
-    which it does not do yet.
+    Containers made with run -d or create are detached: berth-supervisor holds them, and every \
+    berth invocation on the same --root sees them. A container of run without -d is embedded \
+    in that berth process and ends with it; other invocations do not see it while it runs.
     """
-
-/// Said where a container would have to outlive the berth process.
-let supervisorMissing = "detached containers need the supervisor, not implemented yet (containers die with the berth process that runs them)"
 
 extension StoreOptions {
     /// Opens the container runtime on the root, pulling with the credentials of Docker's config.json.
@@ -122,10 +118,7 @@ func forEachContainer(
 struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a new container without starting it, and print its id.",
-        discussion: """
-            \(embeddedNote) The runtime also removes a container whose creating process has exited, \
-            so until the supervisor exists a container created here is gone by the next berth command.
-            """)
+        discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var options: ContainerOptions
@@ -139,7 +132,9 @@ struct Create: AsyncParsableCommand {
         let words = droppingTerminator(arguments)
         try await reportingContainerErrors {
             guard let image = words.first else { throw ValidationError("no image given") }
-            let container = try await store.openRuntime().create(options.configuration(image: image, command: Array(words.dropFirst())))
+            var configuration = try options.configuration(image: image, command: Array(words.dropFirst()))
+            configuration.lifetime = .detached
+            let container = try await store.openRuntime().create(configuration)
             print(container.id)
         }
     }
@@ -151,7 +146,7 @@ struct Start: AsyncParsableCommand {
         abstract: "Start a created or exited container.",
         discussion: """
             With -a, berth prints the container's output and exits with its exit code. Without \
-            -a the container would run detached, which is not possible yet. \(embeddedNote)
+            -a it starts the container in the background and prints its name. \(embeddedNote)
             """)
 
     @OptionGroup var store: StoreOptions
@@ -162,14 +157,15 @@ struct Start: AsyncParsableCommand {
     @Argument(help: "The container's name, id or unique id prefix.")
     var container: String
 
-    func validate() throws {
-        if !attach { throw unsupported("start without -a: \(supervisorMissing)") }
-    }
-
     func run() async throws {
         try await reportingContainerErrors {
             let container = try store.openRuntime().container(self.container)
+            try requireDetached(container, unless: attach, for: "start without -a")
             try await container.start()
+            guard attach else {
+                print(container.name)
+                return
+            }
             let status = await forwardingSignals(to: container) {
                 await printLogs(container.logs(follow: true), timestamps: false)
                 return await container.wait()
@@ -224,15 +220,29 @@ struct Kill: AsyncParsableCommand {
 /// `berth restart`.
 struct Restart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Restart containers (not possible yet: they would run detached).",
-        discussion: "A restarted container would run detached from this berth invocation: \(supervisorMissing).")
+        abstract: "Stop and start detached containers again.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
+
+    @Option(name: [.customShort("t"), .customLong("time")], help: "Seconds to wait before SIGKILL (default: the container's stop timeout).")
+    var time: Int?
+
     @OptionGroup var names: ContainerArguments
 
     func run() async throws {
-        throw unsupported("restart: \(supervisorMissing)")
+        try await forEachContainer(store, names) { container in
+            try requireDetached(container, for: "restart")
+            try await container.restart(timeout: time.map { .seconds($0) })
+            print(container.name)
+        }
     }
+}
+
+/// Refuses to start an embedded container in the background: it would die with this berth
+/// invocation as soon as the command returns.
+func requireDetached(_ container: Container, unless attached: Bool = false, for what: String) throws {
+    guard !attached, container.configuration.lifetime == .embedded else { return }
+    throw unsupported("\(what): \(container.name) is embedded (made by run without -d) and would die with this berth command")
 }
 
 /// `berth rm`.

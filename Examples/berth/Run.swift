@@ -17,16 +17,18 @@ struct Run: AsyncParsableCommand {
             passed on to the container. berth run --rootfs DIR [OPTIONS] [--] COMMAND [ARG...] runs \
             in a plain directory instead, without an image or any state on disk.
 
-            Containers are embedded: they live as long as the berth process that runs them, so a \
-            container cannot outlive `berth run`. Exit status: the command's, or 125 when berth \
-            itself fails, 126 when the command cannot be executed, 127 when it is not found.
+            Without -d the container is embedded: it lives as long as this berth process. With -d \
+            berth prints the container's id and exits; the container is held by berth-supervisor, \
+            and later berth invocations list it, read its logs, exec into it, stop and remove it. \
+            Exit status: the command's, or 125 when berth itself fails, 126 when the command \
+            cannot be executed, 127 when it is not found.
             """
     )
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var options: ContainerOptions
 
-    @Flag(name: [.customShort("d"), .customLong("detach")], help: "Run in the background (needs the supervisor: not implemented yet).")
+    @Flag(name: [.customShort("d"), .customLong("detach")], help: "Run in the background and print the container's id.")
     var detach = false
 
     @Option(help: "Run in this root filesystem directory instead of an image.")
@@ -37,9 +39,8 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         try checkHelpRequest(arguments, of: self)
-        // Checked here, not in ContainerOptions, because `create` has no -d.
-        if detach {
-            throw unsupported("-d: \(supervisorMissing)")
+        if detach && rootfs != nil {
+            throw ValidationError("-d needs an image: --rootfs runs a process, not a container with state")
         }
     }
 
@@ -58,6 +59,12 @@ struct Run: AsyncParsableCommand {
     private func runImage(_ image: String, command: [String]) async throws {
         let runtime = try store.openRuntime()
         var configuration = try options.configuration(image: image, command: command)
+        if detach {
+            configuration.lifetime = .detached
+            let container = try await runtime.run(configuration)
+            print(container.id)
+            return
+        }
         // Berth removes the container itself after reading its whole log: the runtime's
         // auto-remove could delete the log before the last lines are printed.
         configuration.autoRemove = false

@@ -7,6 +7,7 @@
 #include "ck_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <pthread.h>
 #include <sched.h>
@@ -136,7 +137,8 @@ static struct {
 static int child_entry(void *arg)
 {
     (void)arg;
-    close(child_start.unused_end);
+    if (child_start.unused_end >= 0)
+        close(child_start.unused_end);
     ck_child(child_start.cfg, child_start.sock, 0);
 }
 
@@ -158,15 +160,120 @@ static char *child_stack_top(void)
     return top;
 }
 
+/* The clone of the direct path; in the supervisor the supervisor is the parent. */
+static long clone_child(const struct ck_spawn_config *cfg, int sock, int unused_end, int *pidfd)
+{
+    char *stack = child_stack_top();
+    if (stack == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    child_start.cfg = cfg;
+    child_start.sock = sock;
+    child_start.unused_end = unused_end;
+    return clone(child_entry, stack, CLONE_VM | (pidfd != NULL ? CLONE_PIDFD : 0) | (int)cfg->clone_flags | SIGCHLD,
+                 NULL, pidfd);
+}
+
+/* A supervised spawn's intermediate, a fork of the caller (its own copy of the address space,
+ * so it survives the caller). Like the child it runs only async-signal-safe code: the caller's
+ * other threads may have held locks at the fork. It clones the child as its own, reports the
+ * child's pid, and becomes the supervisor program, which then reaps the child. The child shares
+ * this process's copy of the address space until its own execve; our execve leaves that copy
+ * to the child alone. */
+__attribute__((noreturn)) static void supervisor(const struct ck_spawn_config *cfg, int sock)
+{
+    static const char *const empty_env[] = {NULL};
+    struct ck_msg msg;
+    int moved[CK_MAX_SUPERVISOR_FDS];
+    int devnull, sig, status;
+    uint32_t i;
+    long pid;
+    sigset_t none;
+
+    /* A session of its own: the caller's terminal and job control must not reach it. */
+    if (setsid() < 0)
+        ck_die(sock, CK_STAGE_SUPERVISOR, errno, "setsid", NULL);
+    pid = clone_child(cfg, sock, -1, NULL);
+    if (pid < 0)
+        ck_die(sock, CK_STAGE_CLONE, errno, "clone", NULL);
+    memset(&msg, 0, sizeof(msg));
+    msg.type = CK_MSG_PID;
+    msg.pid = (int32_t)pid;
+    if (send(sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
+        goto failed;
+
+    /* The supervisor's descriptors become 3, 4, ...: first out of the way (a source may already
+     * be one of those numbers), then into place; dup2 clears close-on-exec on the result. */
+    for (i = 0; i < cfg->supervisor_fd_count; i++)
+        if ((moved[i] = fcntl(cfg->supervisor_fds[i], F_DUPFD_CLOEXEC, 3 + CK_MAX_SUPERVISOR_FDS)) < 0)
+            goto failed;
+    for (i = 0; i < cfg->supervisor_fd_count; i++)
+        if (dup2(moved[i], 3 + (int)i) < 0)
+            goto failed;
+    /* The caller's stdio (a terminal, a pipe someone reads to its end) must not be held open. */
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
+        goto failed;
+    if (syscall(SYS_close_range, 3 + cfg->supervisor_fd_count, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        goto failed;
+    /* Nothing of the caller's signal handling carries over: SIG_IGN would survive execve. */
+    for (sig = 1; sig < _NSIG; sig++) {
+        struct sigaction sa;
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(sig, &sa, NULL);
+    }
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(cfg->supervisor_path, (char *const *)cfg->supervisor_argv, (char *const *)empty_env);
+
+failed:
+    /* Report before reaping: the caller reads the failure, the child must not outlive us. */
+    status = errno;
+    kill((pid_t)pid, SIGKILL);
+    while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    ck_die(sock, CK_STAGE_SUPERVISOR, status, "start supervisor", cfg->supervisor_path);
+}
+
+/* Receives the grandchild's pid from an intermediate or a supervisor and opens a pidfd for it.
+ * The grandchild blocks on the socket until CONTINUE, so its pid cannot be reused before. */
+static int receive_pid(int sock, pid_t *pid, int *pidfd, struct ck_failure *failure)
+{
+    struct ck_msg msg;
+    ssize_t n = recv_msg(sock, &msg, NULL);
+    if (n != (ssize_t)sizeof(msg) || msg.type != CK_MSG_PID) {
+        if (n == (ssize_t)sizeof(msg) && msg.type == CK_MSG_FAILURE)
+            return fail(failure, msg.stage, msg.error, msg.detail);
+        return fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "intermediate process exited without a pid");
+    }
+    *pid = msg.pid;
+    *pidfd = (int)syscall(SYS_pidfd_open, *pid, 0);
+    if (*pidfd < 0) {
+        int err = errno;
+        kill(*pid, SIGKILL);
+        return fail(failure, CK_STAGE_CLONE, err, "pidfd_open");
+    }
+    return 0;
+}
+
 int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, struct ck_failure *failure)
 {
     sigset_t all, saved;
-    int sp[2], pidfd = -1, err;
+    int sp[2], pidfd = -1, supervisor_pidfd = -1, err;
     long pid;
+    pid_t first;
     int via_intermediate = cfg->join_pid_fd >= 0;
+    int supervised = cfg->supervisor_path != NULL;
 
     if (cfg->extra_fd_count > CK_MAX_EXTRA_FDS)
         return fail(failure, CK_STAGE_CLONE, EINVAL, "too many extra file descriptors");
+    if (supervised && (via_intermediate || cfg->supervisor_fd_count > CK_MAX_SUPERVISOR_FDS))
+        return fail(failure, CK_STAGE_SUPERVISOR, EINVAL,
+                    via_intermediate ? "a supervised process cannot join a pid namespace" : "too many supervisor fds");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
         return fail(failure, CK_STAGE_CLONE, errno, "socketpair");
 
@@ -174,20 +281,20 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
      * it before it has reset the dispositions. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    if (via_intermediate) {
+    if (supervised) {
+        pid = clone3_raw(0, &supervisor_pidfd);
+        if (pid == 0) {
+            close(sp[0]);
+            supervisor(cfg, sp[1]);
+        }
+    } else if (via_intermediate) {
         pid = clone3_raw(0, NULL);
         if (pid == 0) {
             close(sp[0]);
             intermediate(cfg, sp[1]);
         }
     } else {
-        char *stack = child_stack_top();
-        child_start.cfg = cfg;
-        child_start.sock = sp[1];
-        child_start.unused_end = sp[0];
-        pid = stack == NULL ? -1
-                            : clone(child_entry, stack, CLONE_VM | CLONE_PIDFD | (int)cfg->clone_flags | SIGCHLD,
-                                    NULL, &pidfd);
+        pid = clone_child(cfg, sp[1], sp[0], &pidfd);
     }
     err = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
@@ -197,34 +304,29 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
         return fail(failure, CK_STAGE_CLONE, err, "clone3");
     }
 
-    if (via_intermediate) {
-        struct ck_msg msg;
-        ssize_t n = recv_msg(sp[0], &msg, NULL);
-        int status;
-        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
-            ;
-        if (n != (ssize_t)sizeof(msg) || msg.type != CK_MSG_PID) {
-            close(sp[0]);
-            if (n == (ssize_t)sizeof(msg) && msg.type == CK_MSG_FAILURE)
-                return fail(failure, msg.stage, msg.error, msg.detail);
-            return fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "intermediate process exited without a pid");
-        }
-        /* The grandchild is our child and blocks on the socket, so its pid cannot be reused
-         * before we hold a pidfd for it. */
-        pid = msg.pid;
-        pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-        if (pidfd < 0) {
-            err = errno;
-            kill((pid_t)pid, SIGKILL);
-            while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+    first = (pid_t)pid;
+    if (via_intermediate || supervised) {
+        pid_t intermediate_pid = (pid_t)pid, child;
+        int status, rc = receive_pid(sp[0], &child, &pidfd, failure);
+        /* The intermediate exits at once; the supervisor lives on, unless it failed. */
+        if (via_intermediate || rc < 0) {
+            while (waitpid(intermediate_pid, &status, 0) < 0 && errno == EINTR)
                 ;
-            close(sp[0]);
-            return fail(failure, CK_STAGE_CLONE, err, "pidfd_open");
+            if (supervisor_pidfd >= 0)
+                close(supervisor_pidfd);
+            supervisor_pidfd = -1;
         }
+        if (rc < 0) {
+            close(sp[0]);
+            return rc;
+        }
+        pid = child;
     }
     out->pid = (pid_t)pid;
     out->pidfd = pidfd;
     out->sync_fd = sp[0];
+    out->supervisor_pid = supervisor_pidfd >= 0 ? first : 0;
+    out->supervisor_pidfd = supervisor_pidfd;
     return 0;
 }
 

@@ -47,6 +47,12 @@ extension Cgroup {
             }
         }
 
+        /// Opens an existing cgroup's directory (its device program stays attached to it).
+        static func existing(_ directory: String) throws(KernelError) -> (V2, directoryDescriptor: Int32) {
+            let fd = try sys("open cgroup \(directory)") { open(directory, openPath | O_DIRECTORY | O_CLOEXEC) }
+            return (V2(directory: directory), fd)
+        }
+
         /// Enables in `directory`'s `cgroup.subtree_control` those of Berth's controllers that
         /// its `cgroup.controllers` offers and that are not enabled yet, in one write.
         ///

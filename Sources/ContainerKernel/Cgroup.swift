@@ -457,6 +457,34 @@ public final class Cgroup: Sendable {
         }
     }
 
+    /// Opens an existing cgroup, such as a detached container's that another program created.
+    ///
+    /// - Parameters:
+    ///   - path: A relative path below the hierarchy root, such as `berth/<id>`.
+    ///   - resources: The limits it was created with, as ``resources`` reports them.
+    ///   - hierarchy: Where it is.
+    /// - Returns: The cgroup.
+    /// - Throws: ``KernelError`` with ``KernelError/Code/invalidState`` when it does not exist.
+    package static func existing(
+        _ path: String, resources: CgroupResources, in hierarchy: CgroupHierarchy
+    ) throws(KernelError) -> Cgroup {
+        try validate(path: path)
+        switch hierarchy.layout {
+        case .legacy(let mounts):
+            let directories = mounts.compactMap { mount in
+                access(mount.mountPoint + "/" + path, F_OK) == 0
+                    ? V1.Directory(path: mount.mountPoint + "/" + path, controllers: mount.controllers) : nil
+            }
+            guard !directories.isEmpty else {
+                throw KernelError(code: .invalidState, errno: .noSuchFileOrDirectory, detail: "open cgroup \(path)")
+            }
+            return Cgroup(path: path, backend: .v1(V1(directories: directories)), state: State(resources: resources))
+        case .unified(let mountPoint):
+            let (v2, descriptor) = try V2.existing(mountPoint + "/" + path)
+            return Cgroup(path: path, backend: .v2(v2), state: State(resources: resources, directoryDescriptor: descriptor))
+        }
+    }
+
     /// The cgroup interface this cgroup uses.
     public var version: CgroupVersion {
         switch backend {

@@ -82,7 +82,7 @@ public enum InitStage: String, Sendable, Hashable, CaseIterable, CustomStringCon
     case rootfs, mount, devices, pivotRoot = "pivot_root", readOnlyRoot = "read-only rootfs"
     case hostname, sysctl, maskedPaths = "masked paths", readOnlyPaths = "read-only paths"
     case terminal, workingDirectory = "chdir", umask, closeFiles = "close fds"
-    case capabilities, identity = "setuid/setgid", noNewPrivileges = "no_new_privs", seccomp, exec, clone
+    case capabilities, identity = "setuid/setgid", noNewPrivileges = "no_new_privs", seccomp, exec, clone, supervisor
 
     public var description: String { rawValue }
 }

@@ -26,15 +26,25 @@ public final class ProcessHandle: Sendable {
     /// The terminal, when the spec asked for one.
     public let terminal: Terminal?
 
+    /// The supervisor of a detached process (``ProcessSpec/supervision``).
+    struct Supervisor: Sendable {
+        var pid: Int32
+        var pidfd: Int32
+        var statusPath: String
+    }
+
+    /// The process's pidfd; `-1` for an adopted process that had already exited.
     private let pidfd: Int32
+    private let supervisor: Supervisor?
     private let state = Mutex<(status: ExitStatus?, waiters: [CheckedContinuation<ExitStatus, Never>])>((nil, []))
 
     init(
-        pid: Int32, pidfd: Int32, cgroup: Cgroup?, standardInput: ProcessInput?, standardOutput: ProcessOutput?,
-        standardError: ProcessOutput?, terminal: Terminal?
+        pid: Int32, pidfd: Int32, supervisor: Supervisor? = nil, cgroup: Cgroup?, standardInput: ProcessInput? = nil,
+        standardOutput: ProcessOutput? = nil, standardError: ProcessOutput? = nil, terminal: Terminal? = nil
     ) {
         self.pid = pid
         self.pidfd = pidfd
+        self.supervisor = supervisor
         self.cgroup = cgroup
         self.standardInput = standardInput
         self.standardOutput = standardOutput
@@ -42,7 +52,59 @@ public final class ProcessHandle: Sendable {
         self.terminal = terminal
     }
 
-    deinit { close(pidfd) }
+    deinit {
+        if pidfd >= 0 { close(pidfd) }
+        if let supervisor, supervisor.pidfd >= 0 { close(supervisor.pidfd) }
+    }
+
+    /// The supervisor's process id, for a detached process.
+    public var supervisorPID: Int32? { supervisor?.pid }
+
+    /// Takes hold of a detached process that another program spawned, through its supervisor.
+    ///
+    /// The supervisor is identified by its pid and start time (so a reused pid is never taken
+    /// for it), the process by being the supervisor's child. ``wait()`` returns when the
+    /// supervisor has recorded the exit (at once when it already has); ``signal(_:)`` signals
+    /// the process.
+    ///
+    /// - Parameters:
+    ///   - pid: The supervised process.
+    ///   - supervisorPID: Its supervisor.
+    ///   - supervisorStartTime: The supervisor's start time (field 22 of `/proc/<pid>/stat`).
+    ///   - statusPath: The supervision's ``Supervision/statusPath``.
+    ///   - cgroup: The process's cgroup, removed when it has exited.
+    /// - Returns: The process; an exited one when the supervisor is no longer running.
+    public static func adopt(
+        pid: Int32, supervisorPID: Int32, supervisorStartTime: UInt64, statusPath: String, cgroup: Cgroup?
+    ) -> ProcessHandle {
+        // Open first, check after: the check then speaks of the process the pidfd holds.
+        var supervisorFD = ck_pidfd_open(supervisorPID)
+        if supervisorFD >= 0 && processStartTime(supervisorPID) != supervisorStartTime {
+            close(supervisorFD)
+            supervisorFD = -1
+        }
+        var processFD = supervisorFD >= 0 ? ck_pidfd_open(pid) : -1
+        if processFD >= 0 && parentProcess(of: pid) != supervisorPID {
+            close(processFD)
+            processFD = -1  // it has exited and the pid is someone else's
+        }
+        let handle = ProcessHandle(
+            pid: pid, pidfd: processFD,
+            supervisor: Supervisor(pid: supervisorPID, pidfd: supervisorFD, statusPath: statusPath), cgroup: cgroup)
+        if supervisorFD < 0 || (try? handle.watchExit()) == nil {
+            let (code, status) = handle.supervisedExit(statusPath)
+            Task.detached { handle.finish(code: code, status: status) }
+        }
+        return handle
+    }
+
+    /// How a supervised process ended, as its supervisor recorded it.
+    private func supervisedExit(_ statusPath: String) -> (code: Int32, status: Int32) {
+        if let recorded = Supervision.readStatus(at: statusPath) { return recorded }
+        // The supervisor was killed: the process died with it (its parent-death signal).
+        if pidfd >= 0 { _ = ck_pidfd_send_signal(pidfd, SIGKILL) }
+        return (Int32(CLD_KILLED), SIGKILL)
+    }
 
     /// Spawns a process as `spec` describes and returns once it has called `execve`.
     ///
@@ -63,6 +125,9 @@ public final class ProcessHandle: Sendable {
     /// - Parameter signal: The signal.
     /// - Throws: ``KernelError`` (`ESRCH` once the process has exited and been reaped).
     public func signal(_ signal: Signal) throws(KernelError) {
+        guard pidfd >= 0 else {
+            throw KernelError(code: .syscallFailed, errno: .noSuchProcess, detail: "send \(signal) to process \(pid)")
+        }
         _ = try sys("send \(signal) to process \(pid)") { ck_pidfd_send_signal(pidfd, signal.rawValue) }
     }
 
@@ -84,17 +149,29 @@ public final class ProcessHandle: Sendable {
     }
 
     /// Starts watching the pidfd on the I/O loop; the loop keeps `self` alive until the exit.
+    ///
+    /// A detached process is watched through its supervisor, which exits once it has reaped
+    /// the process and recorded its status (after the process's output has ended).
     func watchExit() throws(KernelError) {
         let registration = Mutex<(token: UInt64?, reaped: Bool)>((nil, false))
-        let token = try IOLoop.shared.register(pidfd, events: UInt32(EPOLLIN.rawValue)) { [self] _ in
+        let watched = supervisor?.pidfd ?? pidfd
+        let token = try IOLoop.shared.register(watched, events: UInt32(EPOLLIN.rawValue)) { [self] _ in
             var code: Int32 = 0, status: Int32 = 0
             // WNOHANG: a spurious wake-up must not block the loop.
-            guard ck_waitid_pidfd(pidfd, WEXITED | WNOHANG, &code, &status) > 0 else { return }
+            let reaped = ck_waitid_pidfd(watched, WEXITED | WNOHANG, &code, &status)
+            if let supervisor {
+                // Our own child is reaped here; another program's supervisor (ECHILD) has
+                // exited when its pidfd reads ready.
+                guard reaped > 0 || (reaped < 0 && errno == ECHILD) else { return }
+                (code, status) = supervisedExit(supervisor.statusPath)
+            } else {
+                guard reaped > 0 else { return }
+            }
             let token = registration.withLock { state in
                 state.reaped = true
                 return state.token
             }
-            if let token { IOLoop.shared.unregister(pidfd, token: token) }
+            if let token { IOLoop.shared.unregister(watched, token: token) }
             // Cleanup may wait for the cgroup to empty: not on the loop thread.
             Task.detached { self.finish(code: code, status: status) }
         }
@@ -103,7 +180,7 @@ public final class ProcessHandle: Sendable {
             state.token = token
             return state.reaped
         }
-        if reaped { IOLoop.shared.unregister(pidfd, token: token) }
+        if reaped { IOLoop.shared.unregister(watched, token: token) }
     }
 
     private func finish(code: Int32, status: Int32) {

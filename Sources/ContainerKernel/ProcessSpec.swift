@@ -90,6 +90,9 @@ public struct ProcessSpec: Sendable {
     /// The signal the process gets when the thread that spawned it dies (`PR_SET_PDEATHSIG`).
     /// Berth spawns from one long-lived thread, so this means "when the host process dies".
     public var parentDeathSignal: Signal?
+    /// Hold the process by a supervisor instead of by this program, so that it outlives it
+    /// (a *detached* process); `nil` keeps it a child of this program.
+    public var supervision: Supervision?
 
     /// The `PATH` used when the environment has none.
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -132,6 +135,7 @@ public struct ProcessSpec: Sendable {
         self.cgroup = nil
         self.joinCgroup = nil
         self.parentDeathSignal = .kill
+        self.supervision = nil
     }
 
     /// The masked paths that apply, with the defaults resolved.

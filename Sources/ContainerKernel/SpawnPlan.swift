@@ -135,6 +135,21 @@ final class SpawnPlan {
         let extra = spec.extraFiles.map(\.rawValue)
         config.extra_fds = array(extra)
         config.extra_fd_count = UInt32(extra.count)
+
+        if let supervision = spec.supervision {
+            // The supervisor outlives this program: nothing may need this program's end of a pipe.
+            if spec.io.terminal != nil || { if case .pipe = spec.io.standardInput { true } else { false } }() {
+                throw KernelError(code: .unsupported, stage: .supervisor,
+                                  detail: "a supervised process cannot have a terminal or a stdin pipe")
+            }
+            // The supervisor gets the host ends of the output pipes; this program closes its own.
+            let outputs = [hostStdout, hostStderr].compactMap { $0 }
+            config.supervisor_path = string(supervision.executable)
+            let arguments = supervision.arguments(stdout: hostStdout != nil, stderr: hostStderr != nil)
+            config.supervisor_argv = array(arguments.map { Optional(string($0)) } + [nil])
+            config.supervisor_fds = array(outputs)
+            config.supervisor_fd_count = UInt32(outputs.count)
+        }
     }
 
     deinit {

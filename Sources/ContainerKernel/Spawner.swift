@@ -86,6 +86,12 @@ final class Spawner: Sendable {
             throw KernelError(failure)
         }
         plan.closeChildDescriptors()
+        let supervisor = spec.supervision.map { supervision in
+            ProcessHandle.Supervisor(pid: result.supervisor_pid, pidfd: result.supervisor_pidfd,
+                                     statusPath: supervision.statusPath)
+        }
+        // The supervisor holds the output pipes now.
+        if supervisor != nil { plan.closeHostDescriptors() }
         var syncFD: Int32? = result.sync_fd
 
         // Undo everything if a host-side step or the child fails.
@@ -95,6 +101,12 @@ final class Spawner: Sendable {
             var code: Int32 = 0, status: Int32 = 0
             while ck_waitid_pidfd(result.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
             close(result.pidfd)
+            // A supervisor exits once it has reaped the child: wait, so that it records nothing
+            // after the caller has undone the spawn.
+            if let supervisor {
+                while ck_waitid_pidfd(supervisor.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
+                close(supervisor.pidfd)
+            }
             plan.closeHostDescriptors()
             try? cgroup?.killAll()
             try? cgroup?.destroy()
@@ -114,7 +126,7 @@ final class Spawner: Sendable {
 
         do {
             let handle = ProcessHandle(
-                pid: result.pid, pidfd: result.pidfd, cgroup: cgroup,
+                pid: result.pid, pidfd: result.pidfd, supervisor: supervisor, cgroup: cgroup,
                 standardInput: plan.hostStdin.map(ProcessInput.init(owning:)),
                 standardOutput: try plan.hostStdout.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },
                 standardError: try plan.hostStderr.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },

@@ -154,7 +154,19 @@ public final class Container: Sendable {
     public func start() async throws(ContainerError) {
         let (record, status) = live.withLock { ($0.record, $0.record.state.status) }
         guard status == .created || status == .exited else { throw .invalidState("start", name, status) }
-        let spec = try makeProcessSpec(record)
+        var spec = try makeProcessSpec(record)
+        let detached = record.configuration.lifetime == .detached
+        if detached {
+            guard record.configuration.ports.isEmpty else {
+                throw ContainerError(code: .invalidArgument, container: record.name,
+                                     detail: "start: published ports need the owning process and cannot be used with a detached container:")
+            }
+            spec.supervision = try wrapping("start", container: record.name) {
+                Supervision(executable: try Supervision.locateExecutable(), statusPath: statusPath, logPath: logs.path,
+                            logMaximumSize: logs.limits.maximumSize, logMaximumFiles: logs.limits.maximumFiles)
+            }
+            unlink(statusPath)  // the last run's
+        }
         // Ports are bound before the process starts: a taken port fails the start, not later.
         let sandbox = self.sandbox
         let forwarders = try publishPorts(record.configuration.ports, sandbox: sandbox)
@@ -177,6 +189,7 @@ public final class Container: Sendable {
         update { record in
             record.state.status = .running
             record.state.pid = process.pid
+            record.supervisor = process.supervisorPID.map { ProcessIdentity(pid: $0, startTime: processStartTime($0) ?? 0) }
             record.state.startedAt = Date()
             record.state.error = nil
             record.state.oomKilled = false
@@ -336,6 +349,20 @@ public final class Container: Sendable {
 
     // MARK: Exit handling
 
+    /// Where a detached run's supervisor records the exit status.
+    var statusPath: String { directory + "/exit-status" }
+
+    /// Takes a detached run that another process started (or this process before a restart of
+    /// the runtime) and watches it like one of its own.
+    func hold(_ process: ProcessHandle) {
+        live.withLock { live in
+            live.process = process
+            live.cgroup = process.cgroup
+            live.exit = nil
+        }
+        Task.detached { [self] in await self.watch(process) }
+    }
+
     private func watch(_ process: ProcessHandle) async {
         let status = await process.wait()
         // The log drain ends when the process (and its children) closed stdout and stderr.
@@ -346,6 +373,7 @@ public final class Container: Sendable {
         update { record in
             record.state.status = .exited
             record.state.pid = nil
+            record.supervisor = nil
             record.state.exitCode = status.code
             record.state.oomKilled = status == .oomKilled
             record.state.finishedAt = Date()

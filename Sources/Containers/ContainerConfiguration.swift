@@ -72,6 +72,9 @@ public struct ContainerConfiguration: Sendable, Codable {
     public var terminal: Bool
     /// Logs: the size at which the log file rotates, and how many files are kept.
     public var logLimits: LogLimits
+    /// Whether the container dies with this process (``ContainerLifetime/embedded``, the
+    /// default) or outlives it (``ContainerLifetime/detached``, `docker run -d`).
+    public var lifetime: ContainerLifetime
 
     /// A configuration with Docker's defaults.
     ///
@@ -108,7 +111,23 @@ public struct ContainerConfiguration: Sendable, Codable {
         self.interactive = false
         self.terminal = false
         self.logLimits = LogLimits()
+        self.lifetime = .embedded
     }
+}
+
+/// How long a container's processes live.
+public enum ContainerLifetime: String, Sendable, Codable, Hashable {
+    /// The container's process is a child of this process and dies with it; what it leaves
+    /// behind is removed by the next runtime on the root. What a test fixture wants.
+    case embedded
+    /// `berth-supervisor`, a small C program, holds the container's process, writes its log and
+    /// records its exit, so the container outlives this process: any process that opens a
+    /// runtime on the same root lists it, reads its logs, execs into it, stops and removes it
+    /// (`docker run -d`).
+    ///
+    /// Published ports, a terminal and an stdin pipe need this process and are refused; the
+    /// restart policy and health checks run while a runtime that started or adopted it lives.
+    case detached
 }
 
 /// A mount in a container (`-v`, `--mount`, `--tmpfs`).

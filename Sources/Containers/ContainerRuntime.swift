@@ -10,9 +10,12 @@ import Synchronization
 /// Berth's containers on one root directory: the image store, the layer store, and every
 /// container created there.
 ///
-/// A runtime is safe to use from many tasks. Containers are *embedded*: their processes are
-/// children of this process and die with it; what a killed owner leaves behind (mounts,
-/// cgroups, state) is removed by the next runtime that opens the same root.
+/// A runtime is safe to use from many tasks, and several processes may open runtimes on one
+/// root. Containers are *embedded* by default: their processes are children of this process
+/// and die with it; what a killed owner leaves behind (mounts, cgroups, state) is removed by
+/// the next runtime that opens the same root. *Detached* containers
+/// (``ContainerLifetime/detached``) are held by a supervisor and outlive this process: every
+/// runtime on the root lists and controls them.
 ///
 /// ```swift
 /// let runtime = try ContainerRuntime(root: "/var/lib/berth")
@@ -70,7 +73,7 @@ public final class ContainerRuntime: Sendable {
         layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
         networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
         try wrapping("create \(containersDirectory)") { try makeDirectory(containersDirectory) }
-        removeLeftovers()
+        refresh(removingLeftovers: true)
     }
 
     var containersDirectory: String { root + "/containers" }
@@ -131,6 +134,7 @@ public final class ContainerRuntime: Sendable {
     ///
     /// - Throws: ``ContainerError/Code/notFound``.
     public func container(_ idOrName: String) throws(ContainerError) -> Container {
+        refresh()
         let found = live.withLock { containers in
             containers[idOrName] ?? containers.values.first { $0.name == idOrName }
                 ?? { () -> Container? in
@@ -152,7 +156,8 @@ public final class ContainerRuntime: Sendable {
     /// - Returns: The matching containers.
     public func list(all: Bool = false, labels: [String: String?] = [:], name: String? = nil,
                      status: ContainerStatus? = nil) -> [Container] {
-        live.withLock { Array($0.values) }
+        refresh()
+        return live.withLock { Array($0.values) }
             .filter { container in
                 let state = container.state
                 if !all && state.status != .running && state.status != .paused && status == nil { return false }
@@ -217,30 +222,54 @@ public final class ContainerRuntime: Sendable {
         try await wrapping("unpack the layers of \(image.id)") { try await images.unpack(image, into: layers) }
     }
 
-    /// Takes over the containers of owners that have exited, under a lock so two runtimes
-    /// opening one root never both take the same container.
+    /// Takes over what this runtime does not hold yet, under a lock so that two runtimes
+    /// opening one root never both take the same container:
     ///
-    /// A container that was running when its owner died is gone with it (its processes died
-    /// with the owner): its processes, cgroup, mounts, network and state are removed. A
-    /// created or exited one holds no process, so it is adopted and stays usable, as
-    /// `berth create` followed by `berth start` in another invocation expects.
-    private func removeLeftovers() {
+    /// - a detached container's run, from its supervisor, in whatever state (another process
+    ///   may have started it; every runtime on the root holds it);
+    /// - a created or exited container whose owner has exited: it holds no process, so it is
+    ///   adopted and stays usable, as `berth create` then `berth start` in another invocation
+    ///   expects;
+    /// - with `removingLeftovers`, an embedded container that was running when its owner died
+    ///   is gone with it (its processes died with the owner): its processes, cgroup, mounts,
+    ///   network and state are removed.
+    ///
+    /// Containers another process removed are forgotten.
+    func refresh(removingLeftovers: Bool = false) {
         let lockFD = open(containersDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }
         defer { if lockFD >= 0 { close(lockFD) } }
         guard let entries = try? listDirectory(containersDirectory) else { return }
+        let present = Set(entries)
+        let held = live.withLock { containers in
+            containers = containers.filter { present.contains($0.key) }
+            return Set(containers.keys)
+        }
         let hierarchy = try? CgroupHierarchy.detect()
-        for id in entries where id != ".lock" {
+        for id in entries where id != ".lock" && !held.contains(id) {
             let directory = containersDirectory + "/" + id
-            guard var record = try? Container.loadRecord(directory), !isAlive(record.ownerPID, record.ownerStartTime)
-            else { continue }
+            guard var record = try? Container.loadRecord(directory) else { continue }
+            let ownerAlive = isAlive(record.ownerPID, record.ownerStartTime)
+            let supervised = record.supervisor != nil && record.state.pid != nil
             let idle = record.state.status == .created || record.state.status == .exited
-            if idle, let image = try? images.image(record.imageID) {
-                record.ownerPID = getpid()
-                record.ownerStartTime = processStartTime(getpid()) ?? 0
+            guard supervised || (!ownerAlive && (idle || removingLeftovers)) else { continue }
+            if supervised || idle, let image = try? images.image(record.imageID) {
+                if !ownerAlive {
+                    record.ownerPID = getpid()
+                    record.ownerStartTime = processStartTime(getpid()) ?? 0
+                }
                 let container = Container(runtime: self, record: record, image: image, directory: directory)
                 if (try? container.persist()) != nil {
                     live.withLock { $0[id] = container }
+                    if let supervisor = record.supervisor, let pid = record.state.pid {
+                        let cgroup = hierarchy.flatMap { hierarchy in
+                            try? Cgroup.existing(Container.cgroupPath(id), resources: record.configuration.resources,
+                                                 in: hierarchy)
+                        }
+                        container.hold(ProcessHandle.adopt(
+                            pid: pid, supervisorPID: supervisor.pid, supervisorStartTime: supervisor.startTime,
+                            statusPath: container.statusPath, cgroup: cgroup))
+                    }
                     continue
                 }
             }
@@ -249,6 +278,7 @@ public final class ContainerRuntime: Sendable {
             try? layers.snapshot(at: directory)?.remove()
             try? removeTree(directory)
         }
+        guard removingLeftovers else { return }
         // Sandboxes (veths, leases, namespaces) of containers that are gone.
         _ = try? networks.cleanupStale { [containersDirectory] id in access(containersDirectory + "/" + id, F_OK) == 0 }
     }
@@ -257,13 +287,6 @@ public final class ContainerRuntime: Sendable {
 /// Whether `pid` is alive and is the same process that started at `startTime`.
 func isAlive(_ pid: Int32, _ startTime: UInt64) -> Bool {
     processStartTime(pid) == startTime
-}
-
-/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
-func processStartTime(_ pid: Int32) -> UInt64? {
-    guard let text = try? readTextFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    return fields.count > 19 ? UInt64(fields[19]) : nil
 }
 
 func randomHex(_ count: Int) -> String {

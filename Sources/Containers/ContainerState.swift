@@ -73,4 +73,12 @@ struct ContainerRecord: Sendable, Codable {
     /// tells a live owner from a reused pid.
     var ownerPID: Int32
     var ownerStartTime: UInt64
+    /// The supervisor of a detached container's current run.
+    var supervisor: ProcessIdentity?
+}
+
+/// A process, told apart from a later one with the same pid by its start time.
+struct ProcessIdentity: Sendable, Codable, Hashable {
+    var pid: Int32
+    var startTime: UInt64
 }

@@ -12,7 +12,7 @@
  *   parent -> child  CK_MSG_CONTINUE   after uid/gid maps, rlimits and cgroup membership
  *   child -> parent  CK_MSG_PTY        the pseudo-terminal master, as SCM_RIGHTS
  *   child -> parent  CK_MSG_FAILURE    {stage, errno, detail}, then the child _exits
- *   child -> parent  CK_MSG_PID        (joining a pid namespace only) the grandchild's pid
+ *   child -> parent  CK_MSG_PID        (joining a pid namespace, or supervised) the grandchild's pid
  *   EOF                                execve succeeded (the socket was close-on-exec)
  */
 #ifndef CK_SPAWN_H
@@ -47,7 +47,11 @@ enum ck_stage {
     CK_STAGE_SECCOMP,
     CK_STAGE_EXEC,
     CK_STAGE_CLONE,
+    CK_STAGE_SUPERVISOR,
 };
+
+/* Upper bound for the descriptors handed to a supervisor (stdout, stderr, a few more). */
+#define CK_MAX_SUPERVISOR_FDS 8
 
 enum ck_mount_kind {
     CK_MOUNT_FS = 0, /* a new filesystem: source + fstype + data (proc, tmpfs, sysfs, devpts, mqueue, cgroup2) */
@@ -137,6 +141,14 @@ struct ck_spawn_config {
     uint32_t extra_fd_count;
 
     int pdeath_signal;               /* 0: none */
+
+    /* Supervised (detached) spawn: a fork of the caller, which outlives it, clones the child and
+     * then execs supervisor_path. The child is the supervisor's child, so the supervisor reaps it
+     * and records how it ended when the caller is long gone. NULL: the caller is the parent. */
+    const char *supervisor_path;
+    const char *const *supervisor_argv;
+    const int *supervisor_fds;       /* become 3, 4, ... in the supervisor (the child's stdio pipes) */
+    uint32_t supervisor_fd_count;
 };
 
 /* What the parent gets back from ck_spawn. */
@@ -144,6 +156,8 @@ struct ck_spawn_result {
     pid_t pid;     /* in the caller's pid namespace */
     int pidfd;     /* owns the process: wait/kill never race pid reuse */
     int sync_fd;   /* the parent's end of the sync socket (close-on-exec) */
+    pid_t supervisor_pid;  /* supervised spawns: the supervisor, a child of the caller; else 0 */
+    int supervisor_pidfd;  /* supervised spawns: its pidfd; else -1 */
 };
 
 /* A failure, reported by the child or by the parent-side steps of the shim. */
@@ -154,7 +168,7 @@ struct ck_failure {
 };
 
 /* Creates the child (or, to join a pid namespace, an intermediate that creates it with
- * CLONE_PARENT). The child stops before its first namespace-dependent step and waits for
+ * CLONE_PARENT; or, supervised, a supervisor that creates it as its own child). The child stops before its first namespace-dependent step and waits for
  * ck_spawn_continue. Returns 0, or -1 with *failure filled; on failure nothing is left behind. */
 int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, struct ck_failure *failure);
 

@@ -1,0 +1,310 @@
+/*
+ * berth-supervisor: holds a detached container's process after the program that started it
+ * has gone.
+ *
+ * Why a separate C program: a detached container must outlive the Swift process that spawned
+ * it, and something must stay its parent to reap it and record how it ended. A fork of the
+ * Swift host would keep the host's whole address space alive (tens of MiB per container);
+ * this program keeps a few hundred KiB. The shim (ck_spawn.c, supervised spawns) forks, clones
+ * the container's process as the fork's child, and execs this program, so the process is our
+ * child from the start.
+ *
+ * What it does, and nothing more:
+ *   - reads the process's stdout and stderr (descriptors given with --output) into a log of
+ *     JSON lines in Docker's json-file format ({"log":…,"stream":…,"time":…}), rotated at
+ *     --log-max-size into --log-max-files files, exactly as the Containers target's LogFile;
+ *   - reaps the process and, once its output has ended, writes "<si_code> <si_status>\n"
+ *     (waitid's CLD_* code and status) to --status, atomically, then exits.
+ * Whoever holds a pidfd of this process knows the container's run has ended when it exits.
+ *
+ * Usage: berth-supervisor --status PATH --log PATH --log-max-size BYTES --log-max-files N
+ *                         [--output stdout:FD] [--output stderr:FD]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_OUTPUTS 2
+#define CHUNK 65536
+
+struct output {
+    int fd;
+    const char *stream;
+};
+
+static const char *log_path;
+static long long log_max_size = 10 << 20;
+static int log_max_files = 3;
+static int log_fd = -1;
+static long long log_size;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: berth-supervisor --status PATH --log PATH --log-max-size BYTES "
+                    "--log-max-files N [--output stdout:FD] [--output stderr:FD]\n");
+    exit(2);
+}
+
+/* Same rotation as LogFile.rotate in Swift: container.log -> .1 -> .2, the oldest dropped. */
+static void rotate(void)
+{
+    char from[4096], to[4096];
+    struct stat st;
+    int index;
+
+    if (log_fd >= 0) {
+        close(log_fd);
+        if (log_max_files > 1) {
+            for (index = log_max_files - 1; index > 0; index--) {
+                if (index == 1)
+                    snprintf(from, sizeof(from), "%s", log_path);
+                else
+                    snprintf(from, sizeof(from), "%s.%d", log_path, index - 1);
+                snprintf(to, sizeof(to), "%s.%d", log_path, index);
+                rename(from, to);
+            }
+        } else {
+            unlink(log_path);
+        }
+    }
+    log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    log_size = log_fd >= 0 && fstat(log_fd, &st) == 0 ? (long long)st.st_size : 0;
+}
+
+/* Appends `b` to `out` (capacity checked by the caller: 6 bytes per input byte suffice). */
+static size_t put(char *out, size_t at, const char *b, size_t n)
+{
+    memcpy(out + at, b, n);
+    return at + n;
+}
+
+/* The length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid. */
+static size_t utf8_length(const unsigned char *p, size_t left)
+{
+    size_t n, i;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (left < n)
+        return 0;
+    for (i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
+        return 0; /* overlong, or a surrogate */
+    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90)))
+        return 0;
+    return n;
+}
+
+/* One JSON-lines entry per line (a trailing partial line is an entry of its own, as in Swift).
+ * Invalid UTF-8 becomes U+FFFD, as Swift's String(decoding:as:) does. */
+static void append(const unsigned char *bytes, size_t count, const char *stream)
+{
+    static char entry[CHUNK * 6 + 256];
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    size_t start = 0, i;
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    while (start < count) {
+        size_t end = start, at = 0;
+        while (end < count && bytes[end] != '\n')
+            end++;
+        if (end < count)
+            end++; /* the newline belongs to the entry */
+        at = put(entry, at, "{\"log\":\"", 8);
+        for (i = start; i < end;) {
+            unsigned char c = bytes[i];
+            size_t n;
+            if (c == '"' || c == '\\') {
+                entry[at++] = '\\';
+                entry[at++] = (char)c;
+                i++;
+            } else if (c == '\n') {
+                at = put(entry, at, "\\n", 2);
+                i++;
+            } else if (c == '\r') {
+                at = put(entry, at, "\\r", 2);
+                i++;
+            } else if (c == '\t') {
+                at = put(entry, at, "\\t", 2);
+                i++;
+            } else if (c < 0x20 || c == 0x7F) {
+                at += (size_t)snprintf(entry + at, 7, "\\u%04x", c);
+                i++;
+            } else if ((n = utf8_length(bytes + i, end - i)) == 0) {
+                at = put(entry, at, "\xEF\xBF\xBD", 3);
+                i++;
+            } else {
+                at = put(entry, at, (const char *)bytes + i, n);
+                i += n;
+            }
+        }
+        at += (size_t)snprintf(entry + at, sizeof(entry) - at, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", stream, stamp);
+        if (log_fd < 0 || log_size + (long long)at > log_max_size)
+            rotate();
+        if (log_fd >= 0) {
+            size_t done = 0;
+            while (done < at) {
+                ssize_t w = write(log_fd, entry + done, at - done);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    break;
+                done += (size_t)w;
+            }
+            log_size += (long long)at;
+        }
+        start = end;
+    }
+}
+
+/* Writes the status file atomically: readers see the whole line or no file. */
+static void record(const char *path, int code, int status)
+{
+    char tmp[4096], line[64];
+    int fd, n;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    n = snprintf(line, sizeof(line), "%d %d\n", code, status);
+    if (write(fd, line, (size_t)n) == n && fsync(fd) == 0) {
+        close(fd);
+        rename(tmp, path);
+        return;
+    }
+    close(fd);
+    unlink(tmp);
+}
+
+int main(int argc, char **argv)
+{
+    static unsigned char buffer[CHUNK];
+    struct output outputs[MAX_OUTPUTS];
+    struct pollfd fds[MAX_OUTPUTS + 1];
+    const char *status_path = NULL;
+    int output_count = 0, open_outputs, signal_fd, reaped = 0, code = 0, status = 0, i;
+    sigset_t chld;
+
+    for (i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            usage();
+        if (strcmp(argv[i], "--status") == 0) {
+            status_path = argv[++i];
+        } else if (strcmp(argv[i], "--log") == 0) {
+            log_path = argv[++i];
+        } else if (strcmp(argv[i], "--log-max-size") == 0) {
+            log_max_size = atoll(argv[++i]);
+        } else if (strcmp(argv[i], "--log-max-files") == 0) {
+            log_max_files = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--output") == 0 && output_count < MAX_OUTPUTS) {
+            const char *value = argv[++i];
+            if (strncmp(value, "stdout:", 7) == 0)
+                outputs[output_count].stream = "stdout";
+            else if (strncmp(value, "stderr:", 7) == 0)
+                outputs[output_count].stream = "stderr";
+            else
+                usage();
+            outputs[output_count].fd = atoi(value + 7);
+            output_count++;
+        } else {
+            usage();
+        }
+    }
+    if (status_path == NULL || log_path == NULL || log_max_size <= 0 || log_max_files <= 0)
+        usage();
+
+    /* Terminal and pipe signals are not ours (we have no terminal); SIGTERM ends us, and the
+     * container with us through its parent-death signal. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    signal_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd < 0)
+        return 1;
+
+    open_outputs = output_count;
+    for (;;) {
+        int n = 0;
+        siginfo_t info;
+
+        /* The child may have exited before SIGCHLD was blocked (its signal then was discarded):
+         * look every time round, not only when the signalfd says so. */
+        while (!reaped) {
+            memset(&info, 0, sizeof(info));
+            if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) < 0) {
+                if (errno == EINTR)
+                    continue;
+                reaped = 1; /* ECHILD: nothing left to wait for */
+                code = CLD_KILLED;
+                status = SIGKILL;
+                break;
+            }
+            if (info.si_pid == 0)
+                break;
+            reaped = 1;
+            code = info.si_code;
+            status = info.si_status;
+        }
+        if (reaped && open_outputs == 0)
+            break;
+
+        for (i = 0; i < output_count; i++) {
+            fds[n].fd = outputs[i].fd;
+            fds[n].events = POLLIN;
+            n++;
+        }
+        fds[n].fd = signal_fd;
+        fds[n].events = POLLIN;
+        if (poll(fds, (nfds_t)n + 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return 1;
+        }
+        for (i = 0; i < output_count; i++) {
+            ssize_t got;
+            if (outputs[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            got = read(outputs[i].fd, buffer, sizeof(buffer));
+            if (got > 0) {
+                append(buffer, (size_t)got, outputs[i].stream);
+            } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+                close(outputs[i].fd);
+                outputs[i].fd = -1; /* poll ignores negative descriptors */
+                open_outputs--;
+            }
+        }
+        if (fds[n].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                ;
+        }
+    }
+    record(status_path, code, status);
+    return 0;
+}
