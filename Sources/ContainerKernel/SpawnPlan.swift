@@ -21,6 +21,12 @@ final class SpawnPlan {
             throw KernelError(code: .invalidArgument, detail: "at most 64 extra files can be passed, not \(spec.extraFiles.count)")
         }
         _ = program
+        // The supervisor outlives this program: nothing may need this program's end of a pipe.
+        if spec.supervision != nil
+            && (spec.io.terminal != nil || { if case .pipe = spec.io.standardInput { true } else { false } }()) {
+            throw KernelError(code: .unsupported, stage: .supervisor,
+                              detail: "a supervised process cannot have a terminal or a stdin pipe")
+        }
         config.join_pid_fd = -1
 
         // Namespaces: what is joined is not created.
@@ -137,11 +143,6 @@ final class SpawnPlan {
         config.extra_fd_count = UInt32(extra.count)
 
         if let supervision = spec.supervision {
-            // The supervisor outlives this program: nothing may need this program's end of a pipe.
-            if spec.io.terminal != nil || { if case .pipe = spec.io.standardInput { true } else { false } }() {
-                throw KernelError(code: .unsupported, stage: .supervisor,
-                                  detail: "a supervised process cannot have a terminal or a stdin pipe")
-            }
             // The supervisor gets the host ends of the output pipes; this program closes its own.
             let outputs = [hostStdout, hostStderr].compactMap { $0 }
             config.supervisor_path = string(supervision.executable)

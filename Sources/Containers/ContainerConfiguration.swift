@@ -116,7 +116,7 @@ public struct ContainerConfiguration: Sendable, Codable {
 }
 
 /// How long a container's processes live.
-public enum ContainerLifetime: String, Sendable, Codable, Hashable {
+public enum ContainerLifetime: String, Sendable, Codable, Hashable, CaseIterable {
     /// The container's process is a child of this process and dies with it; what it leaves
     /// behind is removed by the next runtime on the root. What a test fixture wants.
     case embedded

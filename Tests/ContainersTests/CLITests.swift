@@ -70,7 +70,7 @@ struct CLITests {
         (["busybox", "/etc/passwd"], 126),
         (["--pull", "never", "berth-test/unknown:latest"], 125),
         (["--init", "busybox", "true"], 125),
-        (["-d", "busybox", "true"], 125),
+        (["-d", "-t", "busybox", "true"], 125),
     ]
 
     @Test(arguments: failures)
@@ -101,6 +101,30 @@ struct CLITests {
         let logs = try await berth(["logs", "cli-created"])
         #expect(logs.output == "from created\n")
         #expect(try await berth(["rm", "cli-created"]).status == 0)
+    }
+
+    @Test func aDetachedContainerIsControlledByLaterInvocations() async throws {
+        let name = "cli-detached-\(getpid())"
+        let started = try await berth(["run", "-d", "--name", name, "busybox", "sh", "-c", "echo up; exec sleep 60"])
+        #expect(started.status == 0, "\(started.error)")
+        #expect(started.output.count == 65, "\(started.output)")
+        let short = String(started.output.prefix(12))
+        #expect(try await berth(["ps", "-q"]).output.contains(short))
+        var logs = try await berth(["logs", name])
+        for _ in 0..<50 where logs.output.isEmpty {
+            try await Task.sleep(for: .milliseconds(50))
+            logs = try await berth(["logs", name])
+        }
+        #expect(logs.output == "up\n")
+        let exec = try await berth(["exec", name, "hostname"])
+        #expect(exec.status == 0, "\(exec.error)")
+        #expect(exec.output == short + "\n")
+        #expect(try await berth(["restart", "-t", "0", name]).status == 0)
+        #expect(try await berth(["stop", "-t", "0", name]).output == name + "\n")
+        #expect(try await berth(["ps", "-a", "--filter", "name=\(name)"]).output.contains("Exited (137)"))
+        #expect(try await berth(["start", name]).output == name + "\n")
+        #expect(try await berth(["rm", "-f", name]).status == 0)
+        #expect(try await !berth(["ps", "-a", "-q"]).output.contains(short))
     }
 
     @Test func psListsTheContainersOfARunningOwner() async throws {

@@ -24,9 +24,9 @@ struct ContainerLifecycleTests {
         }
     }
 
-    func container(in state: State) async throws -> Container {
+    func container(in state: State, lifetime: ContainerLifetime) async throws -> Container {
         let runtime = try await TestRuntime.shared()
-        let container = try await runtime.create(busybox(["/bin/probe", "sleep", "30"]))
+        let container = try await runtime.create(busybox(["/bin/probe", "sleep", "30"]) { $0.lifetime = lifetime })
         switch state {
         case .created: break
         case .running: try await container.start()
@@ -56,9 +56,16 @@ struct ContainerLifecycleTests {
         }
     }
 
-    @Test(arguments: Operation.allCases, State.allCases)
-    func everyOperationInEveryStateSucceedsOrNamesTheState(_ operation: Operation, _ state: State) async throws {
-        let container = try await container(in: state)
+    /// Every operation, in every state, of embedded and of detached containers.
+    static let matrix = ContainerLifetime.allCases.flatMap { lifetime in
+        Operation.allCases.flatMap { operation in State.allCases.map { (operation, $0, lifetime) } }
+    }
+
+    @Test(arguments: matrix)
+    func everyOperationInEveryStateSucceedsOrNamesTheState(
+        _ operation: Operation, _ state: State, _ lifetime: ContainerLifetime
+    ) async throws {
+        let container = try await container(in: state, lifetime: lifetime)
         defer { Task { try? await container.remove(force: true) } }
         do {
             try await perform(operation, on: container)
@@ -71,15 +78,17 @@ struct ContainerLifecycleTests {
         try? await container.remove(force: true)
     }
 
-    @Test func exitCodesSignalsAndOOMAreDistinct() async throws {
+    @Test(arguments: ContainerLifetime.allCases)
+    func exitCodesSignalsAndOOMAreDistinct(_ lifetime: ContainerLifetime) async throws {
         let runtime = try await TestRuntime.shared()
-        let exited = try await runtime.run(busybox(["/bin/probe", "exit", "7"]))
+        let exited = try await runtime.run(busybox(["/bin/probe", "exit", "7"]) { $0.lifetime = lifetime })
         #expect(await exited.wait() == .exited(7))
         #expect(exited.state.exitCode == 7)
-        let killed = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]))
+        let killed = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]) { $0.lifetime = lifetime })
         try killed.kill(.kill)
         #expect(await killed.wait() == .signaled(.kill, coreDumped: false))
         let oom = try await runtime.run(busybox(["/bin/probe", "alloc", "64"]) {
+            $0.lifetime = lifetime
             $0.resources.memoryLimit = 32 << 20
             $0.resources.memorySwapLimit = 32 << 20
         })

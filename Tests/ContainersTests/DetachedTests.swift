@@ -1,0 +1,130 @@
+import Containers
+import ContainerKernel
+import Foundation
+import Networking
+import Testing
+import TestSupport
+
+/// Detached containers: held by berth-supervisor, they outlive the process that started them,
+/// and any process on the root lists, reads, execs into, stops and removes them.
+@Suite(.serialized)
+struct DetachedTests {
+    /// Live (not zombie) supervisors of containers under `root`.
+    func liveSupervisors(of root: String) -> [Int32] {
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        return pids.filter { pid in
+            guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            else { return false }
+            let words = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            let state = stat.split(separator: ")").last?.split(separator: " ").first
+            return words.first?.hasSuffix("berth-supervisor") == true && words.contains { $0.hasPrefix(root + "/") }
+                && state != "Z"
+        }
+    }
+
+    func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
+        for _ in 0..<100 {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    @Test func anotherProcessListsReadsExecsStopsAndRemovesADetachedContainer() async throws {
+        let runtime = try await TestRuntime.shared()
+        // Foundation's Process opens sockets of its own on first use: not ours to count.
+        _ = try await CLITests().berth(["ps"])
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let name = "detached-\(getpid())"
+
+        // Process A: `berth run -d` starts the container and exits.
+        let started = try await CLITests().berth(["run", "-d", "--name", name, "busybox", "sh", "-c",
+                                                  "echo ready; echo oops >&2; exec sleep 60"])
+        #expect(started.status == 0, "\(started.error)")
+        let id = started.output.trimmingCharacters(in: .newlines)
+        #expect(id.count == 64)
+
+        // Process B (this one) finds it running, reads its log, execs into it, stops and removes it.
+        let container = try #require(runtime.list().first { $0.name == name }, "the detached container is not listed")
+        #expect(container.id == id)
+        #expect(container.state.status == .running)
+        #expect(try await eventually {
+            var entries: [LogEntry] = []
+            for await entry in container.logs() { entries.append(entry) }
+            return entries.contains { $0.log == "ready\n" && $0.stream == .stdout }
+                && entries.contains { $0.log == "oops\n" && $0.stream == .stderr }
+        }, "the supervisor's log has no output")
+        let hostname = try await container.exec(["cat", "/etc/hostname"])
+        #expect(hostname.status == .exited(0))
+        #expect(hostname.standardOutput == String(id.prefix(12)) + "\n")
+        #expect(try container.stats().cgroup.pidsCurrent ?? 0 >= 1)
+
+        try await container.pause()
+        #expect(container.state.status == .paused)
+        try await container.resume()
+        let status = try await container.stop(timeout: .milliseconds(500))
+        // sleep as pid 1 has no SIGTERM handler, so the kernel ignores SIGTERM: SIGKILL ends it.
+        #expect(status == .signaled(.kill, coreDumped: false))
+        #expect(container.state.status == .exited)
+        #expect(container.state.exitCode == 137)
+        try await container.remove()
+        #expect(!runtime.list(all: true).contains { $0.name == name })
+        #expect(liveSupervisors(of: runtime.root).isEmpty)
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
+    @Test func killingTheSupervisorEndsTheContainer() async throws {
+        let runtime = try await TestRuntime.shared()
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let container = try await runtime.run(busybox(["sleep", "60"]) { $0.lifetime = .detached })
+        let supervisors = liveSupervisors(of: container.directory)
+        #expect(supervisors.count == 1)
+        let pid = try #require(container.state.pid)
+        kill(try #require(supervisors.first), SIGKILL)
+        // The container dies through its parent-death signal; nothing recorded a status.
+        #expect(await container.wait() == .signaled(.kill, coreDumped: false))
+        #expect(kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z") == true)
+        try await container.remove()
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
+    @Test func aNewRuntimeOnTheRootAdoptsARunningDetachedContainer() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["sleep", "60"]) { $0.lifetime = .detached })
+        let other = try ContainerRuntime(root: runtime.root)
+        let adopted = try other.container(container.id)
+        #expect(adopted.state.status == .running)
+        #expect(adopted.state.pid == container.state.pid)
+        try adopted.kill()
+        #expect(await adopted.wait() == .signaled(.kill, coreDumped: false))
+        // The runtime that started it sees the same end.
+        #expect(await container.wait() == .signaled(.kill, coreDumped: false))
+        try await adopted.remove()
+        #expect(throws: ContainerError.self) { try runtime.container(container.id) }
+    }
+
+    nonisolated(unsafe) static let refused: [(String, (inout ContainerConfiguration) -> Void)] = [
+        ("ports", { $0.ports = [PortMapping(hostPort: 0, containerPort: 80)] }),
+        ("terminal", { $0.terminal = true }),
+        ("stdin", { $0.interactive = true }),
+    ]
+
+    @Test(arguments: 0..<refused.count)
+    func whatNeedsTheOwningProcessIsRefusedForADetachedContainer(_ index: Int) async throws {
+        let runtime = try await TestRuntime.shared()
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let (what, configure) = Self.refused[index]
+        let container = try await runtime.create(busybox(["true"]) { configuration in
+            configuration.lifetime = .detached
+            configure(&configuration)
+        })
+        await #expect(throws: ContainerError.self, "\(what)") { try await container.start() }
+        #expect(container.state.status == .created)
+        try await container.remove()
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+}
