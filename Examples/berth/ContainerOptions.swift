@@ -109,11 +109,10 @@ struct ContainerOptions: ParsableArguments {
     @Flag(name: [.customShort("t"), .customLong("tty")], help: "Allocate a pseudo-terminal.")
     var tty = false
 
-    @Flag(help: "Run an init process that reaps zombies and forwards signals (not supported yet).")
+    @Flag(help: "Run an init process as PID 1 that forwards signals and reaps zombies.")
     var `init` = false
 
     func validate() throws {
-        if `init` { throw unsupported("--init is not supported yet: Berth has no init process to run as PID 1") }
         if rm, let restart, restart != "no" {
             throw ValidationError("conflicting options: --restart \(restart) and --rm")
         }
@@ -136,6 +135,7 @@ struct ContainerOptions: ParsableArguments {
         configuration.labels = try Dictionary(labels.map(keyValue), uniquingKeysWith: { _, last in last })
         configuration.mounts = try mounts
         configuration.readOnlyRootfs = readOnly
+        configuration.initProcess = `init`
         configuration.resources = try resources
         configuration.capabilitiesAdded = capAdd
         configuration.capabilitiesDropped = capDrop

@@ -97,7 +97,7 @@ struct Run: AsyncParsableCommand {
             ("--name", options.name != nil), ("--entrypoint", options.entrypoint != nil), ("--restart", options.restart != nil),
             ("--health-cmd", options.healthCommand != nil), ("--label", !options.labels.isEmpty),
             ("--pull", options.pull != .missing), ("--stop-signal", options.stopSignal != nil),
-            ("--stop-timeout", options.stopTimeout != nil),
+            ("--stop-timeout", options.stopTimeout != nil), ("--init", options.`init`),
         ]
         if let (flag, _) = imageOnly.first(where: { $0.1 }) {
             throw ValidationError("\(flag) needs an image: --rootfs runs a process, not a container with state")

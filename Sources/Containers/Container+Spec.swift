@@ -70,6 +70,15 @@ extension Container {
                 spec.mounts.append(.tmpfs(target, data: options))
             }
         }
+        if configuration.initProcess {
+            // berth-supervisor's init mode: /dev is the container's own tmpfs, so the mount point
+            // is not a change of the image's filesystem.
+            let executable = try wrapping("run an init process in", container: record.name) {
+                try Supervision.locateExecutable()
+            }
+            spec.mounts.append(.bind(executable, to: "/dev/init", readOnly: true, recursive: false))
+            spec.arguments = ["/dev/init", "--init", "--"] + arguments
+        }
         spec.cgroup = CgroupPlacement(path: Container.cgroupPath(record.id), resources: configuration.resources)
         if configuration.terminal {
             spec.io = ProcessIO(terminal: TerminalSize(rows: 24, columns: 80))

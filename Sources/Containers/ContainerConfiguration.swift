@@ -70,6 +70,10 @@ public struct ContainerConfiguration: Sendable, Codable {
     public var interactive: Bool
     /// Allocate a pseudo-terminal (`-t`).
     public var terminal: Bool
+    /// Run an init as pid 1 that runs the command as its child, passes signals on and reaps
+    /// orphaned processes (`--init`, Docker's tini). The init is `berth-supervisor`, bind-mounted
+    /// read-only at `/dev/init`; being static, it works in any image.
+    public var initProcess: Bool
     /// Logs: the size at which the log file rotates, and how many files are kept.
     public var logLimits: LogLimits
     /// Whether the container dies with this process (``ContainerLifetime/embedded``, the
@@ -110,6 +114,7 @@ public struct ContainerConfiguration: Sendable, Codable {
         self.pullPolicy = .missing
         self.interactive = false
         self.terminal = false
+        self.initProcess = false
         self.logLimits = LogLimits()
         self.lifetime = .embedded
     }

@@ -19,6 +19,11 @@
  *
  * Usage: berth-supervisor --status PATH --log PATH --log-max-size BYTES --log-max-files N
  *                         [--output stdout:FD] [--output stderr:FD]
+ *
+ * The same program is a container's init process (`--init`, as Docker's tini): bind-mounted at
+ * /dev/init and run as pid 1 with `--init -- COMMAND [ARG...]`, it runs the command as its
+ * child, passes on every signal it gets, reaps every orphan the pid namespace hands it, and
+ * exits with the command's status. Being static, it needs nothing from the image.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -199,6 +204,50 @@ static void record(const char *path, int code, int status)
     unlink(tmp);
 }
 
+/* pid 1 of a container: the command as a child, signals passed on, orphans reaped. */
+static int run_init(char **command)
+{
+    sigset_t all;
+    pid_t child;
+    int sig;
+
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    child = fork();
+    if (child < 0) {
+        perror("berth-init: fork");
+        return 125;
+    }
+    if (child == 0) {
+        sigset_t none;
+        /* Its own process group, so a terminal's signals reach it as they would without us. */
+        setpgid(0, 0);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(command[0], command);
+        fprintf(stderr, "berth-init: exec %s: %s\n", command[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    for (;;) {
+        siginfo_t info;
+        sig = sigwaitinfo(&all, &info);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            kill(child, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t pid = waitpid(-1, &status, WNOHANG);
+            if (pid <= 0)
+                break;
+            if (pid == child)
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     static unsigned char buffer[CHUNK];
@@ -208,6 +257,8 @@ int main(int argc, char **argv)
     int output_count = 0, open_outputs, signal_fd, reaped = 0, code = 0, status = 0, i;
     sigset_t chld;
 
+    if (argc > 3 && strcmp(argv[1], "--init") == 0 && strcmp(argv[2], "--") == 0)
+        return run_init(argv + 3);
     for (i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();

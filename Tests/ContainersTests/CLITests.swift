@@ -69,7 +69,6 @@ struct CLITests {
         (["busybox", "/bin/nope"], 127),
         (["busybox", "/etc/passwd"], 126),
         (["--pull", "never", "berth-test/unknown:latest"], 125),
-        (["--init", "busybox", "true"], 125),
         (["-d", "-t", "busybox", "true"], 125),
     ]
 

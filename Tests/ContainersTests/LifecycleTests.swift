@@ -78,6 +78,27 @@ struct ContainerLifecycleTests {
         try? await container.remove(force: true)
     }
 
+    /// An orphan's exit is reaped by the init; without one, pid 1 is a program that never
+    /// waits (here `sleep`), and the orphan stays a zombie.
+    @Test(arguments: [true, false])
+    func theInitReapsOrphansAndPassesTheStopSignalOn(_ initProcess: Bool) async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["sh", "-c", "(sleep 0.1 &); exec sleep 60"]) {
+            $0.initProcess = initProcess
+        })
+        try await Task.sleep(for: .milliseconds(500))
+        let processes = try await container.exec(["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; cat /proc/[0-9]*/stat"])
+        #expect(processes.standardOutput.hasPrefix(initProcess ? "/dev/init --init -- sh -c" : "sleep 60"),
+                "\(processes.standardOutput)")
+        let zombies = processes.standardOutput.components(separatedBy: ") Z ").count - 1
+        #expect(initProcess ? zombies == 0 : zombies == 1, "\(processes.standardOutput)")
+        // pid 1 without a handler ignores SIGTERM, so only SIGKILL ends it; the init passes
+        // SIGTERM on to the command, which dies of it, and exits with 128 + 15.
+        let status = try await container.stop(timeout: .seconds(initProcess ? 10 : 1))
+        #expect(status == (initProcess ? .exited(143) : .signaled(.kill, coreDumped: false)))
+        try await container.remove()
+    }
+
     @Test(arguments: ContainerLifetime.allCases)
     func exitCodesSignalsAndOOMAreDistinct(_ lifetime: ContainerLifetime) async throws {
         let runtime = try await TestRuntime.shared()
