@@ -103,7 +103,7 @@ struct ContainerOptions: ParsableArguments {
     @Flag(help: "Remove the container when it exits.")
     var rm = false
 
-    @Flag(name: [.customShort("i"), .customLong("interactive")], help: "Keep stdin open (not supported yet with an image).")
+    @Flag(name: [.customShort("i"), .customLong("interactive")], help: "Keep stdin open and pass berth's stdin to it.")
     var interactive = false
 
     @Flag(name: [.customShort("t"), .customLong("tty")], help: "Allocate a pseudo-terminal.")
@@ -124,9 +124,6 @@ struct ContainerOptions: ParsableArguments {
     ///   - image: The image reference or id.
     ///   - command: Replaces the image's command when not empty.
     func configuration(image: String, command: [String]) throws -> ContainerConfiguration {
-        if interactive {
-            throw ValidationError("-i is not supported yet with an image: the Containers API cannot attach to a container's stdin")
-        }
         var configuration = ContainerConfiguration(image: image, command: command.isEmpty ? nil : command)
         configuration.name = name
         configuration.environment = environment
@@ -155,6 +152,7 @@ struct ContainerOptions: ParsableArguments {
         if let stopTimeout { configuration.stopTimeout = stopTimeout }
         configuration.autoRemove = rm
         configuration.terminal = tty
+        configuration.interactive = interactive
         return configuration
     }
 

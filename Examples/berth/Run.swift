@@ -75,10 +75,15 @@ struct Run: AsyncParsableCommand {
             if options.rm { try? await container.remove(force: true) }
             throw error
         }
+        let input = options.interactive ? try container.attach().input : nil
+        let pump = Task.detached { [tty = options.tty] in
+            if let input { await pumpStandardInput(into: input, closingAtEnd: !tty) }
+        }
         let status = await forwardingSignals(to: container) {
             await printLogs(container.logs(follow: true), timestamps: false)
             return await container.wait()
         }
+        pump.cancel()
         if options.rm { try await container.remove(force: true) }
         throw ExitCode(status.code)
     }
@@ -172,6 +177,17 @@ func forwardingSignals<T: Sendable>(to container: Container, _ body: () async ->
     return await body()
 }
 
+/// Copies berth's stdin into `input` until end-of-file or cancellation. A pipe is closed at
+/// the end, so the container sees end-of-file; a terminal stays open.
+func pumpStandardInput(into input: ProcessInput, closingAtEnd: Bool) async {
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while !Task.isCancelled {
+        let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+        guard n > 0, (try? await input.write(Array(buffer[0..<n]))) != nil else { break }
+    }
+    if closingAtEnd { await input.close() }
+}
+
 /// Copies the container's terminal to berth's stdout until the container closes it, and
 /// berth's stdin (switched to raw mode) to the container's terminal when `forwardingInput`.
 func relay(_ terminal: Terminal, forwardingInput: Bool) async {
@@ -183,15 +199,7 @@ func relay(_ terminal: Terminal, forwardingInput: Bool) async {
         tcsetattr(0, TCSANOW, &raw)
     }
     defer { if isTTY { tcsetattr(0, TCSANOW, &saved) } }
-    let pump = Task.detached {
-        guard forwardingInput else { return }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while !Task.isCancelled {
-            let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-            guard n > 0 else { break }
-            try? await terminal.input.write(Array(buffer[0..<n]))
-        }
-    }
+    let pump = Task.detached { if forwardingInput { await pumpStandardInput(into: terminal.input, closingAtEnd: false) } }
     for await chunk in terminal.output {
         _ = chunk.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }

@@ -467,7 +467,25 @@ extension Container {
         image: String, command: [String]? = nil, configure: (inout ContainerConfiguration) -> Void = { _ in },
         _ body: (Container) async throws -> T
     ) async throws -> T {
-        let container = try await run(image: image, command: command, configure: configure)
+        var configuration = ContainerConfiguration(image: image, command: command)
+        configure(&configuration)
+        return try await ContainerRuntime.shared().withRunning(configuration, body)
+    }
+}
+
+extension ContainerRuntime {
+    /// Runs `body` with a running container of this runtime, then stops and removes it, even
+    /// when `body` throws or the task is cancelled.
+    ///
+    /// - Parameters:
+    ///   - configuration: What the container should be.
+    ///   - body: What to do with the container.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or ``ContainerError`` from starting the container.
+    public func withRunning<T: Sendable>(
+        _ configuration: ContainerConfiguration, _ body: (Container) async throws -> T
+    ) async throws -> T {
+        let container = try await run(configuration)
         do {
             let result = try await body(container)
             try await container.remove(force: true)

@@ -10,7 +10,7 @@ import Layers
 public struct ContainerError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Storage: UInt8 { case invalidState, notFound, nameInUse, invalidArgument, image, layer, kernel, io, timeout }
+        enum Storage: UInt8 { case invalidState, notFound, nameInUse, invalidArgument, image, layer, kernel, io, timeout, cancelled }
         let storage: Storage
 
         /// The operation is not valid in the container's current state.
@@ -31,6 +31,8 @@ public struct ContainerError: Error, Sendable, CustomStringConvertible {
         public static var io: Code { Code(storage: .io) }
         /// An operation did not finish in time.
         public static var timeout: Code { Code(storage: .timeout) }
+        /// The calling task was cancelled; what the operation had made is undone.
+        public static var cancelled: Code { Code(storage: .cancelled) }
 
         public var description: String { "\(storage)" }
     }

@@ -120,12 +120,13 @@ public final class ContainerRuntime: Sendable {
     public func run(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Container {
         let container = try await create(configuration)
         do {
+            try Task.checkCancellation()
             try await container.start()
             try Task.checkCancellation()
         } catch {
             try? await container.remove(force: true)
             if let error = error as? ContainerError { throw error }
-            throw ContainerError(code: .invalidState, container: container.name, detail: "run (cancelled)")
+            throw ContainerError(code: .cancelled, container: container.name, detail: "run (cancelled, so removed)")
         }
         return container
     }

@@ -20,8 +20,8 @@ struct CLITests {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    /// Runs `berth --root <test root> ARGUMENTS…` to its end.
-    func berth(_ arguments: [String]) async throws -> Outcome {
+    /// Runs `berth --root <test root> ARGUMENTS…` to its end, with `input` on its stdin.
+    func berth(_ arguments: [String], input: String? = nil) async throws -> Outcome {
         let runtime = try await TestRuntime.shared()
         let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
         let process = Process()
@@ -31,8 +31,13 @@ struct CLITests {
         let output = Pipe(), error = Pipe()
         process.standardOutput = output
         process.standardError = error
-        process.standardInput = FileHandle.nullDevice
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
         try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
         // Read both pipes to their end before waiting, so a full pipe cannot stall berth.
         async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
         async let err = Task.detached { error.fileHandleForReading.readDataToEndOfFile() }.value
@@ -55,6 +60,12 @@ struct CLITests {
         let result = try await berth(["run", "--rm"] + arguments)
         #expect(result.status == status, "\(result.error)")
         #expect(result.output == output)
+    }
+
+    @Test func runInteractivePassesStdinToTheContainer() async throws {
+        let result = try await berth(["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done"], input: "hello\n")
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output == "HELLO\ndone\n")
     }
 
     @Test func runKeepsStdoutAndStderrApart() async throws {

@@ -78,6 +78,64 @@ struct ContainerLifecycleTests {
         try? await container.remove(force: true)
     }
 
+    @Test func attachReadsTheOutputAndWritesStdin() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["sh", "-c", "while read line; do echo got $line; done; echo eof"]) {
+            $0.interactive = true
+        })
+        let attachment = try container.attach()
+        let input = try #require(attachment.input)
+        try await input.write("ping\n")
+        var iterator = attachment.output.makeAsyncIterator()
+        #expect(await iterator.next()?.log == "got ping\n")
+        await input.close()
+        #expect(await iterator.next()?.log == "eof\n")
+        #expect(await container.wait() == .exited(0))
+        #expect(throws: ContainerError.self) { try container.attach() }
+        try await container.remove()
+    }
+
+    /// Cancelling the task that awaits `run`, at different moments: the container is stopped
+    /// and removed, and nothing is left.
+    @Test(arguments: [0, 5, 50])
+    func cancellingRunRemovesTheContainer(afterMilliseconds delay: Int) async throws {
+        let runtime = try await TestRuntime.shared()
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let name = "cancelled-\(delay)"
+        let task = Task { try await runtime.run(busybox(["sleep", "60"]) { $0.name = name }) }
+        if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
+        task.cancel()
+        switch await task.result {
+        case .success(let container):
+            // The run finished before the cancellation arrived: the caller owns it.
+            try await container.remove(force: true)
+        case .failure(let error):
+            #expect((error as? ContainerError)?.code == .cancelled, "\(error)")
+        }
+        #expect(!runtime.list(all: true).contains { $0.name == name })
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
+    @Test func cancellingWithRunningRemovesTheContainer() async throws {
+        let runtime = try await TestRuntime.shared()
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let entered = AsyncStream<Container>.makeStream()
+        let task = Task {
+            try await runtime.withRunning(busybox(["sleep", "60"])) { container in
+                entered.continuation.yield(container)
+                try await Task.sleep(for: .seconds(60))
+            }
+        }
+        var iterator = entered.stream.makeAsyncIterator()
+        let container = try #require(await iterator.next())
+        task.cancel()
+        _ = await task.result
+        #expect(throws: ContainerError.self) { try runtime.container(container.id) }
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
     /// An orphan's exit is reaped by the init; without one, pid 1 is a program that never
     /// waits (here `sleep`), and the orphan stays a zombie.
     @Test(arguments: [true, false])
