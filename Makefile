@@ -18,8 +18,10 @@ BERTH        := $(BUILD)/release/berth
 deps:
 	scripts/install-deps
 
+# berth-supervisor holds detached containers (run -d) and is the --init; berth finds it beside itself.
 berth: deps
 	$(SWIFTPM) -c release --product berth
+	$(SWIFTPM) -c release --product berth-supervisor
 
 # The embedded default image: busybox:latest built by Berth from Debian's busybox-static,
 # offline, into the default root (/var/lib/berth, or BERTH_ROOT).

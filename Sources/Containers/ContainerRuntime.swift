@@ -92,6 +92,7 @@ public final class ContainerRuntime: Sendable {
     public func create(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Container {
         let id = randomHex(64)
         let name = configuration.name ?? generatedName()
+        refresh()  // a detached container of another process may have the name
         try validateName(name)
         let image = try await resolveImage(configuration)
         let topChainID = try await unpack(image)
