@@ -18,8 +18,9 @@ let containerCommands: [any ParsableCommand.Type] = [
 /// Said in the help of every command that works on an existing container.
 let embeddedNote = """
     Containers made with run -d or create are detached: berth-supervisor holds them, and every \
-    berth invocation on the same --root sees them. A container of run without -d is embedded \
-    in that berth process and ends with it; other invocations do not see it while it runs.
+    berth invocation on the same --root controls them. A container of run without -d is \
+    embedded in that berth process and ends with it; while it runs, other invocations see it, \
+    exec into it and signal it (stop, kill), and its owner alone pauses, updates or removes it.
     """
 
 extension StoreOptions {

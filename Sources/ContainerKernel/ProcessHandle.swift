@@ -36,15 +36,20 @@ public final class ProcessHandle: Sendable {
     /// The process's pidfd; `-1` for an adopted process that had already exited.
     private let pidfd: Int32
     private let supervisor: Supervisor?
+    /// For a process another program holds (``observe(pid:parentPID:cgroup:exitStatus:)``):
+    /// how to learn its exit status from that program once it has ended.
+    private let observedExit: (@Sendable () async -> ExitStatus)?
     private let state = Mutex<(status: ExitStatus?, waiters: [CheckedContinuation<ExitStatus, Never>])>((nil, []))
 
     init(
-        pid: Int32, pidfd: Int32, supervisor: Supervisor? = nil, cgroup: Cgroup?, standardInput: ProcessInput? = nil,
-        standardOutput: ProcessOutput? = nil, standardError: ProcessOutput? = nil, terminal: Terminal? = nil
+        pid: Int32, pidfd: Int32, supervisor: Supervisor? = nil, observedExit: (@Sendable () async -> ExitStatus)? = nil,
+        cgroup: Cgroup?, standardInput: ProcessInput? = nil, standardOutput: ProcessOutput? = nil,
+        standardError: ProcessOutput? = nil, terminal: Terminal? = nil
     ) {
         self.pid = pid
         self.pidfd = pidfd
         self.supervisor = supervisor
+        self.observedExit = observedExit
         self.cgroup = cgroup
         self.standardInput = standardInput
         self.standardOutput = standardOutput
@@ -96,6 +101,30 @@ public final class ProcessHandle: Sendable {
             Task.detached { handle.finish(code: code, status: status) }
         }
         return handle
+    }
+
+    /// Takes hold of a process that another program spawned and still holds as its child, to
+    /// signal it and to learn when it ends. That program reaps it and cleans up after it; this
+    /// handle's ``wait()`` returns what `exitStatus` reports once the process has exited.
+    ///
+    /// - Parameters:
+    ///   - pid: The process.
+    ///   - parentPID: The program that holds it: a pid whose child is not `pid` is refused.
+    ///   - cgroup: The process's cgroup, for the caller's use (this handle never removes it).
+    ///   - exitStatus: Asks the holding program how the process ended; called once, after the exit.
+    /// - Returns: The process, or `nil` when it is no longer `parentPID`'s child.
+    public static func observe(
+        pid: Int32, parentPID: Int32, cgroup: Cgroup?, exitStatus: @escaping @Sendable () async -> ExitStatus
+    ) -> ProcessHandle? {
+        // Open first, check after: the check then speaks of the process the pidfd holds.
+        let fd = ck_pidfd_open(pid)
+        guard fd >= 0 else { return nil }
+        guard parentProcess(of: pid) == parentPID else {
+            close(fd)
+            return nil
+        }
+        let handle = ProcessHandle(pid: pid, pidfd: fd, observedExit: exitStatus, cgroup: cgroup)
+        return (try? handle.watchExit()) != nil ? handle : nil
     }
 
     /// How a supervised process ended, as its supervisor recorded it.
@@ -159,11 +188,11 @@ public final class ProcessHandle: Sendable {
             var code: Int32 = 0, status: Int32 = 0
             // WNOHANG: a spurious wake-up must not block the loop.
             let reaped = ck_waitid_pidfd(watched, WEXITED | WNOHANG, &code, &status)
-            if let supervisor {
-                // Our own child is reaped here; another program's supervisor (ECHILD) has
-                // exited when its pidfd reads ready.
+            if supervisor != nil || observedExit != nil {
+                // Our own child is reaped here; another program's child (ECHILD) has exited
+                // when its pidfd reads ready.
                 guard reaped > 0 || (reaped < 0 && errno == ECHILD) else { return }
-                (code, status) = supervisedExit(supervisor.statusPath)
+                if let supervisor { (code, status) = supervisedExit(supervisor.statusPath) }
             } else {
                 guard reaped > 0 else { return }
             }
@@ -173,7 +202,11 @@ public final class ProcessHandle: Sendable {
             }
             if let token { IOLoop.shared.unregister(watched, token: token) }
             // Cleanup may wait for the cgroup to empty: not on the loop thread.
-            Task.detached { self.finish(code: code, status: status) }
+            if let observedExit {
+                Task.detached { self.complete(await observedExit()) }
+            } else {
+                Task.detached { self.finish(code: code, status: status) }
+            }
         }
         // The exit may have been handled before the token was stored: unregister here then.
         let reaped = registration.withLock { state in
@@ -197,6 +230,10 @@ public final class ProcessHandle: Sendable {
             try? cgroup.killAll()
             try? cgroup.destroy()
         }
+        complete(exit)
+    }
+
+    private func complete(_ exit: ExitStatus) {
         let waiters = state.withLock { state in
             state.status = exit
             defer { state.waiters.removeAll() }

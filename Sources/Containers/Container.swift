@@ -40,12 +40,15 @@ public final class Container: Sendable {
     }
     let live: Mutex<Live>
     let logs: LogFile
+    /// Whether another live process owns this (embedded) container and this one only observes it.
+    let observed: Bool
 
-    init(runtime: ContainerRuntime, record: ContainerRecord, image: Image, directory: String) {
+    init(runtime: ContainerRuntime, record: ContainerRecord, image: Image, directory: String, observed: Bool = false) {
         self.id = record.id
         self.runtime = runtime
         self.image = image
         self.directory = directory
+        self.observed = observed
         self.live = Mutex(Live(record: record))
         self.logs = LogFile(path: directory + "/container.log", limits: record.configuration.logLimits)
     }
@@ -110,6 +113,7 @@ public final class Container: Sendable {
 
     func update(_ change: (inout ContainerRecord) -> Void) {
         live.withLock { change(&$0.record) }
+        guard !observed else { return }  // the owner's record is the owner's to write
         do { try persist() } catch { runtime.logger.warning("could not persist container state", metadata: ["error": "\(error)"]) }
     }
 
@@ -152,6 +156,7 @@ public final class Container: Sendable {
     ///   exited; ``ContainerError/Code/kernel`` when the process cannot start (its
     ///   ``ContainerError/kernelError`` names the init stage, such as `exec`).
     public func start() async throws(ContainerError) {
+        try requireOwnership("start")
         let (record, status) = live.withLock { ($0.record, $0.record.state.status) }
         guard status == .created || status == .exited else { throw .invalidState("start", name, status) }
         var spec = try makeProcessSpec(record)
@@ -283,6 +288,7 @@ public final class Container: Sendable {
     ///
     /// - Throws: ``ContainerError/Code/invalidState`` unless running.
     public func pause() async throws(ContainerError) {
+        try requireOwnership("pause")
         let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
         guard let cgroup, status == .running else { throw .invalidState("pause", name, status) }
         try await wrapping("pause", container: name) { try await cgroup.freeze() }
@@ -294,6 +300,7 @@ public final class Container: Sendable {
     ///
     /// - Throws: ``ContainerError/Code/invalidState`` unless paused.
     public func resume() async throws(ContainerError) {
+        try requireOwnership("unpause")
         let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
         guard let cgroup, status == .paused else { throw .invalidState("unpause", name, status) }
         try await wrapping("unpause", container: name) { try await cgroup.thaw() }
@@ -306,6 +313,7 @@ public final class Container: Sendable {
     /// - Parameter force: Kill a running container first (`-f`).
     /// - Throws: ``ContainerError/Code/invalidState`` for a running container without `force`.
     public func remove(force: Bool = false) async throws(ContainerError) {
+        try requireOwnership("remove")
         let status = state.status
         if status == .running || status == .paused {
             guard force else { throw .invalidState("remove", name, status) }
@@ -329,6 +337,7 @@ public final class Container: Sendable {
     ///
     /// - Throws: ``ContainerError/Code/nameInUse`` when another container has the name.
     public func rename(to newName: String) throws(ContainerError) {
+        try requireOwnership("rename")
         guard !runtime.isNameTaken(newName, except: id) else {
             throw ContainerError(code: .nameInUse, container: newName, detail: "rename \(name) to")
         }
@@ -341,10 +350,19 @@ public final class Container: Sendable {
     /// - Parameter resources: The new limits; `nil` fields stay as they are.
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     public func update(resources: CgroupResources) throws(ContainerError) {
+        try requireOwnership("update")
         let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
         guard let cgroup, status == .running || status == .paused else { throw .invalidState("update", name, status) }
         try wrapping("update", container: name) { try cgroup.update(resources) }
         update { $0.configuration.resources = cgroup.resources }
+    }
+
+    /// Refuses what only the owning process may do to an observed container.
+    private func requireOwnership(_ operation: String) throws(ContainerError) {
+        guard observed else { return }
+        let owner = live.withLock { $0.record.ownerPID }
+        throw ContainerError(code: .notOwner, container: name,
+                             detail: "cannot \(operation) a container embedded in process \(owner):")
     }
 
     // MARK: Exit handling
@@ -365,6 +383,21 @@ public final class Container: Sendable {
 
     private func watch(_ process: ProcessHandle) async {
         let status = await process.wait()
+        if observed {
+            // The owner has recorded the end (the handle waited for it): take its record.
+            let record = try? Container.loadRecord(directory)
+            let waiters = live.withLock { live in
+                if let record { live.record = record }
+                live.process = nil
+                live.cgroup = nil
+                live.exit = status
+                defer { live.waiters.removeAll() }
+                return live.waiters
+            }
+            runtime.publish(.die, self, ["exitCode": "\(status.code)"])
+            waiters.forEach { $0.resume(returning: status) }
+            return
+        }
         // The log drain ends when the process (and its children) closed stdout and stderr.
         await live.withLock { $0.logDrain }?.value
         let (policy, stopRequested, restarts) = live.withLock {

@@ -10,7 +10,7 @@ import Layers
 public struct ContainerError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Storage: UInt8 { case invalidState, notFound, nameInUse, invalidArgument, image, layer, kernel, io, timeout, cancelled }
+        enum Storage: UInt8 { case invalidState, notFound, nameInUse, invalidArgument, image, layer, kernel, io, timeout, cancelled, notOwner }
         let storage: Storage
 
         /// The operation is not valid in the container's current state.
@@ -33,6 +33,9 @@ public struct ContainerError: Error, Sendable, CustomStringConvertible {
         public static var timeout: Code { Code(storage: .timeout) }
         /// The calling task was cancelled; what the operation had made is undone.
         public static var cancelled: Code { Code(storage: .cancelled) }
+        /// The container is embedded in another live process, which alone starts, pauses,
+        /// updates, renames and removes it; this one may inspect, exec into and signal it.
+        public static var notOwner: Code { Code(storage: .notOwner) }
 
         public var description: String { "\(storage)" }
     }

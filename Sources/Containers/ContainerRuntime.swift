@@ -15,7 +15,8 @@ import Synchronization
 /// and die with it; what a killed owner leaves behind (mounts, cgroups, state) is removed by
 /// the next runtime that opens the same root. *Detached* containers
 /// (``ContainerLifetime/detached``) are held by a supervisor and outlive this process: every
-/// runtime on the root lists and controls them.
+/// runtime on the root lists and controls them. Running embedded containers of other live
+/// processes are listed too and can be inspected, exec'd into and signalled, not changed.
 ///
 /// ```swift
 /// let runtime = try ContainerRuntime(root: "/var/lib/berth")
@@ -34,6 +35,8 @@ public final class ContainerRuntime: Sendable {
     let logger: Logger
     let hub = EventHub()
     private let live = Mutex<[String: Container]>([:])
+    /// Running embedded containers of other live processes on the root, seen read-mostly.
+    private let observed = Mutex<[String: Container]>([:])
 
     /// The root used when none is given: `BERTH_ROOT`, else `/var/lib/berth` for root, else
     /// `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`).
@@ -137,13 +140,14 @@ public final class ContainerRuntime: Sendable {
     /// - Throws: ``ContainerError/Code/notFound``.
     public func container(_ idOrName: String) throws(ContainerError) -> Container {
         refresh()
-        let found = live.withLock { containers in
+        let visible = live.withLock { $0 }.merging(observed.withLock { $0 }) { own, _ in own }
+        let found = { (containers: [String: Container]) in
             containers[idOrName] ?? containers.values.first { $0.name == idOrName }
                 ?? { () -> Container? in
                     let matches = containers.values.filter { $0.id.hasPrefix(idOrName) }
                     return idOrName.count >= 3 && matches.count == 1 ? matches[0] : nil
                 }()
-        }
+        }(visible)
         guard let found else { throw ContainerError(code: .notFound, container: idOrName, detail: "no such container") }
         return found
     }
@@ -159,7 +163,7 @@ public final class ContainerRuntime: Sendable {
     public func list(all: Bool = false, labels: [String: String?] = [:], name: String? = nil,
                      status: ContainerStatus? = nil) -> [Container] {
         refresh()
-        return live.withLock { Array($0.values) }
+        return (live.withLock { Array($0.values) } + observed.withLock { Array($0.values) })
             .filter { container in
                 let state = container.state
                 if !all && state.status != .running && state.status != .paused && status == nil { return false }
@@ -248,12 +252,22 @@ public final class ContainerRuntime: Sendable {
             return Set(containers.keys)
         }
         let hierarchy = try? CgroupHierarchy.detect()
+        let cgroup = { (record: ContainerRecord) in
+            hierarchy.flatMap { hierarchy in
+                try? Cgroup.existing(Container.cgroupPath(record.id), resources: record.configuration.resources, in: hierarchy)
+            }
+        }
+        var seen: [String: Container] = [:]
         for id in entries where id != ".lock" && !held.contains(id) {
             let directory = containersDirectory + "/" + id
             guard var record = try? Container.loadRecord(directory) else { continue }
             let ownerAlive = isAlive(record.ownerPID, record.ownerStartTime)
             let supervised = record.supervisor != nil && record.state.pid != nil
             let idle = record.state.status == .created || record.state.status == .exited
+            if ownerAlive && !supervised && !idle && record.ownerPID != getpid(), let pid = record.state.pid {
+                seen[id] = observe(record, pid: pid, directory: directory, cgroup: cgroup)
+                continue
+            }
             guard supervised || (!ownerAlive && (idle || removingLeftovers)) else { continue }
             if supervised || idle, let image = try? images.image(record.imageID) {
                 if !ownerAlive {
@@ -264,13 +278,9 @@ public final class ContainerRuntime: Sendable {
                 if (try? container.persist()) != nil {
                     live.withLock { $0[id] = container }
                     if let supervisor = record.supervisor, let pid = record.state.pid {
-                        let cgroup = hierarchy.flatMap { hierarchy in
-                            try? Cgroup.existing(Container.cgroupPath(id), resources: record.configuration.resources,
-                                                 in: hierarchy)
-                        }
                         container.hold(ProcessHandle.adopt(
                             pid: pid, supervisorPID: supervisor.pid, supervisorStartTime: supervisor.startTime,
-                            statusPath: container.statusPath, cgroup: cgroup))
+                            statusPath: container.statusPath, cgroup: cgroup(record)))
                     }
                     continue
                 }
@@ -280,9 +290,43 @@ public final class ContainerRuntime: Sendable {
             try? layers.snapshot(at: directory)?.remove()
             try? removeTree(directory)
         }
+        observed.withLock { $0 = seen.compactMapValues { $0 } }
         guard removingLeftovers else { return }
         // Sandboxes (veths, leases, namespaces) of containers that are gone.
         _ = try? networks.cleanupStale { [containersDirectory] id in access(containersDirectory + "/" + id, F_OK) == 0 }
+    }
+}
+
+extension ContainerRuntime {
+    /// The observed container for a running embedded container of another live process: the
+    /// one already observed while it is the same run, else a new one holding its process.
+    fileprivate func observe(
+        _ record: ContainerRecord, pid: Int32, directory: String, cgroup: (ContainerRecord) -> Cgroup?
+    ) -> Container? {
+        if let known = observed.withLock({ $0[record.id] }), known.state.pid == pid { return known }
+        guard let image = try? images.image(record.imageID) else { return nil }
+        let container = Container(runtime: self, record: record, image: image, directory: directory, observed: true)
+        let owner = (record.ownerPID, record.ownerStartTime)
+        guard let process = ProcessHandle.observe(pid: pid, parentPID: record.ownerPID, cgroup: cgroup(record), exitStatus: {
+            await Self.recordedExit(in: directory, owner: owner)
+        }) else { return nil }
+        container.hold(process)
+        return container
+    }
+
+    /// How the owner recorded the end of an observed run: it writes the record shortly after
+    /// the exit (once the output has drained), or it died too, and the run with it.
+    private static func recordedExit(in directory: String, owner: (Int32, UInt64)) async -> ExitStatus {
+        for _ in 0..<250 {
+            if let record = try? Container.loadRecord(directory), record.state.status == .exited {
+                let code = record.state.exitCode ?? 0
+                if record.state.oomKilled { return .oomKilled }
+                return code > 128 && code <= 128 + 64 ? .signaled(Signal(rawValue: code - 128), coreDumped: false) : .exited(code)
+            }
+            guard isAlive(owner.0, owner.1) else { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return .signaled(.kill, coreDumped: false)
     }
 }
 

@@ -75,6 +75,44 @@ struct DetachedTests {
         #expect(leaks.isEmpty, "\(leaks)")
     }
 
+    /// An embedded container of another live process (`berth run` in the foreground): this
+    /// process sees it, execs into it and signals it; its owner alone changes its state.
+    @Test func anEmbeddedContainerOfAnotherProcessIsObservedNotOwned() async throws {
+        let runtime = try await TestRuntime.shared()
+        let executable = try #require(CLITests.executable, "build berth first: swift build --build-tests")
+        let name = "observed-\(getpid())"
+        let owner = Process()
+        owner.executableURL = URL(fileURLWithPath: executable)
+        owner.arguments = ["run", "--root", runtime.root, "--name", name, "busybox", "sleep", "30"]
+        owner.standardOutput = FileHandle.nullDevice
+        owner.standardError = FileHandle.nullDevice
+        owner.standardInput = FileHandle.nullDevice
+        try owner.run()
+        defer { if owner.isRunning { kill(owner.processIdentifier, SIGKILL) } }
+
+        var found: Container?
+        #expect(try await eventually {
+            found = runtime.list().first { $0.name == name && $0.state.status == .running }
+            return found != nil
+        })
+        let container = try #require(found)
+        #expect(try await container.exec(["hostname"]).standardOutput == String(container.id.prefix(12)) + "\n")
+        for refused in [{ try await container.pause() }, { try await container.remove(force: true) }] as [() async throws -> Void] {
+            do {
+                try await refused()
+                Issue.record("an observer changed the owner's container")
+            } catch let error as ContainerError {
+                #expect(error.code == .notOwner, "\(error)")
+            }
+        }
+        try container.kill(.kill)
+        #expect(await container.wait() == .signaled(.kill, coreDumped: false))
+        owner.waitUntilExit()
+        #expect(owner.terminationStatus == 137)
+        // The owner has exited: the next look adopts the exited container, which can be removed.
+        try await runtime.container(name).remove()
+    }
+
     @Test func killingTheSupervisorEndsTheContainer() async throws {
         let runtime = try await TestRuntime.shared()
         let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
