@@ -42,9 +42,10 @@ let package = Package(
         // The C shim: everything a child runs between clone and execve.
         .target(name: "CContainerKernel", cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-O2"])]),
 
-        // Holds a detached container's process after its spawner has gone: C only, linked
-        // statically (swiftc links every executable, so -static-executable) so that it needs no
-        // shared library and little memory per container (Sources/berth-supervisor).
+        // Holds a detached container's process after its spawner has gone, and is the --init:
+        // C only, linked statically (swiftc links every executable, hence -static-executable;
+        // swiftrt.c keeps the Swift runtime out) so that it runs in any image and costs under
+        // 1 MiB per container (Sources/berth-supervisor).
         .executableTarget(
             name: "berth-supervisor",
             cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-O2"])],
