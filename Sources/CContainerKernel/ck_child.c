@@ -525,18 +525,9 @@ __attribute__((noreturn)) static void exec_program(int sock, const struct ck_spa
     ck_die(sock, CK_STAGE_EXEC, err, "exec", quoted);
 }
 
-__attribute__((noreturn)) void ck_child(const struct ck_spawn_config *cfg, int sock, int joined)
+void ck_reset_signal_dispositions(void)
 {
-    struct ck_msg msg;
-    sigset_t none;
-    ssize_t n;
-    uint32_t i;
-    int rootfd = -1, terminal_fd = -1;
     int sig;
-
-    /* Handlers installed by the host (Swift runtime, SIGPIPE ignored by servers) must not reach
-     * the container: reset every disposition while all signals are still blocked (the parent
-     * blocked them around clone). SIG_IGN would otherwise survive execve. */
     for (sig = 1; sig < _NSIG; sig++) {
         struct sigaction sa;
         if (sig == SIGKILL || sig == SIGSTOP)
@@ -545,6 +536,20 @@ __attribute__((noreturn)) void ck_child(const struct ck_spawn_config *cfg, int s
         sa.sa_handler = SIG_DFL;
         sigaction(sig, &sa, NULL);
     }
+}
+
+__attribute__((noreturn)) void ck_child(const struct ck_spawn_config *cfg, int sock, int joined)
+{
+    struct ck_msg msg;
+    sigset_t none;
+    ssize_t n;
+    uint32_t i;
+    int rootfd = -1, terminal_fd = -1;
+
+    /* Handlers installed by the host (Swift runtime, SIGPIPE ignored by servers) must not reach
+     * the container: reset every disposition while all signals are still blocked (the parent
+     * blocked them around clone). SIG_IGN would otherwise survive execve. */
+    ck_reset_signal_dispositions();
     if (cfg->pdeath_signal != 0 && prctl(PR_SET_PDEATHSIG, cfg->pdeath_signal, 0, 0, 0) < 0)
         ck_die(sock, CK_STAGE_HANDSHAKE, errno, "prctl(PR_SET_PDEATHSIG)", NULL);
 

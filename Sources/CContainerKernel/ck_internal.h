@@ -28,6 +28,8 @@ struct ck_msg {
 #define CK_MAX_EXTRA_FDS 64
 
 __attribute__((noreturn)) void ck_child(const struct ck_spawn_config *cfg, int sock, int joined);
+/* Every signal back to SIG_DFL (SIGKILL and SIGSTOP aside); async-signal-safe. */
+void ck_reset_signal_dispositions(void);
 __attribute__((noreturn)) void ck_die(int sock, int stage, int err, const char *what, const char *object);
 int ck_open_in_root(int rootfd, const char *path, int is_file, int create);
 size_t ck_strlcat(char *dst, const char *src, size_t size);

@@ -186,7 +186,7 @@ __attribute__((noreturn)) static void supervisor(const struct ck_spawn_config *c
     static const char *const empty_env[] = {NULL};
     struct ck_msg msg;
     int moved[CK_MAX_SUPERVISOR_FDS];
-    int devnull, sig, status;
+    int devnull, status;
     uint32_t i;
     long pid;
     sigset_t none;
@@ -218,14 +218,7 @@ __attribute__((noreturn)) static void supervisor(const struct ck_spawn_config *c
     if (syscall(SYS_close_range, 3 + cfg->supervisor_fd_count, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         goto failed;
     /* Nothing of the caller's signal handling carries over: SIG_IGN would survive execve. */
-    for (sig = 1; sig < _NSIG; sig++) {
-        struct sigaction sa;
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = SIG_DFL;
-        sigaction(sig, &sa, NULL);
-    }
+    ck_reset_signal_dispositions();
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execve(cfg->supervisor_path, (char *const *)cfg->supervisor_argv, (char *const *)empty_env);

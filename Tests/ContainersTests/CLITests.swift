@@ -20,6 +20,20 @@ struct CLITests {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
+    /// Starts `berth SUBCOMMAND --root ROOT ARGUMENTS…` with stdio on /dev/null and returns
+    /// at once: an owner process that a test can outlive, wait for or kill.
+    static func launch(_ arguments: [String], root: String) throws -> Process {
+        let executable = try #require(executable, "build berth first: swift build --build-tests")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [arguments[0], "--root", root] + arguments.dropFirst()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// Runs `berth --root <test root> ARGUMENTS…` to its end, with `input` on its stdin.
     func berth(_ arguments: [String], input: String? = nil) async throws -> Outcome {
         let runtime = try await TestRuntime.shared()

@@ -79,15 +79,8 @@ struct DetachedTests {
     /// process sees it, execs into it and signals it; its owner alone changes its state.
     @Test func anEmbeddedContainerOfAnotherProcessIsObservedNotOwned() async throws {
         let runtime = try await TestRuntime.shared()
-        let executable = try #require(CLITests.executable, "build berth first: swift build --build-tests")
         let name = "observed-\(getpid())"
-        let owner = Process()
-        owner.executableURL = URL(fileURLWithPath: executable)
-        owner.arguments = ["run", "--root", runtime.root, "--name", name, "busybox", "sleep", "30"]
-        owner.standardOutput = FileHandle.nullDevice
-        owner.standardError = FileHandle.nullDevice
-        owner.standardInput = FileHandle.nullDevice
-        try owner.run()
+        let owner = try CLITests.launch(["run", "--name", name, "busybox", "sleep", "30"], root: runtime.root)
         defer { if owner.isRunning { kill(owner.processIdentifier, SIGKILL) } }
 
         var found: Container?

@@ -28,15 +28,8 @@ struct OwnerDeathTests {
 
     @Test func sigkilledOwnersContainersAreGoneAndTheNextRuntimeCleansUp() async throws {
         let runtime = try await TestRuntime.shared()
-        let executable = try #require(CLITests.executable, "build berth first: swift build --build-tests")
         let name = "orphan-\(getpid())"
-        let owner = Process()
-        owner.executableURL = URL(fileURLWithPath: executable)
-        owner.arguments = ["run", "--root", runtime.root, "--name", name, "busybox", "/bin/probe", "sleep", "60"]
-        owner.standardOutput = FileHandle.nullDevice
-        owner.standardError = FileHandle.nullDevice
-        owner.standardInput = FileHandle.nullDevice
-        try owner.run()
+        let owner = try CLITests.launch(["run", "--name", name, "busybox", "/bin/probe", "sleep", "60"], root: runtime.root)
 
         var running: (id: String, status: String, pid: Int32?)?
         for _ in 0..<100 {
@@ -71,14 +64,8 @@ struct OwnerDeathTests {
 extension OwnerDeathTests {
     @Test func createdContainersOfAnExitedOwnerAreAdoptedByTheNextRuntime() async throws {
         let runtime = try await TestRuntime.shared()
-        let executable = try #require(CLITests.executable, "build berth first: swift build --build-tests")
         let name = "adopted-\(getpid())"
-        let create = Process()
-        create.executableURL = URL(fileURLWithPath: executable)
-        create.arguments = ["create", "--root", runtime.root, "--name", name, "busybox", "/bin/echo", "adopted"]
-        create.standardOutput = FileHandle.nullDevice
-        create.standardError = FileHandle.nullDevice
-        try create.run()
+        let create = try CLITests.launch(["create", "--name", name, "busybox", "/bin/echo", "adopted"], root: runtime.root)
         create.waitUntilExit()
         #expect(create.terminationStatus == 0)
 
