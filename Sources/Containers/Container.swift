@@ -37,6 +37,8 @@ public final class Container: Sendable {
         var logDrain: Task<Void, Never>?
         var health: Task<Void, Never>?
         var forwarders: [PortForwarder] = []
+        /// The run was started by another process and taken over here (``hold(_:)``).
+        var adopted = false
     }
     let live: Mutex<Live>
     let logs: LogFile
@@ -189,6 +191,7 @@ public final class Container: Sendable {
             live.cgroup = process.cgroup
             live.exit = nil
             live.stopRequested = false
+            live.adopted = false
             live.logDrain = drainOutput(of: process)
         }
         update { record in
@@ -377,6 +380,7 @@ public final class Container: Sendable {
             live.process = process
             live.cgroup = process.cgroup
             live.exit = nil
+            live.adopted = true
         }
         Task.detached { [self] in await self.watch(process) }
     }
@@ -400,8 +404,10 @@ public final class Container: Sendable {
         }
         // The log drain ends when the process (and its children) closed stdout and stderr.
         await live.withLock { $0.logDrain }?.value
+        // Only the process that started a run restarts it: every runtime holding a detached
+        // container sees its exit, and two would start it twice.
         let (policy, stopRequested, restarts) = live.withLock {
-            ($0.record.configuration.restartPolicy, $0.stopRequested, $0.record.state.restartCount)
+            ($0.adopted ? .no : $0.record.configuration.restartPolicy, $0.stopRequested, $0.record.state.restartCount)
         }
         update { record in
             record.state.status = .exited

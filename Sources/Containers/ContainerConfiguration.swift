@@ -130,8 +130,11 @@ public enum ContainerLifetime: String, Sendable, Codable, Hashable, CaseIterable
     /// runtime on the same root lists it, reads its logs, execs into it, stops and removes it
     /// (`docker run -d`).
     ///
-    /// Published ports, a terminal and an stdin pipe need this process and are refused; the
-    /// restart policy and health checks run while a runtime that started or adopted it lives.
+    /// Published ports, a terminal and an stdin pipe need this process and are refused. The
+    /// restart policy and health checks are applied by the process that started the current
+    /// run, while it lives; runtimes that adopted the run only observe its end. A detached
+    /// container with ``autoRemove`` that ends after its starter has exited is removed by the
+    /// next runtime that opens the root.
     case detached
 }
 

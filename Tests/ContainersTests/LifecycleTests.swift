@@ -286,10 +286,12 @@ struct ContainerLifecycleTests {
         try await container.remove(force: true)
     }
 
-    @Test func onFailureRestartsThreeTimes() async throws {
+    @Test(arguments: ContainerLifetime.allCases)
+    func onFailureRestartsThreeTimes(_ lifetime: ContainerLifetime) async throws {
         let runtime = try await TestRuntime.shared()
         let container = try await runtime.create(busybox(["/bin/probe", "exit", "1"]) {
             $0.restartPolicy = .onFailure(maximumRetries: 3)
+            $0.lifetime = lifetime
         })
         let events = runtime.events()
         try await container.start()
