@@ -21,6 +21,9 @@ final class LayerWriter {
     /// since a removal is the only way an already-resolved directory can stop being the one
     /// its path names.
     private var cachedParent: (path: String, fd: OwnedFD)?
+    /// A dropped ``cachedParent`` whose fd the current entry may still be using: closed when
+    /// the next entry starts, not in the middle of the removal that dropped it.
+    private var retiredParent: OwnedFD?
     /// Directory times are set after the whole stream, since creating children changes them.
     private var directoryTimes: [(path: String, times: [timespec])] = []
     /// Bytes of regular file content written.
@@ -77,6 +80,7 @@ final class LayerWriter {
     }
 
     private func applyEntry(_ entry: OpaquePointer, _ archive: OpaquePointer) throws(LayerError) {
+        retiredParent = nil
         guard let rawName = archive_entry_pathname(entry) else {
             throw LayerError(code: .invalidArchive, detail: "tar entry without a name")
         }
@@ -186,6 +190,8 @@ final class LayerWriter {
     }
 
     private func remove(_ name: String, in parent: Int32, entryName: String) throws(LayerError) {
+        // `parent` may be the cached fd itself, which the caller uses again after the removal.
+        if let cachedParent { retiredParent = cachedParent.fd }
         cachedParent = nil
         try removeTree(in: parent, name, path: entryName)
     }

@@ -119,4 +119,14 @@ struct SecureUnpackTests {
         ])
         #expect(captureTree(layer.path).keys.sorted() == ["a", "a/b", "a/b/c", "abs", "abs/file", "rel2", "rel2/f"])
     }
+
+    @Test func aLaterEntryReplacesAnEarlierOneBelowTheRoot() async throws {
+        let test = try TestStore()
+        defer { try? test.remove() }
+        let layer = try await test.unpack([
+            .directory("d"), .file("d/f", "first"), .file("d/f", "second"), .symlink("d/s", to: "f"), .file("d/s", "file"),
+        ])
+        #expect(readAll(layer.path + "/d/f") == Array("second".utf8))
+        #expect(readAll(layer.path + "/d/s") == Array("file".utf8))
+    }
 }
