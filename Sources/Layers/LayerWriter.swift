@@ -15,7 +15,25 @@ import Glibc
 /// `trusted.overlay.opaque=y` xattr on the directory, because each layer lives in its own
 /// directory and is stacked by overlay (or interpreted by the copy driver).
 final class LayerWriter {
+    /// How entries are written: as an image layer, or as `docker cp` extracts a copy.
+    enum Mode {
+        /// OCI whiteouts are interpreted, any entry replaces what is at its name, owners come
+        /// from the archive.
+        case layer
+        /// Names are taken as they are (a `.wh.` name is a file like any other), a directory
+        /// and a non-directory never replace each other (Docker's `NoOverwriteDirNonDir`),
+        /// and owners come from the archive only when `preservingOwners`.
+        case copy(preservingOwners: Bool)
+    }
+
     private let root: OwnedFD
+    private let mode: Mode
+    /// The directory (relative to the root, resolved inside it) that entry names are relative
+    /// to; empty for the root itself.
+    private let base: String
+    /// A top-level name of the archive and the name it is written as (`docker cp`'s rebase of
+    /// `src` onto a new destination name).
+    private let rename: (from: String, to: String)?
     /// The parent directory of the previous entry, reused while entries stay in one directory
     /// (tar streams list a directory's files together). Dropped whenever anything is removed,
     /// since a removal is the only way an already-resolved directory can stop being the one
@@ -34,9 +52,40 @@ final class LayerWriter {
     private static let whiteoutPrefix = ".wh."
     private static let opaqueMarker = ".wh..wh..opq"
 
-    /// - Parameter root: The empty directory to fill.
-    init(root path: String) throws(LayerError) {
+    /// - Parameters:
+    ///   - root: The directory that `..`, absolute names and symlinks are clamped to: the
+    ///     empty layer directory, or a container's root filesystem.
+    ///   - mode: Layer or copy semantics.
+    ///   - base: The directory below `root` that entry names are relative to.
+    ///   - rename: A top-level archive name and the name to write it as.
+    init(root path: String, mode: Mode = .layer, base: String = "", renaming rename: (from: String, to: String)? = nil)
+        throws(LayerError)
+    {
         root = try OwnedFD(opening: path, flags: O_PATH | O_DIRECTORY)
+        self.mode = mode
+        self.base = base
+        self.rename = rename
+    }
+
+    private var whiteouts: Bool {
+        if case .layer = mode { return true }
+        return false
+    }
+
+    private var owners: Bool {
+        if case .copy(let preservingOwners) = mode { return preservingOwners }
+        return true
+    }
+
+    /// `parts` as a path relative to the root: below ``base``.
+    private func rooted<S: Sequence<String>>(_ parts: S) -> String {
+        ([base] + parts).filter { !$0.isEmpty }.joined(separator: "/")
+    }
+
+    /// The archive name `name` after ``rename``.
+    private func renamed(_ name: String) -> String {
+        guard let rename, name == rename.from || name.hasPrefix(rename.from + "/") else { return name }
+        return rename.to + name.dropFirst(rename.from.count)
     }
 
     /// Reads every entry of `archive` and writes it below the root.
@@ -84,18 +133,19 @@ final class LayerWriter {
         guard let rawName = archive_entry_pathname(entry) else {
             throw LayerError(code: .invalidArchive, detail: "tar entry without a name")
         }
-        let name = String(cString: rawName)
+        let name = renamed(String(cString: rawName))
         guard let parts = Self.components(name) else {
             throw LayerError(code: .unsafeEntry, entry: name, detail: "entry \"\(name)\" escapes the root")
         }
         guard let base = parts.last else {
-            // "./": the root directory's own metadata.
-            return try applyDirectoryMetadata(entry, parent: root.raw, name: ".", path: "", entryName: name)
+            // "./": the metadata of the directory the archive is unpacked into.
+            return try applyDirectoryMetadata(entry, parent: try directory(self.base, entryName: name), name: ".",
+                                              path: self.base, entryName: name)
         }
-        let parentPath = parts.dropLast().joined(separator: "/")
+        let parentPath = rooted(parts.dropLast())
         let parent = try directory(parentPath, entryName: name)
 
-        if base.hasPrefix(Self.whiteoutPrefix) {
+        if whiteouts && base.hasPrefix(Self.whiteoutPrefix) {
             return try applyWhiteout(String(base.dropFirst(Self.whiteoutPrefix.count)), parent: parent,
                                      entryName: name)
         }
@@ -108,20 +158,21 @@ final class LayerWriter {
         switch mode & S_IFMT {
         case S_IFDIR:
             if let existing = try statEntry(in: parent, base, path: name), existing.st_mode & S_IFMT != S_IFDIR {
-                try remove(base, in: parent, entryName: name)
+                try replace(base, in: parent, entryName: name, existing: existing, byDirectory: true)
             }
             if mkdirat(parent, base, 0o700) != 0 && Glibc.errno != EEXIST {
                 throw LayerError(code: .io, entry: name, errno: .init(rawValue: Glibc.errno),
                                  detail: "create directory \"\(name)\"")
             }
-            try applyDirectoryMetadata(entry, parent: parent, name: base,
-                                       path: parts.joined(separator: "/"), entryName: name)
+            try applyDirectoryMetadata(entry, parent: parent, name: base, path: rooted(parts), entryName: name)
         case S_IFREG:
             let file = OwnedFD(try create(name: base, in: parent, entryName: name) {
                 openat(parent, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             })
             try writeContent(archive, to: file.raw, size: archive_entry_size(entry), entryName: name)
-            _ = try sys("set owner of", name) { fchown(file.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
+            if owners {
+                _ = try sys("set owner of", name) { fchown(file.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
+            }
             // After chown: chown clears set-user-id bits and security.capability.
             _ = try sys("set mode of", name) { fchmod(file.raw, permissions) }
             try setXattrs(entry, entryName: name) { key, value, size in fsetxattr(file.raw, key, value, size, 0) }
@@ -179,7 +230,9 @@ final class LayerWriter {
     {
         var rc = make()
         if rc < 0 && Glibc.errno == EEXIST {
-            try remove(name, in: parent, entryName: entryName)
+            if let existing = try statEntry(in: parent, name, path: entryName) {
+                try replace(name, in: parent, entryName: entryName, existing: existing, byDirectory: false)
+            }
             rc = make()
         }
         guard rc >= 0 else {
@@ -187,6 +240,18 @@ final class LayerWriter {
                              errno: .init(rawValue: Glibc.errno), detail: "create \"\(entryName)\"")
         }
         return rc
+    }
+
+    /// Removes `existing` so that the entry can take its name; in copy mode a directory and a
+    /// non-directory never replace each other, as `docker cp` refuses it.
+    private func replace(_ name: String, in parent: Int32, entryName: String, existing: stat, byDirectory: Bool)
+        throws(LayerError)
+    {
+        if case .copy = mode, (existing.st_mode & S_IFMT == S_IFDIR) != byDirectory {
+            let what = byDirectory ? "non-directory \"\(entryName)\" with a directory" : "directory \"\(entryName)\" with a non-directory"
+            throw LayerError(code: .invalidArgument, entry: entryName, detail: "cannot overwrite \(what)")
+        }
+        try remove(name, in: parent, entryName: entryName)
     }
 
     private func remove(_ name: String, in parent: Int32, entryName: String) throws(LayerError) {
@@ -213,12 +278,13 @@ final class LayerWriter {
         }
     }
 
-    private func link(_ rawTarget: String, parent: Int32, name: String, entryName: String) throws(LayerError) {
+    private func link(_ linkName: String, parent: Int32, name: String, entryName: String) throws(LayerError) {
+        let rawTarget = renamed(linkName)
         guard let targetParts = Self.components(rawTarget), let targetBase = targetParts.last else {
             throw LayerError(code: .unsafeEntry, entry: entryName,
                              detail: "entry \"\(entryName)\" is a hard link to \"\(rawTarget)\", outside the layer")
         }
-        let targetParentPath = targetParts.dropLast().joined(separator: "/")
+        let targetParentPath = rooted(targetParts.dropLast())
         let targetParent = openat2(root.raw, targetParentPath.isEmpty ? "." : targetParentPath,
                                    flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
                                    resolve: Resolve.inRoot | Resolve.noMagicLinks)
@@ -266,7 +332,9 @@ final class LayerWriter {
         let dir = OwnedFD(try sys("open directory", entryName) {
             openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         })
-        _ = try sys("set owner of", entryName) { fchown(dir.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
+        if owners {
+            _ = try sys("set owner of", entryName) { fchown(dir.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
+        }
         _ = try sys("set mode of", entryName) { fchmod(dir.raw, mode_t(archive_entry_mode(entry)) & 0o7777) }
         try setXattrs(entry, entryName: entryName) { key, value, size in fsetxattr(dir.raw, key, value, size, 0) }
         directoryTimes.append((path, Self.times(entry)))
@@ -277,8 +345,10 @@ final class LayerWriter {
     private func applyNodeMetadata(
         _ entry: OpaquePointer, parent: Int32, name: String, entryName: String, chmod: Bool
     ) throws(LayerError) {
-        _ = try sys("set owner of", entryName) {
-            fchownat(parent, name, archive_entry_uid(entry).id, archive_entry_gid(entry).id, AT_SYMLINK_NOFOLLOW)
+        if owners {
+            _ = try sys("set owner of", entryName) {
+                fchownat(parent, name, archive_entry_uid(entry).id, archive_entry_gid(entry).id, AT_SYMLINK_NOFOLLOW)
+            }
         }
         // mknodat's mode is reduced by the umask; a device or fifo is never a symlink, so the
         // following fchmodat acts on the node just made.

@@ -66,7 +66,8 @@ enum Unpacker {
         return (diffID, try applied.get())
     }
 
-    private static func drain(_ fd: Int32) {
+    /// Reads `fd` to its end, discarding what it reads.
+    static func drain(_ fd: Int32) {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

@@ -1,0 +1,258 @@
+// `docker cp` over directory trees: one path of a tree as a tar stream, a tar stream unpacked
+// into a directory of a tree, and a path copied from one tree to another with cp's rules. Every
+// path is resolved with openat2(RESOLVE_IN_ROOT) below the tree's root (a container's root
+// filesystem, or `/` for the host), so a symlink in the tree means what it means to the
+// container; the tar is written by TarStreamWriter and applied by LayerWriter, the same code as
+// layer export and the secure unpack.
+
+import Glibc
+package import SystemPackage
+
+/// What a path below a root names, looked up with ``lookUpPath(_:in:)``.
+package struct PathInfo: Sendable {
+    /// Whether the path names a directory, after following a symlink in its last component.
+    package var isDirectory: Bool
+}
+
+/// Looks up `path` below `root` as a copy sees it: symlinks before the last component are
+/// followed inside the root; the last component exists when it is there, even as a dangling
+/// symlink.
+///
+/// - Parameters:
+///   - path: The path as the tree sees it (`/etc/hostname`).
+///   - root: The tree's root directory.
+/// - Returns: What `path` names, or `nil` when it does not exist.
+/// - Throws: ``LayerError`` when the root cannot be opened or the lookup fails otherwise.
+package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> PathInfo? {
+    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    let parent: OwnedFD, name: String
+    do throws(LayerError) {
+        (parent, name, _) = try locate(path, in: rootFD.raw)
+    } catch where error.code == .notFound {
+        return nil
+    }
+    guard let st = try statEntry(in: parent.raw, name, path: path) else { return nil }
+    if st.st_mode & S_IFMT != S_IFLNK { return PathInfo(isDirectory: st.st_mode & S_IFMT == S_IFDIR) }
+    let target = openat2(rootFD.raw, openablePath(path), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
+                         resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    if target >= 0 { Glibc.close(target) }
+    return PathInfo(isDirectory: target >= 0)
+}
+
+/// Writes the file or directory tree at `path` below `root` as a tar stream, as
+/// `docker cp CONTAINER:path -` does.
+///
+/// The archive's top entry is named after the last component of `path` (`hostname` for
+/// `/etc/hostname`), or `.` when `path` ends in `/.` or is `/`, so that the archive holds a
+/// directory's contents. A symlink as the last component is archived as the symlink; a path
+/// ending in `/` is followed to the directory it names. Symlinks before the last component are
+/// followed inside `root`.
+///
+/// Costs a read of every file in the tree.
+///
+/// - Parameters:
+///   - path: The path as the tree sees it.
+///   - root: The tree's root directory: a container's root filesystem, or `/`.
+///   - output: Where the tar goes; written from its current offset, not closed.
+///   - top: The name of the archive's top entry, instead of the one derived from `path`.
+/// - Throws: ``LayerError`` with ``LayerError/Code/notFound`` and ``LayerError/entry`` `path`
+///   when `path` does not exist, or when reading or writing fails.
+package func archivePath(_ path: String, in root: String, to output: FileDescriptor, as top: String? = nil)
+    throws(LayerError)
+{
+    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    let (parent, name, derivedTop) = try locate(path, in: rootFD.raw)
+    guard let st = try statEntry(in: parent.raw, name, path: path) else {
+        throw LayerError(code: .notFound, entry: path, errno: .noSuchFileOrDirectory, detail: "look up \"\(path)\"")
+    }
+    let topName = top ?? derivedTop
+    let writer = try TarStreamWriter(output: output.rawValue, compression: .none)
+    try writer.add(name, in: parent.raw, as: topName, st)
+    if st.st_mode & S_IFMT == S_IFDIR {
+        let directory = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent.raw)
+        try walkTree(directory.raw, path: topName) { parent, name, path, st throws(LayerError) in
+            try writer.add(name, in: parent, as: path, st)
+            return true
+        }
+    }
+    _ = try writer.finish()
+}
+
+/// Unpacks a tar stream into the directory `path` below `root`, as `docker cp - CONTAINER:path`
+/// does.
+///
+/// Entry names are relative to `path`; `..` above it is refused, and absolute names, symlinks
+/// and hard link targets are resolved inside `root`, never outside it (the secure unpack of
+/// layers, with copy semantics: `.wh.` names are ordinary files, and a directory and a
+/// non-directory never replace each other). Entries before a refused one stay written.
+///
+/// - Parameters:
+///   - input: The tar stream; read to its end.
+///   - path: The directory to unpack into, as the tree sees it; it must exist.
+///   - root: The tree's root directory: a container's root filesystem, or `/`.
+///   - rename: A top-level name of the archive and the name to write it as, to copy `src`
+///     to a new name (`docker cp`'s rebase).
+///   - preservingOwners: Whether files get the archive's owners (`docker cp --archive`); if
+///     not, they belong to the calling process.
+/// - Throws: ``LayerError``: ``LayerError/Code/notFound`` with ``LayerError/entry`` `path`
+///   when `path` does not exist, ``LayerError/Code/invalidArgument`` when it is not a
+///   directory, ``LayerError/Code/unsafeEntry`` for an entry that would land outside `path`'s
+///   tree, and others when the archive is malformed or writing fails.
+package func extractArchive(
+    from input: FileDescriptor, into path: String, in root: String,
+    renaming rename: (from: String, to: String)? = nil, preservingOwners: Bool
+) throws(LayerError) {
+    // The directory is resolved again below; a directory replaced meanwhile by a symlink still
+    // resolves inside the root.
+    guard let info = try lookUpPath(path, in: root) else {
+        throw LayerError(code: .notFound, entry: path, errno: .noSuchFileOrDirectory, detail: "look up \"\(path)\"")
+    }
+    guard info.isDirectory else {
+        throw LayerError(code: .invalidArgument, entry: path, errno: .notDirectory, detail: "extract into \"\(path)\"")
+    }
+    let archive = try TarReader(fd: input.rawValue)
+    let writer = try LayerWriter(root: root, mode: .copy(preservingOwners: preservingOwners), base: relativePath(path),
+                                 renaming: rename)
+    try writer.apply(archive.pointer)
+}
+
+/// Copies `source` below `sourceRoot` to `destination` below `destinationRoot` with
+/// `docker cp`'s rules, through a tar stream between two threads.
+///
+/// - A directory `destination` receives `source` under its own name (its contents, when
+///   `source` ends in `/.`).
+/// - Otherwise `source` is written as `destination`: a file replaces a file, a missing
+///   `destination` is created in its existing parent directory.
+/// - A directory is never copied onto a file, and a file is not copied to a missing
+///   `destination` ending in `/`.
+///
+/// Costs a read and a write of every file in the tree.
+///
+/// - Parameters:
+///   - source: The path to copy, as the source tree sees it.
+///   - sourceRoot: The source tree's root: a container's root filesystem, or `/`.
+///   - destination: Where it goes, as the destination tree sees it.
+///   - destinationRoot: The destination tree's root.
+///   - preservingOwners: Whether copies get the source's owners; if not, they belong to the
+///     calling process.
+/// - Throws: ``LayerError``: ``LayerError/Code/notFound`` when `source` or the destination's
+///   parent directory does not exist, ``LayerError/Code/invalidArgument`` when the rules
+///   forbid the copy, and others when reading or writing fails.
+package func copyPath(
+    _ source: String, in sourceRoot: String, to destination: String, in destinationRoot: String,
+    preservingOwners: Bool
+) throws(LayerError) {
+    let sourceRootFD = try OwnedFD(opening: sourceRoot, flags: O_PATH | O_DIRECTORY)
+    let (sourceParent, sourceName, top) = try locate(source, in: sourceRootFD.raw)
+    guard let sourceStat = try statEntry(in: sourceParent.raw, sourceName, path: source) else {
+        throw LayerError(code: .notFound, entry: source, errno: .noSuchFileOrDirectory, detail: "look up \"\(source)\"")
+    }
+    let sourceIsDirectory = sourceStat.st_mode & S_IFMT == S_IFDIR
+    let target = try lookUpPath(destination, in: destinationRoot)
+    let directory: String
+    var rename: (from: String, to: String)?
+    if target?.isDirectory == true {
+        directory = destination
+    } else {
+        if target != nil && sourceIsDirectory {
+            throw LayerError(code: .invalidArgument, entry: destination, errno: .notDirectory,
+                             detail: "cannot copy directory \"\(source)\" to file \"\(destination)\"")
+        }
+        if target == nil && destination.hasSuffix("/") && !sourceIsDirectory {
+            throw LayerError(code: .notFound, entry: destination, errno: .noSuchFileOrDirectory,
+                             detail: "copy \"\(source)\" into directory \"\(destination)\", which does not exist")
+        }
+        let trimmed = trimmingSlashes(destination)
+        let (parent, name) = splitPath(trimmed)
+        directory = parent == "." ? "/" : parent
+        rename = (top, name)
+        guard try lookUpPath(directory, in: destinationRoot)?.isDirectory == true else {
+            throw LayerError(code: .notFound, entry: destination, errno: .noSuchFileOrDirectory,
+                             detail: "copy \"\(source)\" to \"\(destination)\": no directory \"\(directory)\"")
+        }
+    }
+
+    var fds: [Int32] = [-1, -1]
+    _ = try sys("create a pipe", nil) {
+        Int32(fds.withUnsafeMutableBufferPointer { syscall6(SYS_pipe2, Int(bitPattern: $0.baseAddress), Int(O_CLOEXEC)) })
+    }
+    let readEnd = OwnedFD(fds[0])
+    let writeEnd = fds[1]
+    let written = SendableResult()
+    let archiver: JoinableThread
+    do {
+        archiver = try JoinableThread {
+            written.set(Result { () throws(LayerError) -> Void in
+                try archivePath(source, in: sourceRoot, to: FileDescriptor(rawValue: writeEnd), as: top)
+            })
+            Glibc.close(writeEnd)
+        }
+    } catch {
+        Glibc.close(writeEnd)
+        throw error
+    }
+    let extracted = Result { () throws(LayerError) -> Void in
+        try extractArchive(from: FileDescriptor(rawValue: readEnd.raw), into: directory, in: destinationRoot,
+                           renaming: rename, preservingOwners: preservingOwners)
+    }
+    // Read to the end whatever happened, so the archiver never writes into a pipe without a
+    // reader (SIGPIPE).
+    Unpacker.drain(readEnd.raw)
+    archiver.join()
+    // A failed archiver truncates the stream; its error is the cause, the extractor's a symptom.
+    try written.get()
+    try extracted.get()
+}
+
+/// The result of the archiver thread of ``copyPath(_:in:to:in:preservingOwners:)``.
+private final class SendableResult: @unchecked Sendable {
+    // Written by the archiver thread before it ends and read after joining it: the join
+    // orders the two accesses.
+    private var result: Result<Void, LayerError> = .success(())
+
+    func set(_ value: Result<Void, LayerError>) { result = value }
+    func get() throws(LayerError) { try result.get() }
+}
+
+/// `path` without leading and trailing slashes: relative to the root, empty for the root.
+func relativePath(_ path: String) -> String {
+    String(trimmingSlashes(path).drop { $0 == "/" })
+}
+
+/// `path` as openat2 takes it below a root fd: relative, `.` for the root itself.
+private func openablePath(_ path: String) -> String {
+    let relative = relativePath(path)
+    return relative.isEmpty ? "." : relative
+}
+
+private func trimmingSlashes(_ path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    return String(trimmed)
+}
+
+/// Where `path` is below the root `rootFD`: its parent directory (resolved inside the root),
+/// its name in that directory (`.` for a directory named by a path ending in `/`, `/.` or
+/// `..`), and the name of the archive's top entry.
+private func locate(_ path: String, in rootFD: Int32) throws(LayerError) -> (parent: OwnedFD, name: String, top: String) {
+    guard !path.isEmpty else {
+        throw LayerError(code: .invalidArgument, entry: path, detail: "copy an empty path")
+    }
+    let trimmed = trimmingSlashes(path)
+    let (parentPath, name) = splitPath(trimmed)
+    let followFinal = path.hasSuffix("/") || name == "." || name == ".." || trimmed == "/"
+    let directoryPath = followFinal ? trimmed : parentPath
+    let fd = openat2(rootFD, openablePath(directoryPath == "." ? "" : directoryPath), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
+                     resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    guard fd >= 0 else {
+        let err = Errno(rawValue: Glibc.errno)
+        throw LayerError(code: err == .noSuchFileOrDirectory || err == .notDirectory ? .notFound : .io, entry: path,
+                         errno: err, detail: "look up \"\(path)\"")
+    }
+    guard followFinal else { return (OwnedFD(fd), name, name) }
+    // `dir/.` (and `/`) archive a directory's contents; `dir/` and `dir/..` the directory,
+    // named as the lexically cleaned path names it (Go's filepath.Base(filepath.Clean), as
+    // Docker names it).
+    let top = name == "." ? "." : LayerWriter.components(trimmed)?.last ?? "."
+    return (OwnedFD(fd), ".", top)
+}
