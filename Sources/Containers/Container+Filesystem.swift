@@ -47,7 +47,7 @@ extension Container {
     /// container's changes, so `diff` and `commit` leave them out, as Docker does.
     static let runtimeFiles: Set<String> = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 
-    private func requireSnapshot() throws(ContainerError) -> Snapshot {
+    func requireSnapshot() throws(ContainerError) -> Snapshot {
         guard let snapshot = runtime.layers.snapshot(at: directory) else {
             throw ContainerError(code: .layer, container: name, detail: "no root filesystem for")
         }

@@ -1,0 +1,160 @@
+import Glibc
+import Layers
+public import SystemPackage
+
+// `docker cp`: files in and out of a container's root filesystem, in every state where the
+// container has one. Paths are resolved inside the root filesystem (openat2 RESOLVE_IN_ROOT),
+// so a symlink in the container means what it means to the container and never leads to the
+// host. Mounts that exist only in the container's mount namespace (bind mounts, tmpfs, the
+// runtime's /etc/hosts, /etc/hostname and /etc/resolv.conf) are not seen: the copy reads and
+// writes the root filesystem below them.
+
+extension Container {
+    /// Writes the file or directory tree at `path` in the container as a tar stream
+    /// (`docker cp CONTAINER:path -`).
+    ///
+    /// The archive's top entry is the last component of `path`: copying `/etc/passwd` gives
+    /// one entry `passwd`, copying `/etc` gives `etc`, `etc/group`, …. A path ending in `/.`
+    /// gives the directory's contents under `.`. A symlink as the last component is copied as
+    /// the symlink. Works while the container is created, running, paused or exited.
+    ///
+    /// Costs a read of every file in the tree.
+    ///
+    /// - Parameters:
+    ///   - path: The path inside the container; relative paths are relative to its `/`.
+    ///   - output: Where the tar goes; written from its current offset; the caller keeps
+    ///     ownership.
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` naming the container and
+    ///   the path when `path` does not exist, ``ContainerError/Code/layer`` when reading the
+    ///   tree or writing the stream fails.
+    public func copyOut(_ path: String, to output: FileDescriptor) throws(ContainerError) {
+        let rootfs = try requireRootfs()
+        try copying(path, out: true) { () throws(LayerError) in try archivePath(path, in: rootfs, to: output) }
+    }
+
+    /// Unpacks a tar stream into the directory `path` in the container (`docker cp - CONTAINER:path`).
+    ///
+    /// Hostile archives cannot write outside the container: entries climbing above `path`
+    /// with `..` are refused, and absolute names, symlinks and hard links are resolved inside
+    /// the container's root filesystem. A directory and a non-directory never replace each
+    /// other. When an entry is refused, the entries before it stay written, as with Docker.
+    ///
+    /// - Parameters:
+    ///   - input: The tar stream (uncompressed); read to its end; the caller keeps ownership.
+    ///   - path: An existing directory inside the container.
+    ///   - preservingOwners: Whether files get the owners the archive records
+    ///     (`docker cp --archive`); by default they belong to the calling process, root for a
+    ///     runtime running as root, as `docker cp` makes them.
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` naming the container and
+    ///   the path when `path` does not exist, ``ContainerError/Code/invalidArgument`` when it is
+    ///   not a directory, ``ContainerError/Code/layer`` for a malformed or refused archive (its
+    ///   `LayerError` says which entry) or a failed write.
+    public func copyIn(from input: FileDescriptor, to path: String, preservingOwners: Bool = false)
+        throws(ContainerError)
+    {
+        let rootfs = try requireRootfs()
+        try copying(path, out: false) { () throws(LayerError) in
+            try extractArchive(from: input, into: path, in: rootfs, preservingOwners: preservingOwners)
+        }
+    }
+
+    /// Copies the file or directory tree at `path` in the container to `hostPath` on the host
+    /// (`docker cp CONTAINER:path hostPath`), with `cp`'s rules.
+    ///
+    /// An existing directory `hostPath` receives the copy under its own name (its contents,
+    /// when `path` ends in `/.`); otherwise the copy is written as `hostPath`, replacing a
+    /// file there. A directory is never copied onto a file. The copies belong to the calling
+    /// process.
+    ///
+    /// Costs a read and a write of every file in the tree.
+    ///
+    /// - Parameters:
+    ///   - path: The path inside the container.
+    ///   - hostPath: The destination on the host; relative to the working directory unless it
+    ///     is absolute; its parent directory must exist.
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `path` does not
+    ///   exist in the container, ``ContainerError/Code/layer`` when the rules forbid the copy
+    ///   or reading or writing fails.
+    public func copyOut(_ path: String, toHostPath hostPath: String) throws(ContainerError) {
+        let rootfs = try requireRootfs()
+        try copying(path, out: true) { () throws(LayerError) in
+            // Checked first, so that a missing source is told from a missing host directory.
+            if try lookUpPath(path, in: rootfs) == nil {
+                throw LayerError(code: .notFound, entry: path, detail: "look up \"\(path)\"")
+            }
+        }
+        let destination = absolute(hostPath)
+        do {
+            try copyPath(path, in: rootfs, to: destination, in: "/", preservingOwners: false)
+        } catch where error.code == .notFound && error.entry == destination {
+            throw ContainerError(code: .notFound, container: name,
+                                 detail: "could not find the host directory to copy \(hostPath) into, from", underlying: error)
+        } catch {
+            throw ContainerError(code: .layer, container: name, detail: "copy \(path) to \(hostPath) out of", underlying: error)
+        }
+    }
+
+    /// Copies the file or directory tree at `hostPath` on the host to `path` in the container
+    /// (`docker cp hostPath CONTAINER:path`), with `cp`'s rules.
+    ///
+    /// An existing directory `path` receives the copy under its own name (its contents, when
+    /// `hostPath` ends in `/.`); otherwise the copy is written as `path`, replacing a file
+    /// there. A directory is never copied onto a file. Paths in the container are resolved
+    /// inside its root filesystem.
+    ///
+    /// Costs a read and a write of every file in the tree.
+    ///
+    /// - Parameters:
+    ///   - hostPath: The file or directory on the host; relative to the working directory
+    ///     unless it is absolute.
+    ///   - path: The destination inside the container; its parent directory must exist.
+    ///   - preservingOwners: Whether the copies keep the host files' owners
+    ///     (`docker cp --archive`); by default they belong to the calling process.
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `hostPath` or the
+    ///   destination's parent directory does not exist, ``ContainerError/Code/layer`` when the
+    ///   rules forbid the copy or reading or writing fails.
+    public func copyIn(fromHostPath hostPath: String, to path: String, preservingOwners: Bool = false)
+        throws(ContainerError)
+    {
+        let rootfs = try requireRootfs()
+        let source = absolute(hostPath)
+        guard (try? lookUpPath(source, in: "/")) != nil else {
+            throw ContainerError(code: .notFound, container: name,
+                                 detail: "could not find the file \(hostPath) on the host to copy into")
+        }
+        try copying(path, out: false) { () throws(LayerError) in
+            try copyPath(source, in: "/", to: path, in: rootfs, preservingOwners: preservingOwners)
+        }
+    }
+
+    /// Runs a copy of `path`, turning its failures into errors that name the container and
+    /// the path: a missing `path` in Docker's words (`could not find the file /nope in
+    /// container web`).
+    private func copying(_ path: String, out: Bool, _ body: () throws(LayerError) -> Void) throws(ContainerError) {
+        do {
+            try body()
+        } catch where error.code == .notFound && error.entry == path {
+            throw ContainerError(code: .notFound, container: name, detail: "could not find the file \(path) in container")
+        } catch where error.code == .invalidArgument && error.entry == path {
+            throw ContainerError(code: .invalidArgument, container: name,
+                                 detail: "extraction point \(path) is not a directory in container", underlying: error)
+        } catch {
+            throw ContainerError(code: .layer, container: name, detail: out ? "copy \(path) out of" : "copy into \(path) of",
+                                 underlying: error)
+        }
+    }
+
+    /// The container's root filesystem, while it has one.
+    private func requireRootfs() throws(ContainerError) -> String {
+        try requireSnapshot().rootfs
+    }
+}
+
+/// `path` made absolute against the working directory.
+private func absolute(_ path: String) -> String {
+    guard !path.hasPrefix("/") else { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return "/" + path }
+    let directory = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return directory == "/" ? "/" + path : directory + "/" + path
+}
