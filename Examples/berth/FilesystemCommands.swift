@@ -6,8 +6,8 @@ import SystemPackage
 import Glibc
 #endif
 
-/// `berth diff`, `export` and `commit`: a container's filesystem against its image.
-let filesystemCommands: [any ParsableCommand.Type] = [Diff.self, Export.self, Commit.self]
+/// `berth diff`, `export`, `commit` and `cp`: a container's filesystem.
+let filesystemCommands: [any ParsableCommand.Type] = [Diff.self, Export.self, Commit.self, Copy.self]
 
 /// `berth diff`.
 struct Diff: AsyncParsableCommand {
@@ -41,7 +41,7 @@ struct Export: AsyncParsableCommand {
         try await reportingContainerErrors {
             let target = try store.openRuntime().container(container)
             guard let output else {
-                guard isatty(1) == 0 else { throw ValidationError("refusing to write a tar archive to a terminal: use -o FILE") }
+                try refuseTarToTerminal(instead: "use -o FILE")
                 try target.export(to: .standardOutput)
                 return
             }
@@ -69,6 +69,79 @@ struct Commit: AsyncParsableCommand {
         try await reportingContainerErrors {
             let image = try await store.openRuntime().container(container).commit(as: reference, comment: message)
             print(image.id)
+        }
+    }
+}
+
+/// Throws unless standard output is something other than a terminal, which a tar archive
+/// would only garble.
+///
+/// - Parameter advice: What to do instead, for the message.
+func refuseTarToTerminal(instead advice: String) throws {
+    guard isatty(1) == 0 else { throw ValidationError("refusing to write a tar archive to a terminal: \(advice)") }
+}
+
+/// `berth cp`.
+struct Copy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cp",
+        abstract: "Copy files between a container and the host, or to and from a tar stream.",
+        usage: """
+            berth cp [--archive] CONTAINER:SRC_PATH DEST_PATH|-
+            berth cp [--archive] SRC_PATH|- CONTAINER:DEST_PATH
+            """,
+        discussion: """
+            With - as DEST_PATH the copy is written to standard output as a tar archive; with - \
+            as SRC_PATH a tar archive read from standard input is extracted into the directory \
+            DEST_PATH. Otherwise cp's rules apply, as with docker cp: an existing directory \
+            DEST_PATH receives SRC_PATH under its own name (its contents, for a SRC_PATH ending \
+            in /.); else the copy is written as DEST_PATH. Paths in the container resolve inside \
+            its root filesystem; mounts of the running container are not seen. \(embeddedNote)
+            """)
+
+    /// One side of the copy, parsed as Docker parses it: `NAME:PATH` is in a container unless
+    /// the text starts with `/` or `.`; `-` is a tar stream.
+    enum Endpoint {
+        case container(String, path: String)
+        case host(String)
+        case stream
+
+        init(_ text: String) {
+            if text == "-" {
+                self = .stream
+            } else if !text.hasPrefix("/"), !text.hasPrefix("."), let colon = text.firstIndex(of: ":") {
+                self = .container(String(text[..<colon]), path: String(text[text.index(after: colon)...]))
+            } else {
+                self = .host(text)
+            }
+        }
+    }
+
+    @OptionGroup var store: StoreOptions
+    @Flag(name: .shortAndLong, help: "Keep the owners (uid and gid) of what is copied into the container.")
+    var archive = false
+    @Argument(help: "CONTAINER:SRC_PATH, a host path, or - for a tar archive on standard input.")
+    var source: String
+    @Argument(help: "CONTAINER:DEST_PATH, a host path, or - for a tar archive on standard output.")
+    var destination: String
+
+    func run() async throws {
+        try await reportingContainerErrors {
+            switch (Endpoint(source), Endpoint(destination)) {
+            case (.container(let name, let path), .stream):
+                try refuseTarToTerminal(instead: "redirect the output or give a host path")
+                try store.openRuntime().container(name).copyOut(path, to: .standardOutput)
+            case (.container(let name, let path), .host(let hostPath)):
+                try store.openRuntime().container(name).copyOut(path, toHostPath: hostPath)
+            case (.stream, .container(let name, let path)):
+                try store.openRuntime().container(name).copyIn(from: .standardInput, to: path, preservingOwners: archive)
+            case (.host(let hostPath), .container(let name, let path)):
+                try store.openRuntime().container(name).copyIn(fromHostPath: hostPath, to: path, preservingOwners: archive)
+            case (.container, .container):
+                throw ValidationError("copying between containers is not supported")
+            default:
+                throw ValidationError("must specify at least one container source")
+            }
         }
     }
 }

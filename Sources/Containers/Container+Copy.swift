@@ -137,7 +137,7 @@ extension Container {
             throw ContainerError(code: .notFound, container: name, detail: "could not find the file \(path) in container")
         } catch where error.code == .invalidArgument && error.entry == path {
             throw ContainerError(code: .invalidArgument, container: name,
-                                 detail: "extraction point \(path) is not a directory in container", underlying: error)
+                                 detail: "extraction point \(path) is not a directory in container")
         } catch {
             throw ContainerError(code: .layer, container: name, detail: out ? "copy \(path) out of" : "copy into \(path) of",
                                  underlying: error)

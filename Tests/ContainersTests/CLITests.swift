@@ -214,3 +214,38 @@ extension CLITests {
         #expect(try await berth(["rmi", "cli-committed:\(getpid())"]).status == 0)
     }
 }
+
+extension CLITests {
+    @Test func copyInFromAHostDirectoryAndOutAsATarStreamAcrossInvocations() async throws {
+        let name = "cli-cp-\(getpid())"
+        let host = try TemporaryDirectory(prefix: "cli-cp")
+        defer { try? host.remove() }
+        try FileManager.default.createDirectory(atPath: host.path + "/payload/sub", withIntermediateDirectories: true)
+        try writeBytes(Array("from the host\n".utf8), to: host.path + "/payload/sub/note.txt")
+
+        let created = try await berth(["create", "--name", name, "busybox", "cat", "/tmp/payload/sub/note.txt"])
+        #expect(created.status == 0, "\(created.error)")
+        let copiedIn = try await berth(["cp", host.path + "/payload", name + ":/tmp"])
+        #expect(copiedIn.status == 0, "\(copiedIn.error)")
+        #expect(copiedIn.output.isEmpty)
+
+        // The tar on stdout holds the tree under its own name, with the file's bytes.
+        let copiedOut = try await berth(["cp", name + ":/tmp/payload", "-"])
+        #expect(copiedOut.status == 0, "\(copiedOut.error)")
+        #expect(copiedOut.output.contains("payload/sub/note.txt"))
+        #expect(copiedOut.output.contains("from the host\n"))
+        let started = try await berth(["start", "-a", name])
+        #expect(started.output == "from the host\n")
+
+        // Out to a new host name, then a missing path: Docker's message and exit code.
+        let toHost = try await berth(["cp", name + ":/tmp/payload/sub/note.txt", host.path + "/back.txt"])
+        #expect(toHost.status == 0, "\(toHost.error)")
+        #expect(FileManager.default.contents(atPath: host.path + "/back.txt") == Data("from the host\n".utf8))
+        let missing = try await berth(["cp", name + ":/nope", "-"])
+        #expect(missing.status == 125)
+        #expect(missing.error == "berth: could not find the file /nope in container \(name)\n")
+        let neither = try await berth(["cp", host.path, host.path + "/again"])
+        #expect(neither.status == 125)
+        #expect(try await berth(["rm", name]).status == 0)
+    }
+}
