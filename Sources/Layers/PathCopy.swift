@@ -25,13 +25,13 @@ package struct PathInfo: Sendable {
 /// - Throws: ``LayerError`` when the root cannot be opened or the lookup fails otherwise.
 package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> PathInfo? {
     let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
-    let parent: OwnedFD, name: String
+    let located: (parent: OwnedFD, name: String, top: String)
     do throws(LayerError) {
-        (parent, name, _) = try locate(path, in: rootFD.raw)
+        located = try locate(path, in: rootFD.raw)
     } catch where error.code == .notFound {
         return nil
     }
-    guard let st = try statEntry(in: parent.raw, name, path: path) else { return nil }
+    guard let st = try statEntry(in: located.parent.raw, located.name, path: path) else { return nil }
     if st.st_mode & S_IFMT != S_IFLNK { return PathInfo(isDirectory: st.st_mode & S_IFMT == S_IFDIR) }
     let target = openat2(rootFD.raw, openablePath(path), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
                          resolve: Resolve.inRoot | Resolve.noMagicLinks)

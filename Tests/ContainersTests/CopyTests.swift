@@ -20,16 +20,8 @@ struct CopyTests {
     ]
 
     @Test func treeCopiedIntoARunningContainerIsVisibleInsideAndComesBackOutWithModesAndLinks() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
-        let scratch = try TemporaryDirectory(prefix: "cp-tree")
-        defer { try? scratch.remove() }
-        let container = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]))
-        do {
-            try TarFixture.write(Self.tree, to: scratch.path + "/in.tar")
-            let input = try FileDescriptor.open(scratch.path + "/in.tar", .readOnly)
-            defer { try? input.close() }
-            try container.copyIn(from: input, to: "/tmp")
+        try await withContainer({ try await $0.run(busybox(["/bin/probe", "sleep", "30"])) }) { container, scratch in
+            try copyIn(Self.tree, to: "/tmp", of: container, scratch: scratch)
 
             let seen = try await container.exec(["sh", "-c", "cat /tmp/tree/sub/deep.txt; readlink /tmp/tree/link; stat -c '%a %n' /tmp/tree /tmp/tree/run.sh /tmp/tree/secret /tmp/tree/sub /tmp/tree/sub/deep.txt"])
             #expect(seen.standardOutput == """
@@ -45,11 +37,7 @@ struct CopyTests {
             #expect(try await container.exec(["/tmp/tree/link"]).standardOutput == "run\n")
 
             // Out as a stream: the top entry is the directory's own name, read by GNU tar.
-            let output = try FileDescriptor.open(scratch.path + "/out.tar", .writeOnly, options: [.create, .truncate],
-                                                 permissions: .ownerReadWrite)
-            try container.copyOut("/tmp/tree", to: output)
-            try output.close()
-            let listing = try runProgram(["tar", "-tvf", scratch.path + "/out.tar"])
+            let listing = try runProgram(["tar", "-tvf", try copyOut("/tmp/tree", of: container, scratch: scratch)])
             #expect(listing.status == 0, "\(listing.output)")
             let lines = listing.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
             let modes = Dictionary(lines.map { (String($0[5]), String($0[0])) }, uniquingKeysWith: { first, _ in first })
@@ -59,91 +47,55 @@ struct CopyTests {
             #expect(listing.output.contains("tree/link -> run.sh"))
 
             // Out to a host directory: cp's rules put it under its own name.
-            try container.copyOut("/tmp/tree", toHostPath: scratch.path)
-            #expect(try contents(scratch.path + "/tree/sub/deep.txt") == "deep inside\n")
-            #expect(try mode(scratch.path + "/tree") == 0o750)
-            #expect(try mode(scratch.path + "/tree/secret") == 0o600)
-            #expect(try linkTarget(scratch.path + "/tree/link") == "run.sh")
+            try container.copyOut("/tmp/tree", toHostPath: scratch)
+            #expect(try contents(scratch + "/tree/sub/deep.txt") == "deep inside\n")
+            #expect(try mode(scratch + "/tree") == 0o750)
+            #expect(try mode(scratch + "/tree/secret") == 0o600)
+            #expect(try linkTarget(scratch + "/tree/link") == "run.sh")
 
             // In from a host path to a new name, then visible inside under that name.
-            try container.copyIn(fromHostPath: scratch.path + "/tree", to: "/srv-copy")
+            try container.copyIn(fromHostPath: scratch + "/tree", to: "/srv-copy")
             #expect(try await container.exec(["cat", "/srv-copy/secret"]).standardOutput == "hidden\n")
-        } catch {
-            try? await container.remove(force: true)
-            throw error
         }
-        try await container.remove(force: true)
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
     }
 
-    enum State: String, CaseIterable, Sendable { case created, paused, exited }
-
-    @Test(arguments: State.allCases)
-    func aFileCopiesOutInEveryStateWithARootFilesystem(_ state: State) async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
-        let scratch = try TemporaryDirectory(prefix: "cp-state")
-        defer { try? scratch.remove() }
-        let container = try await runtime.create(busybox(["/bin/probe", "sleep", "30"]))
-        do {
-            switch state {
-            case .created: break
-            case .paused:
-                try await container.start()
-                try await container.pause()
-            case .exited:
-                try await container.start()
-                try container.kill()
-                _ = await container.wait()
-            }
-            #expect(container.state.status.rawValue == state.rawValue)
-            let output = try FileDescriptor.open(scratch.path + "/out.tar", .writeOnly, options: [.create, .truncate],
-                                                 permissions: .ownerReadWrite)
-            try container.copyOut("/etc/passwd", to: output)
-            try output.close()
-            let listing = try runProgram(["tar", "-tf", scratch.path + "/out.tar"])
-            #expect(listing.output == "passwd\n")
-            let content = try runProgram(["tar", "-xOf", scratch.path + "/out.tar", "passwd"])
+    @Test(arguments: [ContainerLifecycleTests.State.created, .paused, .exited], ContainerLifetime.allCases)
+    func aFileCopiesOutInEveryStateWithARootFilesystem(_ state: ContainerLifecycleTests.State, _ lifetime: ContainerLifetime)
+        async throws
+    {
+        try await withContainer({ _ in try await ContainerLifecycleTests().container(in: state, lifetime: lifetime) }) {
+            container, scratch in
+            let archive = try copyOut("/etc/passwd", of: container, scratch: scratch)
+            #expect(try runProgram(["tar", "-tf", archive]).output == "passwd\n")
+            let content = try runProgram(["tar", "-xOf", archive, "passwd"])
             #expect(content.output == (try contents(TestRootfs.busybox() + "/etc/passwd")))
-        } catch {
-            try? await container.remove(force: true)
-            throw error
         }
-        try await container.remove(force: true)
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
     }
 
     @Test func aMissingPathIsATypedErrorNamingTheContainerAndThePath() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
-        let container = try await runtime.create(busybox(["/bin/true"]))
-        let sink = try FileDescriptor.open("/dev/null", .writeOnly)
-        let empty = try FileDescriptor.open("/dev/null", .readOnly)
+        try await withContainer({ try await $0.create(busybox(["/bin/true"])) }) { container, _ in
+            let sink = try FileDescriptor.open("/dev/null", .writeOnly)
+            defer { try? sink.close() }
+            let empty = try FileDescriptor.open("/dev/null", .readOnly)
+            defer { try? empty.close() }
 
-        let missing = #expect(throws: ContainerError.self) { try container.copyOut("/nope/file", to: sink) }
-        #expect(missing?.code == .notFound)
-        #expect("\(missing.map { "\($0)" } ?? "")" == "could not find the file /nope/file in container \(container.name)")
+            let missing = #expect(throws: ContainerError.self) { try container.copyOut("/nope/file", to: sink) }
+            #expect(missing?.code == .notFound)
+            #expect("\(missing.map { "\($0)" } ?? "")" == "could not find the file /nope/file in container \(container.name)")
 
-        let missingTarget = #expect(throws: ContainerError.self) { try container.copyIn(from: empty, to: "/nope") }
-        #expect(missingTarget?.code == .notFound)
-        #expect("\(missingTarget.map { "\($0)" } ?? "")".contains("/nope"))
+            let missingTarget = #expect(throws: ContainerError.self) { try container.copyIn(from: empty, to: "/nope") }
+            #expect(missingTarget?.code == .notFound)
+            #expect("\(missingTarget.map { "\($0)" } ?? "")".contains("/nope"))
 
-        let notDirectory = #expect(throws: ContainerError.self) { try container.copyIn(from: empty, to: "/etc/passwd") }
-        #expect(notDirectory?.code == .invalidArgument)
-        #expect("\(notDirectory.map { "\($0)" } ?? "")".contains("/etc/passwd"))
+            let notDirectory = #expect(throws: ContainerError.self) { try container.copyIn(from: empty, to: "/etc/passwd") }
+            #expect(notDirectory?.code == .invalidArgument)
+            #expect("\(notDirectory.map { "\($0)" } ?? "")".contains("/etc/passwd"))
 
-        let missingHost = #expect(throws: ContainerError.self) {
-            try container.copyIn(fromHostPath: "/nonexistent-berth-\(getpid())", to: "/tmp")
+            let missingHost = #expect(throws: ContainerError.self) {
+                try container.copyIn(fromHostPath: "/nonexistent-berth-\(getpid())", to: "/tmp")
+            }
+            #expect(missingHost?.code == .notFound)
         }
-        #expect(missingHost?.code == .notFound)
-
-        try sink.close()
-        try empty.close()
-        try await container.remove()
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
     }
 
     /// One hostile archive copied into `/tmp` of a container. `host` is a directory on the host
@@ -186,86 +138,96 @@ struct CopyTests {
 
     @Test(arguments: hostile)
     func hostileArchivesNeverWriteOutsideTheContainer(_ hostile: Hostile) async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
-        let host = try TemporaryDirectory(prefix: "cp-host")
-        defer { try? host.remove() }
-        try writeBytes(Array("untouched\n".utf8), to: host.path + "/victim")
-        let scratch = try TemporaryDirectory(prefix: "cp-hostile")
-        defer { try? scratch.remove() }
-        try TarFixture.write(hostile.entries(host.path), to: scratch.path + "/hostile.tar")
-
-        let container = try await runtime.create(busybox(["/bin/true"]))
-        let rootfs = container.directory + "/rootfs"
-        let siblings = try names(container.directory)
-        let input = try FileDescriptor.open(scratch.path + "/hostile.tar", .readOnly)
-        do {
-            try container.copyIn(from: input, to: "/tmp")
-            #expect(!hostile.refused, "\(hostile) was not refused")
-        } catch {
-            #expect(hostile.refused, "\(hostile): \(error)")
-            #expect(error.code == .layer, "\(error)")
+        try await withContainer({ try await $0.create(busybox(["/bin/true"])) }) { container, scratch in
+            let host = try TemporaryDirectory(prefix: "cp-host")
+            defer { try? host.remove() }
+            try writeBytes(Array("untouched\n".utf8), to: host.path + "/victim")
+            let rootfs = container.directory + "/rootfs"
+            let siblings = try names(container.directory)
+            do {
+                try copyIn(hostile.entries(host.path), to: "/tmp", of: container, scratch: scratch)
+                #expect(!hostile.refused, "\(hostile) was not refused")
+            } catch let error as ContainerError {
+                #expect(hostile.refused, "\(hostile): \(error)")
+                #expect(error.code == .layer, "\(error)")
+            }
+            #expect(try names(host.path) == ["victim"])
+            #expect(try contents(host.path + "/victim") == "untouched\n")
+            var st = stat()
+            #expect(lstat(host.path + "/victim", &st) == 0 && st.st_nlink == 1)
+            #expect(try names(container.directory) == siblings, "nothing beside the root filesystem")
+            #expect(access(rootfs + "/escape", F_OK) != 0)
+            if let contained = hostile.contained { #expect(access(rootfs + "/" + contained, F_OK) == 0) }
         }
-        try input.close()
-        #expect(try names(host.path) == ["victim"])
-        #expect(try contents(host.path + "/victim") == "untouched\n")
-        var st = stat()
-        #expect(lstat(host.path + "/victim", &st) == 0 && st.st_nlink == 1)
-        #expect(try names(container.directory) == siblings, "nothing beside the root filesystem")
-        #expect(access(rootfs + "/escape", F_OK) != 0)
-        if let contained = hostile.contained { #expect(access(rootfs + "/" + contained, F_OK) == 0) }
-
-        try await container.remove()
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
     }
 
     @Test func symlinksInTheContainerResolveInsideItsRoot() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
-        let scratch = try TemporaryDirectory(prefix: "cp-links")
-        defer { try? scratch.remove() }
-        let container = try await runtime.create(busybox(["/bin/true"]))
-        let rootfs = container.directory + "/rootfs"
-        do {
-            try TarFixture.write([.symlink("toroot", to: "/"), .symlink("up", to: "../.."), .directory("dir")],
-                                 to: scratch.path + "/links.tar")
-            let input = try FileDescriptor.open(scratch.path + "/links.tar", .readOnly)
-            defer { try? input.close() }
-            try container.copyIn(from: input, to: "/tmp")
+        try await withContainer({ try await $0.create(busybox(["/bin/true"])) }) { container, scratch in
+            let rootfs = container.directory + "/rootfs"
+            try copyIn([.symlink("toroot", to: "/"), .symlink("up", to: "../.."), .directory("dir")], to: "/tmp",
+                       of: container, scratch: scratch)
 
             // Reading through the links gives the container's /etc/passwd, never the host's.
             let image = try contents(TestRootfs.busybox() + "/etc/passwd")
             #expect(image != (try? contents("/etc/passwd")))
             for path in ["/tmp/toroot/etc/passwd", "/tmp/up/etc/passwd", "/tmp/up/tmp/up/etc/passwd", "/../../etc/passwd"] {
-                try container.copyOut(path, toHostPath: scratch.path + "/passwd")
-                #expect(try contents(scratch.path + "/passwd") == image, "\(path)")
+                try container.copyOut(path, toHostPath: scratch + "/passwd")
+                #expect(try contents(scratch + "/passwd") == image, "\(path)")
             }
 
             // A symlink as the last component is copied as the symlink.
-            let output = try FileDescriptor.open(scratch.path + "/link.tar", .writeOnly, options: [.create, .truncate],
-                                                 permissions: .ownerReadWrite)
-            try container.copyOut("/tmp/toroot", to: output)
-            try output.close()
-            #expect(try runProgram(["tar", "-tvf", scratch.path + "/link.tar"]).output.contains("toroot -> /"))
+            let archive = try copyOut("/tmp/toroot", of: container, scratch: scratch)
+            #expect(try runProgram(["tar", "-tvf", archive]).output.contains("toroot -> /"))
 
             // Writing through the links lands in the container's root, not the host's.
             let planted = "planted-\(getpid())"
-            try writeBytes(Array("x".utf8), to: scratch.path + "/" + planted)
+            try writeBytes(Array("x".utf8), to: scratch + "/" + planted)
             for destination in ["/tmp/toroot/tmp/dir", "/tmp/up/tmp/up/tmp/dir"] {
-                try container.copyIn(fromHostPath: scratch.path + "/" + planted, to: destination)
+                try container.copyIn(fromHostPath: scratch + "/" + planted, to: destination)
             }
             #expect(access(rootfs + "/tmp/dir/" + planted, F_OK) == 0)
             #expect(access("/tmp/dir/" + planted, F_OK) != 0)
             #expect(access("/tmp/" + planted, F_OK) != 0)
-        } catch {
-            try? await container.remove()
-            throw error
         }
-        try await container.remove()
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
     }
+}
+
+/// Runs `body` with the container `make` creates on the test runtime and a scratch directory
+/// on the host, removes both whatever happens, and checks that nothing leaked.
+private func withContainer(
+    _ make: (ContainerRuntime) async throws -> Container, _ body: (Container, _ scratch: String) async throws -> Void
+) async throws {
+    let runtime = try await TestRuntime.shared()
+    let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+    let scratch = try TemporaryDirectory(prefix: "cp")
+    defer { try? scratch.remove() }
+    let container = try await make(runtime)
+    do {
+        try await body(container, scratch.path)
+    } catch {
+        try? await container.remove(force: true)
+        throw error
+    }
+    try await container.remove(force: true)
+    let leaks = await LeakSnapshot.expectClean(since: before)
+    #expect(leaks.isEmpty, "\(leaks)")
+}
+
+/// Copies a tar of `entries` into the directory `path` of the container.
+private func copyIn(_ entries: [TarEntry], to path: String, of container: Container, scratch: String) throws {
+    try TarFixture.write(entries, to: scratch + "/in.tar")
+    let input = try FileDescriptor.open(scratch + "/in.tar", .readOnly)
+    defer { try? input.close() }
+    try container.copyIn(from: input, to: path)
+}
+
+/// Copies `path` out of the container as a tar file in `scratch`; returns the file's path.
+private func copyOut(_ path: String, of container: Container, scratch: String) throws -> String {
+    let archive = scratch + "/out.tar"
+    let output = try FileDescriptor.open(archive, .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+    defer { try? output.close() }
+    try container.copyOut(path, to: output)
+    return archive
 }
 
 private func contents(_ path: String) throws -> String {
