@@ -15,7 +15,7 @@ public struct ContainerError: Error, Sendable, CustomStringConvertible {
 
         /// The operation is not valid in the container's current state.
         public static var invalidState: Code { Code(storage: .invalidState) }
-        /// No container has this id or name.
+        /// No container has this id or name, or a path does not exist in the container.
         public static var notFound: Code { Code(storage: .notFound) }
         /// Another container already has this name.
         public static var nameInUse: Code { Code(storage: .nameInUse) }
