@@ -47,12 +47,14 @@ extension Container {
     ///     runtime running as root, as `docker cp` makes them.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` naming the container and
     ///   the path when `path` does not exist, ``ContainerError/Code/invalidArgument`` when it is
-    ///   not a directory, ``ContainerError/Code/layer`` for a malformed or refused archive (its
+    ///   not a directory or the container's root filesystem is read-only
+    ///   (``ContainerConfiguration/readOnlyRootfs``), ``ContainerError/Code/layer`` for a
+    ///   malformed or refused archive (its
     ///   `LayerError` says which entry) or a failed write.
     public func copyIn(from input: FileDescriptor, to path: String, preservingOwners: Bool = false)
         throws(ContainerError)
     {
-        let rootfs = try requireRootfs()
+        let rootfs = try requireWritableRootfs(copyingInto: path)
         try copying(path, out: false) { () throws(LayerError) in
             try extractArchive(from: input, into: path, in: rootfs, preservingOwners: preservingOwners)
         }
@@ -111,12 +113,13 @@ extension Container {
     ///   - preservingOwners: Whether the copies keep the host files' owners
     ///     (`docker cp --archive`); by default they belong to the calling process.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `hostPath` or the
-    ///   destination's parent directory does not exist, ``ContainerError/Code/layer`` when the
-    ///   rules forbid the copy or reading or writing fails.
+    ///   destination's parent directory does not exist, ``ContainerError/Code/invalidArgument``
+    ///   when the container's root filesystem is read-only, ``ContainerError/Code/layer`` when
+    ///   the rules forbid the copy or reading or writing fails.
     public func copyIn(fromHostPath hostPath: String, to path: String, preservingOwners: Bool = false)
         throws(ContainerError)
     {
-        let rootfs = try requireRootfs()
+        let rootfs = try requireWritableRootfs(copyingInto: path)
         let source = absolute(hostPath)
         guard (try? lookUpPath(source, in: "/")) != nil else {
             throw ContainerError(code: .notFound, container: name,
@@ -147,6 +150,17 @@ extension Container {
     /// The container's root filesystem, while it has one.
     private func requireRootfs() throws(ContainerError) -> String {
         try requireSnapshot().rootfs
+    }
+
+    /// The container's root filesystem, unless the container has it read-only: the copy would
+    /// change what the container's configuration promises does not change (Docker refuses it
+    /// with "container rootfs is marked read-only").
+    private func requireWritableRootfs(copyingInto path: String) throws(ContainerError) -> String {
+        guard !configuration.readOnlyRootfs else {
+            throw ContainerError(code: .invalidArgument, container: name,
+                                 detail: "copy into \(path): the root filesystem is read-only in container")
+        }
+        return try requireRootfs()
     }
 }
 

@@ -98,6 +98,20 @@ struct CopyTests {
         }
     }
 
+    @Test func aReadOnlyRootFilesystemRefusesCopiesInButNotOut() async throws {
+        let readOnly = busybox(["/bin/true"]) { $0.readOnlyRootfs = true }
+        try await withContainer({ try await $0.create(readOnly) }) { container, scratch in
+            let refused = #expect(throws: ContainerError.self) {
+                try copyIn([.file("new", "x")], to: "/tmp", of: container, scratch: scratch)
+            }
+            #expect(refused?.code == .invalidArgument)
+            #expect(access(container.directory + "/rootfs/tmp/new", F_OK) != 0)
+            #expect(throws: ContainerError.self) { try container.copyIn(fromHostPath: scratch + "/in.tar", to: "/tmp") }
+            try container.copyOut("/etc/passwd", toHostPath: scratch)
+            #expect(try contents(scratch + "/passwd") == (try contents(TestRootfs.busybox() + "/etc/passwd")))
+        }
+    }
+
     /// One hostile archive copied into `/tmp` of a container. `host` is a directory on the host
     /// holding one file, `victim`, that must stay as it is; `contained` is a path (relative to
     /// the container's root) the archive may create inside the container.
