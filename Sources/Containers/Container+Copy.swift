@@ -16,7 +16,9 @@ extension Container {
     /// The archive's top entry is the last component of `path`: copying `/etc/passwd` gives
     /// one entry `passwd`, copying `/etc` gives `etc`, `etc/group`, …. A path ending in `/.`
     /// gives the directory's contents under `.`. A symlink as the last component is copied as
-    /// the symlink. Works while the container is created, running, paused or exited.
+    /// the symlink. Works while the container is created, running, paused or exited. The copy
+    /// reads the root filesystem: mounts of a running container (bind mounts, tmpfs, the
+    /// runtime's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`) are not seen.
     ///
     /// Costs a read of every file in the tree.
     ///
@@ -29,7 +31,7 @@ extension Container {
     ///   tree or writing the stream fails.
     public func copyOut(_ path: String, to output: FileDescriptor) throws(ContainerError) {
         let rootfs = try requireRootfs()
-        try copying(path, out: true) { () throws(LayerError) in try archivePath(path, in: rootfs, to: output) }
+        try copying(path, "copy \(path) out of") { () throws(LayerError) in try archivePath(path, in: rootfs, to: output) }
     }
 
     /// Unpacks a tar stream into the directory `path` in the container (`docker cp - CONTAINER:path`).
@@ -38,9 +40,11 @@ extension Container {
     /// with `..` are refused, and absolute names, symlinks and hard links are resolved inside
     /// the container's root filesystem. A directory and a non-directory never replace each
     /// other. When an entry is refused, the entries before it stay written, as with Docker.
+    /// The archive is written into the root filesystem, below any mount of a running container.
     ///
     /// - Parameters:
-    ///   - input: The tar stream (uncompressed); read to its end; the caller keeps ownership.
+    ///   - input: The tar stream (uncompressed); read up to the end of the archive, or up to
+    ///     the refused entry; the caller keeps ownership.
     ///   - path: An existing directory inside the container.
     ///   - preservingOwners: Whether files get the owners the archive records
     ///     (`docker cp --archive`); by default they belong to the calling process, root for a
@@ -49,13 +53,12 @@ extension Container {
     ///   the path when `path` does not exist, ``ContainerError/Code/invalidArgument`` when it is
     ///   not a directory or the container's root filesystem is read-only
     ///   (``ContainerConfiguration/readOnlyRootfs``), ``ContainerError/Code/layer`` for a
-    ///   malformed or refused archive (its
-    ///   `LayerError` says which entry) or a failed write.
+    ///   malformed or refused archive (its `LayerError` says which entry) or a failed write.
     public func copyIn(from input: FileDescriptor, to path: String, preservingOwners: Bool = false)
         throws(ContainerError)
     {
         let rootfs = try requireWritableRootfs(copyingInto: path)
-        try copying(path, out: false) { () throws(LayerError) in
+        try copying(path, "copy into \(path) of") { () throws(LayerError) in
             try extractArchive(from: input, into: path, in: rootfs, preservingOwners: preservingOwners)
         }
     }
@@ -75,24 +78,19 @@ extension Container {
     ///   - hostPath: The destination on the host; relative to the working directory unless it
     ///     is absolute; its parent directory must exist.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `path` does not
-    ///   exist in the container, ``ContainerError/Code/layer`` when the rules forbid the copy
-    ///   or reading or writing fails.
+    ///   exist in the container or the parent directory of `hostPath` does not exist,
+    ///   ``ContainerError/Code/invalidArgument`` when the rules forbid the copy (a directory
+    ///   onto a file), ``ContainerError/Code/layer`` when reading or writing fails.
     public func copyOut(_ path: String, toHostPath hostPath: String) throws(ContainerError) {
         let rootfs = try requireRootfs()
-        try copying(path, out: true) { () throws(LayerError) in
-            // Checked first, so that a missing source is told from a missing host directory.
+        let destination = absolute(hostPath)
+        try copying(path, "copy \(path) to \(hostPath) out of", hostPath: destination) { () throws(LayerError) in
+            // Checked first, so that a missing source is told from a missing host directory
+            // even when the two paths are spelled the same.
             if try lookUpPath(path, in: rootfs) == nil {
                 throw LayerError(code: .notFound, entry: path, detail: "look up \"\(path)\"")
             }
-        }
-        let destination = absolute(hostPath)
-        do {
             try copyPath(path, in: rootfs, to: destination, in: "/", preservingOwners: false)
-        } catch where error.code == .notFound && error.entry == destination {
-            throw ContainerError(code: .notFound, container: name,
-                                 detail: "could not find the host directory to copy \(hostPath) into, from", underlying: error)
-        } catch {
-            throw ContainerError(code: .layer, container: name, detail: "copy \(path) to \(hostPath) out of", underlying: error)
         }
     }
 
@@ -114,8 +112,8 @@ extension Container {
     ///     (`docker cp --archive`); by default they belong to the calling process.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `hostPath` or the
     ///   destination's parent directory does not exist, ``ContainerError/Code/invalidArgument``
-    ///   when the container's root filesystem is read-only, ``ContainerError/Code/layer`` when
-    ///   the rules forbid the copy or reading or writing fails.
+    ///   when the container's root filesystem is read-only or the rules forbid the copy (a
+    ///   directory onto a file), ``ContainerError/Code/layer`` when reading or writing fails.
     public func copyIn(fromHostPath hostPath: String, to path: String, preservingOwners: Bool = false)
         throws(ContainerError)
     {
@@ -125,25 +123,33 @@ extension Container {
             throw ContainerError(code: .notFound, container: name,
                                  detail: "could not find the file \(hostPath) on the host to copy into")
         }
-        try copying(path, out: false) { () throws(LayerError) in
+        try copying(path, "copy \(hostPath) to \(path) in") { () throws(LayerError) in
             try copyPath(source, in: "/", to: path, in: rootfs, preservingOwners: preservingOwners)
         }
     }
 
-    /// Runs a copy of `path`, turning its failures into errors that name the container and
-    /// the path: a missing `path` in Docker's words (`could not find the file /nope in
-    /// container web`).
-    private func copying(_ path: String, out: Bool, _ body: () throws(LayerError) -> Void) throws(ContainerError) {
+    /// Runs a copy of `path` in the container, turning its failures into errors that name the
+    /// container: a missing `path` in Docker's words (`could not find the file /nope in
+    /// container web`), the rest as `operation` and the `LayerError`.
+    ///
+    /// - Parameters:
+    ///   - path: The path in the container that the copy reads or writes.
+    ///   - operation: What is attempted, for the message (`copy /etc out of`).
+    ///   - hostPath: The host path that the copy reads or writes, if any.
+    ///   - body: The copy.
+    private func copying(_ path: String, _ operation: String, hostPath: String? = nil,
+                         _ body: () throws(LayerError) -> Void) throws(ContainerError)
+    {
         do {
             try body()
+        } catch where error.code == .notFound && hostPath != nil && error.entry == hostPath {
+            throw ContainerError(code: .notFound, container: name, detail: operation, underlying: error)
         } catch where error.code == .notFound && error.entry == path {
             throw ContainerError(code: .notFound, container: name, detail: "could not find the file \(path) in container")
-        } catch where error.code == .invalidArgument && error.entry == path {
-            throw ContainerError(code: .invalidArgument, container: name,
-                                 detail: "extraction point \(path) is not a directory in container")
+        } catch where error.code == .invalidArgument && (error.entry == path || (hostPath != nil && error.entry == hostPath)) {
+            throw ContainerError(code: .invalidArgument, container: name, detail: operation, underlying: error)
         } catch {
-            throw ContainerError(code: .layer, container: name, detail: out ? "copy \(path) out of" : "copy into \(path) of",
-                                 underlying: error)
+            throw ContainerError(code: .layer, container: name, detail: operation, underlying: error)
         }
     }
 

@@ -87,7 +87,7 @@ package func archivePath(_ path: String, in root: String, to output: FileDescrip
 /// non-directory never replace each other). Entries before a refused one stay written.
 ///
 /// - Parameters:
-///   - input: The tar stream; read to its end.
+///   - input: The tar stream; read up to the end of the archive, or up to a refused entry.
 ///   - path: The directory to unpack into, as the tree sees it; it must exist.
 ///   - root: The tree's root directory: a container's root filesystem, or `/`.
 ///   - rename: A top-level name of the archive and the name to write it as, to copy `src`

@@ -95,6 +95,32 @@ struct CopyTests {
                 try container.copyIn(fromHostPath: "/nonexistent-berth-\(getpid())", to: "/tmp")
             }
             #expect(missingHost?.code == .notFound)
+
+            let noHostDirectory = #expect(throws: ContainerError.self) {
+                try container.copyOut("/etc/passwd", toHostPath: "/nonexistent-berth-\(getpid())/passwd")
+            }
+            #expect(noHostDirectory?.code == .notFound)
+            let directoryOntoFile = #expect(throws: ContainerError.self) {
+                try container.copyOut("/etc", toHostPath: "/dev/null")
+            }
+            #expect(directoryOntoFile?.code == .invalidArgument)
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func ownersComeFromTheArchiveOnlyWhenAsked(_ preservingOwners: Bool) async throws {
+        try await withContainer({ try await $0.create(busybox(["/bin/true"])) }) { container, scratch in
+            try TarFixture.write([.directory("owned", uid: 1234, gid: 4321), .file("owned/f", "x", uid: 1234, gid: 4321)],
+                                 to: scratch + "/owned.tar")
+            let input = try FileDescriptor.open(scratch + "/owned.tar", .readOnly)
+            defer { try? input.close() }
+            try container.copyIn(from: input, to: "/tmp", preservingOwners: preservingOwners)
+            for path in ["/tmp/owned", "/tmp/owned/f"] {
+                var st = stat()
+                #expect(lstat(container.directory + "/rootfs" + path, &st) == 0)
+                #expect(st.st_uid == (preservingOwners ? 1234 : getuid()), "\(path)")
+                #expect(st.st_gid == (preservingOwners ? 4321 : getgid()), "\(path)")
+            }
         }
     }
 
