@@ -87,8 +87,8 @@ struct Copy: AsyncParsableCommand {
         commandName: "cp",
         abstract: "Copy files between a container and the host, or to and from a tar stream.",
         usage: """
-            berth cp [--archive] CONTAINER:SRC_PATH DEST_PATH|-
-            berth cp [--archive] SRC_PATH|- CONTAINER:DEST_PATH
+            berth cp [--archive] [--follow-link] CONTAINER:SRC_PATH DEST_PATH|-
+            berth cp [--archive] [--follow-link] SRC_PATH|- CONTAINER:DEST_PATH
             """,
         discussion: """
             With - as DEST_PATH the copy is written to standard output as a tar archive; with - \
@@ -120,6 +120,8 @@ struct Copy: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Flag(name: .shortAndLong, help: "Keep the owners (uid and gid) of what is copied into the container.")
     var archive = false
+    @Flag(name: [.customShort("L"), .long], help: "Copy what a symlink SRC_PATH points to, not the symlink.")
+    var followLink = false
     @Argument(help: "CONTAINER:SRC_PATH, a host path, or - for a tar archive on standard input.")
     var source: String
     @Argument(help: "CONTAINER:DEST_PATH, a host path, or - for a tar archive on standard output.")
@@ -130,13 +132,14 @@ struct Copy: AsyncParsableCommand {
             switch (Endpoint(source), Endpoint(destination)) {
             case (.container(let name, let path), .stream):
                 try refuseTarToTerminal(instead: "redirect the output or give a host path")
-                try store.openRuntime().container(name).copyOut(path, to: .standardOutput)
+                try store.openRuntime().container(name).copyOut(path, to: .standardOutput, followingLink: followLink)
             case (.container(let name, let path), .host(let hostPath)):
-                try store.openRuntime().container(name).copyOut(path, toHostPath: hostPath)
+                try store.openRuntime().container(name).copyOut(path, toHostPath: hostPath, followingLink: followLink)
             case (.stream, .container(let name, let path)):
                 try store.openRuntime().container(name).copyIn(from: .standardInput, to: path, preservingOwners: archive)
             case (.host(let hostPath), .container(let name, let path)):
-                try store.openRuntime().container(name).copyIn(fromHostPath: hostPath, to: path, preservingOwners: archive)
+                try store.openRuntime().container(name).copyIn(fromHostPath: hostPath, to: path, followingLink: followLink,
+                                                               preservingOwners: archive)
             case (.container, .container):
                 throw ValidationError("copying between containers is not supported")
             default:

@@ -16,7 +16,7 @@ extension Container {
     /// The archive's top entry is the last component of `path`: copying `/etc/passwd` gives
     /// one entry `passwd`, copying `/etc` gives `etc`, `etc/group`, …. A path ending in `/.`
     /// gives the directory's contents under `.`. A symlink as the last component is copied as
-    /// the symlink. Works while the container is created, running, paused or exited. The copy
+    /// the symlink, unless `followingLink`. Works while the container is created, running, paused or exited. The copy
     /// reads the root filesystem: mounts of a running container (bind mounts, tmpfs, the
     /// runtime's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`) are not seen.
     ///
@@ -26,12 +26,17 @@ extension Container {
     ///   - path: The path inside the container; relative paths are relative to its `/`.
     ///   - output: Where the tar goes; written from its current offset; the caller keeps
     ///     ownership.
+    ///   - followingLink: Whether a symlink as the last component of `path` is followed
+    ///     (inside the container) and its target copied under the symlink's name
+    ///     (`docker cp -L`).
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` naming the container and
     ///   the path when `path` does not exist, ``ContainerError/Code/layer`` when reading the
     ///   tree or writing the stream fails.
-    public func copyOut(_ path: String, to output: FileDescriptor) throws(ContainerError) {
+    public func copyOut(_ path: String, to output: FileDescriptor, followingLink: Bool = false) throws(ContainerError) {
         let rootfs = try requireRootfs()
-        try copying(path, "copy \(path) out of") { () throws(LayerError) in try archivePath(path, in: rootfs, to: output) }
+        try copying(path, "copy \(path) out of") { () throws(LayerError) in
+            try archivePath(path, in: rootfs, to: output, followingLink: followingLink)
+        }
     }
 
     /// Unpacks a tar stream into the directory `path` in the container (`docker cp - CONTAINER:path`).
@@ -77,11 +82,13 @@ extension Container {
     ///   - path: The path inside the container.
     ///   - hostPath: The destination on the host; relative to the working directory unless it
     ///     is absolute; its parent directory must exist.
+    ///   - followingLink: Whether a symlink as the last component of `path` is followed
+    ///     (inside the container) and its target copied (`docker cp -L`).
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `path` does not
     ///   exist in the container or the parent directory of `hostPath` does not exist,
     ///   ``ContainerError/Code/invalidArgument`` when the rules forbid the copy (a directory
     ///   onto a file), ``ContainerError/Code/layer`` when reading or writing fails.
-    public func copyOut(_ path: String, toHostPath hostPath: String) throws(ContainerError) {
+    public func copyOut(_ path: String, toHostPath hostPath: String, followingLink: Bool = false) throws(ContainerError) {
         let rootfs = try requireRootfs()
         let destination = absolute(hostPath)
         try copying(path, "copy \(path) to \(hostPath) out of", hostPath: destination) { () throws(LayerError) in
@@ -90,7 +97,7 @@ extension Container {
             if try lookUpPath(path, in: rootfs) == nil {
                 throw LayerError(code: .notFound, entry: path, detail: "look up \"\(path)\"")
             }
-            try copyPath(path, in: rootfs, to: destination, in: "/", preservingOwners: false)
+            try copyPath(path, in: rootfs, to: destination, in: "/", followingLink: followingLink, preservingOwners: false)
         }
     }
 
@@ -108,15 +115,17 @@ extension Container {
     ///   - hostPath: The file or directory on the host; relative to the working directory
     ///     unless it is absolute.
     ///   - path: The destination inside the container; its parent directory must exist.
+    ///   - followingLink: Whether a symlink as the last component of `hostPath` is followed
+    ///     and its target copied (`docker cp -L`).
     ///   - preservingOwners: Whether the copies keep the host files' owners
     ///     (`docker cp --archive`); by default they belong to the calling process.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `hostPath` or the
     ///   destination's parent directory does not exist, ``ContainerError/Code/invalidArgument``
     ///   when the container's root filesystem is read-only or the rules forbid the copy (a
     ///   directory onto a file), ``ContainerError/Code/layer`` when reading or writing fails.
-    public func copyIn(fromHostPath hostPath: String, to path: String, preservingOwners: Bool = false)
-        throws(ContainerError)
-    {
+    public func copyIn(
+        fromHostPath hostPath: String, to path: String, followingLink: Bool = false, preservingOwners: Bool = false
+    ) throws(ContainerError) {
         let rootfs = try requireWritableRootfs(copyingInto: path)
         let source = absolute(hostPath)
         guard (try? lookUpPath(source, in: "/")) != nil else {
@@ -124,7 +133,8 @@ extension Container {
                                  detail: "could not find the file \(hostPath) on the host to copy into")
         }
         try copying(path, "copy \(hostPath) to \(path) in") { () throws(LayerError) in
-            try copyPath(source, in: "/", to: path, in: rootfs, preservingOwners: preservingOwners)
+            try copyPath(source, in: "/", to: path, in: rootfs, followingLink: followingLink,
+                         preservingOwners: preservingOwners)
         }
     }
 

@@ -55,13 +55,15 @@ package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> P
 ///   - root: The tree's root directory: a container's root filesystem, or `/`.
 ///   - output: Where the tar goes; written from its current offset, not closed.
 ///   - top: The name of the archive's top entry, instead of the one derived from `path`.
+///   - followingLink: Whether a symlink as the last component is followed (inside `root`)
+///     and its target archived under the symlink's name (`docker cp -L`).
 /// - Throws: ``LayerError`` with ``LayerError/Code/notFound`` and ``LayerError/entry`` `path`
 ///   when `path` does not exist, or when reading or writing fails.
-package func archivePath(_ path: String, in root: String, to output: FileDescriptor, as top: String? = nil)
-    throws(LayerError)
-{
+package func archivePath(
+    _ path: String, in root: String, to output: FileDescriptor, as top: String? = nil, followingLink: Bool = false
+) throws(LayerError) {
     let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
-    let (parent, name, derivedTop) = try locate(path, in: rootFD.raw)
+    let (parent, name, derivedTop) = try locate(path, in: rootFD.raw, followingLink: followingLink)
     guard let st = try statEntry(in: parent.raw, name, path: path) else {
         throw LayerError(code: .notFound, entry: path, errno: .noSuchFileOrDirectory, detail: "look up \"\(path)\"")
     }
@@ -133,6 +135,8 @@ package func extractArchive(
 ///   - sourceRoot: The source tree's root: a container's root filesystem, or `/`.
 ///   - destination: Where it goes, as the destination tree sees it.
 ///   - destinationRoot: The destination tree's root.
+///   - followingLink: Whether a symlink as the last component of `source` is followed
+///     (`docker cp -L`).
 ///   - preservingOwners: Whether copies get the source's owners; if not, they belong to the
 ///     calling process.
 /// - Throws: ``LayerError``: ``LayerError/Code/notFound`` when `source` or the destination's
@@ -140,10 +144,10 @@ package func extractArchive(
 ///   forbid the copy, and others when reading or writing fails.
 package func copyPath(
     _ source: String, in sourceRoot: String, to destination: String, in destinationRoot: String,
-    preservingOwners: Bool
+    followingLink: Bool = false, preservingOwners: Bool
 ) throws(LayerError) {
     let sourceRootFD = try OwnedFD(opening: sourceRoot, flags: O_PATH | O_DIRECTORY)
-    let (sourceParent, sourceName, top) = try locate(source, in: sourceRootFD.raw)
+    let (sourceParent, sourceName, top) = try locate(source, in: sourceRootFD.raw, followingLink: followingLink)
     guard let sourceStat = try statEntry(in: sourceParent.raw, sourceName, path: source) else {
         throw LayerError(code: .notFound, entry: source, errno: .noSuchFileOrDirectory, detail: "look up \"\(source)\"")
     }
@@ -183,7 +187,8 @@ package func copyPath(
     do {
         archiver = try JoinableThread {
             written.set(Result { () throws(LayerError) -> Void in
-                try archivePath(source, in: sourceRoot, to: FileDescriptor(rawValue: writeEnd), as: top)
+                try archivePath(source, in: sourceRoot, to: FileDescriptor(rawValue: writeEnd), as: top,
+                                followingLink: followingLink)
             })
             Glibc.close(writeEnd)
         }
@@ -204,7 +209,7 @@ package func copyPath(
     try extracted.get()
 }
 
-/// The result of the archiver thread of ``copyPath(_:in:to:in:preservingOwners:)``.
+/// The result of the archiver thread of ``copyPath(_:in:to:in:followingLink:preservingOwners:)``.
 private final class SendableResult: @unchecked Sendable {
     // Written by the archiver thread before it ends and read after joining it: the join
     // orders the two accesses.
@@ -229,6 +234,30 @@ private func trimmingSlashes(_ path: String) -> String {
     var trimmed = Substring(path)
     while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
     return String(trimmed)
+}
+
+/// Where `path` is below the root `rootFD`, as ``locate(_:in:)`` finds it, after following a
+/// symlink in the last component when `followingLink` (`docker cp -L`). The top entry keeps
+/// the name of `path`, as Docker names it.
+private func locate(_ path: String, in rootFD: Int32, followingLink: Bool)
+    throws(LayerError) -> (parent: OwnedFD, name: String, top: String)
+{
+    var located = try locate(path, in: rootFD)
+    guard followingLink else { return located }
+    var current = path
+    // Linux's limit on symlinks followed in one lookup (MAXSYMLINKS).
+    for _ in 0..<40 {
+        guard let st = try statEntry(in: located.parent.raw, located.name, path: current), st.st_mode & S_IFMT == S_IFLNK
+        else { return (located.parent, located.name, located.top) }
+        let target = try readLink(in: located.parent.raw, located.name, path: current)
+        // Relative targets are relative to the link's directory; the joined path is resolved
+        // inside the root again, so `..` and absolute targets stay clamped to it.
+        current = target.hasPrefix("/") ? target : splitPath(trimmingSlashes(current)).parent + "/" + target
+        let top = located.top
+        located = try locate(current, in: rootFD)
+        located.top = top
+    }
+    throw LayerError(code: .io, entry: path, errno: .tooManySymbolicLinkLevels, detail: "follow \"\(path)\"")
 }
 
 /// Where `path` is below the root `rootFD`: its parent directory (resolved inside the root),

@@ -219,6 +219,15 @@ struct CopyTests {
             let archive = try copyOut("/tmp/toroot", of: container, scratch: scratch)
             #expect(try runProgram(["tar", "-tvf", archive]).output.contains("toroot -> /"))
 
+            // Followed (`-L`), a symlink to a symlink to a file is copied as the file, under the
+            // first link's name; an absolute target resolves inside the container.
+            try copyIn([.symlink("pw", to: "/tmp/up/etc/passwd"), .symlink("pw2", to: "pw")], to: "/tmp", of: container,
+                       scratch: scratch)
+            try container.copyOut("/tmp/pw2", toHostPath: scratch + "/followed", followingLink: true)
+            #expect(try contents(scratch + "/followed") == image)
+            try container.copyOut("/tmp/pw2", toHostPath: scratch + "/unfollowed")
+            #expect(try linkTarget(scratch + "/unfollowed") == "pw")
+
             // Writing through the links lands in the container's root, not the host's.
             let planted = "planted-\(getpid())"
             try writeBytes(Array("x".utf8), to: scratch + "/" + planted)
