@@ -244,6 +244,18 @@ extension CLITests {
         let missing = try await berth(["cp", name + ":/nope", "-"])
         #expect(missing.status == 125)
         #expect(missing.error == "berth: could not find the file /nope in container \(name)\n")
+        // A tar on stdin into a directory; its hostile entry is refused after the good one.
+        // The fixture writer's archives are ASCII (octal headers, text content, NUL padding),
+        // so the text is the archive byte for byte.
+        let archive = String(decoding: TarFixture.archive([.file("good", "kept\n"), .file("../escape", "x")]), as: UTF8.self)
+        let fromStdin = try await berth(["cp", "-", name + ":/tmp"], input: archive)
+        #expect(fromStdin.status == 125)
+        #expect(fromStdin.error.contains("escapes the root"), "\(fromStdin.error)")
+        let good = try await berth(["cp", name + ":/tmp/good", host.path + "/good"])
+        #expect(good.status == 0, "\(good.error)")
+        #expect(FileManager.default.contents(atPath: host.path + "/good") == Data("kept\n".utf8))
+        #expect(try await berth(["cp", name + ":/escape", "-"]).status == 125)
+
         let neither = try await berth(["cp", host.path, host.path + "/again"])
         #expect(neither.status == 125)
         #expect(try await berth(["rm", name]).status == 0)
