@@ -113,7 +113,11 @@ final class TarStreamWriter {
     }
 
     /// Adds the object `name` of the directory `parent` as `path`, with its content.
+    ///
+    /// A socket is left out: tar has no entry type for it, and it means nothing without the
+    /// process listening on it (Docker's archive.go skips sockets too, in export, diff and cp).
     func add(_ name: String, in parent: Int32, as path: String, _ st: stat) throws(LayerError) {
+        if st.st_mode & S_IFMT == S_IFSOCK { return }
         let entry = archive_entry_new()
         defer { archive_entry_free(entry) }
         archive_entry_set_pathname(entry, path)
