@@ -175,6 +175,12 @@ package func copyPath(
                              detail: "copy \"\(source)\" to \"\(destination)\": no directory \"\(directory)\"")
         }
     }
+    // The archiver would walk into what the extractor writes, until the disk is full: the
+    // host's `/` holds every container's root filesystem (`cp` refuses the same).
+    if sourceIsDirectory, try isBelow(directory, in: destinationRoot, sourceStat) {
+        throw LayerError(code: .invalidArgument, entry: destination,
+                         detail: "cannot copy directory \"\(source)\" into itself, \"\(destination)\"")
+    }
 
     var fds: [Int32] = [-1, -1]
     _ = try sys("create a pipe", nil) {
@@ -207,6 +213,25 @@ package func copyPath(
     // A failed archiver truncates the stream; its error is the cause, the extractor's a symptom.
     try written.get()
     try extracted.get()
+}
+
+/// Whether the directory `path` below `root` is the directory `ancestor` or below it, on the
+/// host's tree: its `..` chain is followed up to the host's `/`, across mounts.
+private func isBelow(_ path: String, in root: String, _ ancestor: stat) throws(LayerError) -> Bool {
+    var hostRoot = stat()
+    _ = try sys("stat", "/") { stat("/", &hostRoot) }
+    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    var current = OwnedFD(try sys("open", path) {
+        openat2(rootFD.raw, openablePath(path), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
+                resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    })
+    while true {
+        var st = stat()
+        _ = try sys("stat", path) { fstat(current.raw, &st) }
+        if st.st_dev == ancestor.st_dev && st.st_ino == ancestor.st_ino { return true }
+        if st.st_dev == hostRoot.st_dev && st.st_ino == hostRoot.st_ino { return false }
+        current = OwnedFD(try sys("open the parent of", path) { openat(current.raw, "..", O_PATH | O_DIRECTORY | O_CLOEXEC) })
+    }
 }
 
 /// The result of the archiver thread of ``copyPath(_:in:to:in:followingLink:preservingOwners:)``.
