@@ -97,7 +97,8 @@ final class TarStreamWriter {
 
     /// Bytes of the blob as it goes to the output.
     private func emit(_ data: UnsafeRawPointer, _ length: Int) -> Int {
-        blobHasher.update(bufferPointer: UnsafeRawBufferPointer(start: data, count: length))
+        // An uncompressed blob is the tar itself, whose digest the diff hasher already takes.
+        if compressor != nil { blobHasher.update(bufferPointer: UnsafeRawBufferPointer(start: data, count: length)) }
         var written = 0
         while written < length {
             let n = write(output, data + written, length - written)
