@@ -46,13 +46,22 @@ enum Resolve {
 }
 
 /// openat2(2): opens `path` relative to `dirfd` with `how`; returns the fd or `-1`.
+///
+/// `EAGAIN` is retried: with `RESOLVE_IN_ROOT` the kernel gives up on a `..` when a rename or a
+/// mount anywhere on the system raced with the lookup, and openat2(2) says to retry.
 func openat2(_ dirfd: Int32, _ path: String, flags: Int32, mode: UInt32 = 0, resolve: UInt64) -> Int32 {
     var how = OpenHow(flags: UInt64(UInt32(bitPattern: flags)), mode: UInt64(mode), resolve: resolve)
     return path.withCString { cPath in
         withUnsafeMutablePointer(to: &how) { howPointer in
-            Int32(truncatingIfNeeded: syscall6(
-                SYS_openat2, Int(dirfd), Int(bitPattern: cPath), Int(bitPattern: howPointer),
-                MemoryLayout<OpenHow>.size))
+            var attempts = 0
+            while true {
+                let fd = Int32(truncatingIfNeeded: syscall6(
+                    SYS_openat2, Int(dirfd), Int(bitPattern: cPath), Int(bitPattern: howPointer),
+                    MemoryLayout<OpenHow>.size))
+                attempts += 1
+                // Bounded, so that a machine busy with mounts fails the lookup instead of spinning.
+                guard fd < 0, Glibc.errno == EAGAIN || Glibc.errno == EINTR, attempts < 128 else { return fd }
+            }
         }
     }
 }
