@@ -24,6 +24,45 @@ extension LayerStore {
     }
 }
 
+/// Copies the directory at `path` inside the tree `root` into the empty directory
+/// `destination`: its entries, then its own owner, mode, xattrs and times onto `destination`
+/// (what Docker does when an empty volume is first mounted over image content).
+///
+/// `path` is resolved with `RESOLVE_IN_ROOT`, as the container will see it: `..` and
+/// symlinks, absolute ones included, are followed but never leave `root`. Entries below it are
+/// copied as they are (symlinks as symlinks, hard links kept). Runs on a thread of its own.
+///
+/// - Parameters:
+///   - path: The directory's path inside `root` (`/etc`).
+///   - root: The tree to read, such as a container's mounted root filesystem.
+///   - destination: An existing, empty directory.
+/// - Returns: Whether a directory was at `path` (`false`: nothing, or a non-directory, was
+///   there, and nothing was copied).
+/// - Throws: ``LayerError`` when reading or writing fails; `destination` may then hold part of
+///   the tree.
+package func copyDirectory(at path: String, inRoot root: String, into destination: String) async throws(LayerError)
+    -> Bool
+{
+    try await onThread { () throws(LayerError) -> Bool in
+        let tree = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+        let fd = openat2(tree.raw, path, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                         resolve: Resolve.inRoot | Resolve.noMagicLinks)
+        guard fd >= 0 else {
+            let err = Glibc.errno
+            if err == ENOENT || err == ENOTDIR { return false }
+            throw LayerError(code: .io, entry: path, errno: .init(rawValue: err), detail: "open \"\(path)\" in \"\(root)\"")
+        }
+        let source = OwnedFD(fd)
+        let target = try OwnedFD(opening: destination, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        var copier = TreeCopier(destinationRoot: target.raw)
+        try copier.copyDirectory(from: source.raw, to: target.raw, path: "")
+        var st = stat()
+        _ = try sys("stat", path) { fstat(source.raw, &st) }
+        try copier.copyMetadata(st, xattrs: readXattrs(fd: source.raw, path: path), to: target.raw, path: path)
+        return true
+    }
+}
+
 /// Copies one tree onto another with fd-relative calls, keeping hard links, owners, modes,
 /// xattrs and times.
 struct TreeCopier {
@@ -94,7 +133,7 @@ struct TreeCopier {
         _ = try sys("set times of", path) { utimensat(destination, name, [st.st_atim, st.st_mtim], AT_SYMLINK_NOFOLLOW) }
     }
 
-    private func copyMetadata(_ st: stat, xattrs: [String: [UInt8]], to fd: Int32, path: String) throws(LayerError) {
+    func copyMetadata(_ st: stat, xattrs: [String: [UInt8]], to fd: Int32, path: String) throws(LayerError) {
         // A directory merged onto a lower one takes the upper one's metadata whole, as in an
         // overlay mount: xattrs the upper directory lacks go.
         for key in readXattrs(fd: fd, path: path).keys where xattrs[key] == nil {
