@@ -54,6 +54,7 @@ extension Container {
 
         // /etc/hostname, /etc/hosts and /etc/resolv.conf are the container's own files, as in
         // Docker: the network sandbox's when it has one, else written at create.
+        let firstOwnMount = spec.mounts.count
         if let sandbox {
             sandbox.configure(&spec)
         } else {
@@ -70,6 +71,13 @@ extension Container {
                 spec.mounts.append(.tmpfs(target, data: options))
             }
         }
+        // Shallower targets first, as Docker sorts mounts, so that a volume or bind at /etc does
+        // not hide /etc/hosts; at equal depth the configuration's mounts stay last and win.
+        let own = spec.mounts[firstOwnMount...].enumerated().sorted { first, second in
+            let depths = (pathDepth(first.element.target), pathDepth(second.element.target))
+            return depths.0 != depths.1 ? depths.0 < depths.1 : first.offset < second.offset
+        }
+        spec.mounts.replaceSubrange(firstOwnMount..., with: own.map(\.element))
         if configuration.initProcess {
             // berth-supervisor's init mode: /dev is the container's own tmpfs, so the mount point
             // is not a change of the image's filesystem.
@@ -86,6 +94,10 @@ extension Container {
             spec.io = ProcessIO(standardInput: configuration.interactive ? .pipe : .null)
         }
         return spec
+    }
+
+    private func pathDepth(_ path: String) -> Int {
+        path.split(separator: "/").filter { $0 != "." }.count
     }
 
     private func mergedEnvironment(image: [String], container: [String], hostname: String, terminal: Bool) -> [String] {
