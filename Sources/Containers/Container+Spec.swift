@@ -67,6 +67,8 @@ extension Container {
             switch mount {
             case .bind(let source, let target, let readOnly):
                 spec.mounts.append(.bind(source, to: target, readOnly: readOnly))
+            case .volume(let name, let target, let readOnly):
+                spec.mounts.append(.bind(runtime.volumeDataPath(name), to: target, readOnly: readOnly))
             case .tmpfs(let target, let options):
                 spec.mounts.append(.tmpfs(target, data: options))
             }

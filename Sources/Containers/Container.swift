@@ -73,7 +73,7 @@ public final class Container: Sendable {
     static func create(
         runtime: ContainerRuntime, id: String, name: String, configuration: ContainerConfiguration, image: Image,
         topChainID: String?
-    ) throws(ContainerError) -> Container {
+    ) async throws(ContainerError) -> Container {
         let directory = runtime.containersDirectory + "/" + id
         let record = ContainerRecord(
             id: id, name: name, created: Date(), configuration: configuration, imageID: image.id.description,
@@ -86,6 +86,8 @@ public final class Container: Sendable {
             _ = try wrapping("prepare the root filesystem of", container: name) {
                 try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)
             }
+            // After the snapshot: the copy-up reads the image's content from the root filesystem.
+            try await runtime.prepareVolumes(for: configuration, rootfs: directory + "/rootfs")
             if let mode = try runtime.networkMode(for: configuration) {
                 let hostname = configuration.hostname ?? String(id.prefix(12))
                 _ = try wrapping("prepare the network of", container: name) {

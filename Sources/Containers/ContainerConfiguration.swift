@@ -30,7 +30,7 @@ public struct ContainerConfiguration: Sendable, Codable {
     public var labels: [String: String]
     /// A unique name; `nil` generates one.
     public var name: String?
-    /// Extra mounts: bind mounts, tmpfs.
+    /// Extra mounts: bind mounts, named volumes, tmpfs.
     public var mounts: [ContainerMount]
     /// Make the root filesystem read-only (`--read-only`).
     public var readOnlyRootfs: Bool
@@ -144,6 +144,10 @@ public enum ContainerMount: Sendable, Codable, Hashable {
     case bind(source: String, target: String, readOnly: Bool)
     /// A tmpfs (`--tmpfs /run:size=64m`).
     case tmpfs(target: String, options: String?)
+    /// A named volume of the runtime (`-v NAME:/container[:ro]`), created when the container is
+    /// if it does not exist yet. When the volume is new and empty and the image has a directory
+    /// at `target`, that directory's content is copied into the volume first, as in Docker.
+    case volume(name: String, target: String, readOnly: Bool)
 }
 
 /// Which seccomp profile a container runs under.

@@ -10,7 +10,7 @@ import Layers
 public struct ContainerError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Storage: UInt8 { case invalidState, notFound, nameInUse, invalidArgument, image, layer, kernel, io, timeout, cancelled, notOwner }
+        enum Storage: UInt8 { case invalidState, notFound, nameInUse, invalidArgument, image, layer, kernel, io, timeout, cancelled, notOwner, inUse }
         let storage: Storage
 
         /// The operation is not valid in the container's current state.
@@ -36,13 +36,17 @@ public struct ContainerError: Error, Sendable, CustomStringConvertible {
         /// The container is embedded in another live process, which alone starts, pauses,
         /// updates, renames and removes it; this one may inspect, exec into and signal it.
         public static var notOwner: Code { Code(storage: .notOwner) }
+        /// Something is still used: a volume that containers mount (``ContainerError/container``
+        /// names them).
+        public static var inUse: Code { Code(storage: .inUse) }
 
         public var description: String { "\(storage)" }
     }
 
     /// What kind of failure this is.
     public var code: Code
-    /// The container's id or name, when one is concerned.
+    /// The container's id or name, when one is concerned (for ``Code/inUse``, the names of
+    /// the containers that use the object, comma-separated).
     public var container: String?
     /// What was being attempted.
     public var detail: String

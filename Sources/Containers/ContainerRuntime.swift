@@ -96,10 +96,11 @@ public final class ContainerRuntime: Sendable {
         let id = randomHex(64)
         let name = configuration.name ?? generatedName()
         refresh()  // a detached container of another process may have the name
-        try validateName(name)
+        try validateName(name, of: "container")
+        if isNameTaken(name, except: "") { throw ContainerError(code: .nameInUse, container: name, detail: "create") }
         let image = try await resolveImage(configuration)
         let topChainID = try await unpack(image)
-        let container = try Container.create(
+        let container = try await Container.create(
             runtime: self, id: id, name: name, configuration: configuration, image: image, topChainID: topChainID)
         let duplicate = live.withLock { containers -> Bool in
             if containers.values.contains(where: { $0.name == name }) { return true }
@@ -197,19 +198,6 @@ public final class ContainerRuntime: Sendable {
     func publish(_ action: ContainerEvent.Action, _ container: Container, _ attributes: [String: String] = [:]) {
         hub.publish(ContainerEvent(action: action, containerID: container.id, name: container.name,
                                    attributes: attributes, time: Date()))
-    }
-
-    private func validateName(_ name: String) throws(ContainerError) {
-        let allowed = name.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-                || byte == 0x5f || byte == 0x2e || byte == 0x2d
-        }
-        guard !name.isEmpty, allowed, name.first != ".", name.first != "-" else {
-            throw ContainerError(code: .invalidArgument, detail: "invalid container name \"\(name)\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-        }
-        if isNameTaken(name, except: "") {
-            throw ContainerError(code: .nameInUse, container: name, detail: "create")
-        }
     }
 
     private func resolveImage(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Image {
@@ -327,6 +315,23 @@ extension ContainerRuntime {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return .signaled(.kill, coreDumped: false)
+    }
+}
+
+/// Checks Docker's rule for the names of containers and volumes, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`,
+/// which also keeps a name a single path component that is never `.`, `..` or hidden.
+///
+/// - Parameters:
+///   - name: The name.
+///   - kind: What is named (`"container"`, `"volume"`), for the message.
+/// - Throws: ``ContainerError/Code/invalidArgument``.
+func validateName(_ name: String, of kind: String) throws(ContainerError) {
+    let allowed = name.utf8.allSatisfy { byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+            || byte == 0x5f || byte == 0x2e || byte == 0x2d
+    }
+    guard !name.isEmpty, allowed, name.first != ".", name.first != "-", name.first != "_" else {
+        throw ContainerError(code: .invalidArgument, detail: "invalid \(kind) name \"\(name)\": use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     }
 }
 
