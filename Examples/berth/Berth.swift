@@ -11,7 +11,7 @@ struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berth",
         abstract: "Run Linux containers with Berth, without a daemon.",
-        subcommands: containerCommands + imageCommands + networkCommands + filesystemCommands
+        subcommands: containerCommands + imageCommands + networkCommands + volumeCommands + filesystemCommands
     )
 }
 

@@ -93,6 +93,51 @@ struct ContainerArguments: ParsableArguments {
     var containers: [String]
 }
 
+/// A command group (`network`, `volume`) that takes `--root` before its subcommand.
+protocol CommandGroup {
+    var store: StoreOptions { get }
+}
+
+/// A subcommand of a ``CommandGroup``, which takes `--root` before or after its name.
+protocol GroupSubcommand {
+    associatedtype Group: CommandGroup
+    var parent: Group { get }
+    var store: StoreOptions { get }
+}
+
+extension GroupSubcommand {
+    /// Opens the runtime on the subcommand's `--root`, else the one given to the group.
+    func openRuntime() throws -> ContainerRuntime {
+        var options = store
+        if options.root == nil { options.root = parent.store.root }
+        return try options.openRuntime()
+    }
+}
+
+/// Runs `body` for each name, as Docker's `rm` commands do: every one that can be is done, each
+/// failure is reported, and the command fails at the end if any did.
+func eachReportingFailures(_ names: [String], _ body: (String) throws -> Void) throws {
+    var failed = false
+    for name in names {
+        do {
+            try body(name)
+        } catch {
+            printError((error as? ValidationError)?.message ?? "\(error)")
+            failed = true
+        }
+    }
+    if failed { throw ExitCode(ExitCodes.berthError) }
+}
+
+/// Asks Docker's question before a prune, unless `force`.
+///
+/// - Returns: Whether to go on: `force`, or an answer starting with `y`.
+func confirmed(_ warning: String, force: Bool) -> Bool {
+    if force { return true }
+    print("WARNING! \(warning)\nAre you sure you want to continue? [y/N] ", terminator: "")
+    return readLine()?.lowercased().hasPrefix("y") ?? false
+}
+
 /// Runs `body` on each named container, as Docker does: every one is tried, each failure is
 /// reported, and the command fails if any did.
 func forEachContainer(
@@ -383,10 +428,7 @@ struct SystemCommand: AsyncParsableCommand {
         var force = false
 
         func run() async throws {
-            if !force {
-                print("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ", terminator: "")
-                guard let answer = readLine(), answer.lowercased().hasPrefix("y") else { return }
-            }
+            guard confirmed("This will remove all stopped containers.", force: force) else { return }
             try await reportingContainerErrors {
                 let removed = try await store.openRuntime().prune()
                 print("Deleted Containers:")

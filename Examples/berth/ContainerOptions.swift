@@ -23,7 +23,8 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: [.customShort("l"), .customLong("label")], help: "Set a label (KEY=value), for `ps --filter label=…`.")
     var labels: [String] = []
 
-    @Option(name: [.customShort("v"), .customLong("volume")], help: "Bind-mount a host path: HOST:CONTAINER[:ro].")
+    @Option(name: [.customShort("v"), .customLong("volume")],
+            help: "Bind-mount a host path or mount a named volume: HOST:CONTAINER[:ro] or NAME:CONTAINER[:ro] (a source not starting with / or . is a volume name; a missing volume is created).")
     var volumes: [String] = []
 
     @Option(help: "Mount a tmpfs: PATH[:OPTIONS], such as /run:size=64m.")
@@ -162,11 +163,18 @@ struct ContainerOptions: ParsableArguments {
             let binds = try volumes.map { volume -> ContainerMount in
                 let parts = volume.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
                 guard parts.count == 2 || (parts.count == 3 && (parts[2] == "ro" || parts[2] == "rw")),
-                      parts[0].hasPrefix("/"), parts[1].hasPrefix("/")
+                      !parts[0].isEmpty, parts[1].hasPrefix("/")
                 else {
-                    throw ValidationError("-v takes HOST:CONTAINER[:ro] with absolute paths (named volumes are not supported yet), not \"\(volume)\"")
+                    throw ValidationError("-v takes HOST:CONTAINER[:ro] or NAME:CONTAINER[:ro] with an absolute CONTAINER path, not \"\(volume)\"")
                 }
-                return .bind(source: parts[0], target: parts[1], readOnly: parts.count == 3 && parts[2] == "ro")
+                let readOnly = parts.count == 3 && parts[2] == "ro"
+                // Docker's rule: a source that is not a path is the name of a volume.
+                if !parts[0].hasPrefix("/") && !parts[0].hasPrefix(".") {
+                    return .volume(name: parts[0], target: parts[1], readOnly: readOnly)
+                }
+                let source = parts[0].hasPrefix("/")
+                    ? parts[0] : URL(fileURLWithPath: parts[0]).standardizedFileURL.path
+                return .bind(source: source, target: parts[1], readOnly: readOnly)
             }
             let tmpfsMounts = try tmpfs.map { text -> ContainerMount in
                 let parts = text.split(separator: ":", maxSplits: 1).map(String.init)

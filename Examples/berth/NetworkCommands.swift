@@ -17,7 +17,7 @@ func reportingNetworkErrors<T>(_ body: () throws(NetworkError) -> T) throws -> T
 }
 
 /// `berth network`: user-defined bridge networks.
-struct NetworkCommand: AsyncParsableCommand {
+struct NetworkCommand: AsyncParsableCommand, CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "network",
         abstract: "Manage networks.",
@@ -32,19 +32,7 @@ struct NetworkCommand: AsyncParsableCommand {
 }
 
 /// A `berth network` subcommand, which takes `--root` before or after its name.
-protocol NetworkSubcommand {
-    var parent: NetworkCommand { get }
-    var store: StoreOptions { get }
-}
-
-extension NetworkSubcommand {
-    /// Opens the runtime on the subcommand's `--root`, else the one given to `network`.
-    func openRuntime() throws -> ContainerRuntime {
-        var options = store
-        if options.root == nil { options.root = parent.store.root }
-        return try options.openRuntime()
-    }
-}
+protocol NetworkSubcommand: GroupSubcommand where Group == NetworkCommand {}
 
 struct NetworkCreate: AsyncParsableCommand, NetworkSubcommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a bridge network.")
@@ -151,18 +139,10 @@ struct NetworkRemove: AsyncParsableCommand, NetworkSubcommand {
     func run() async throws {
         try await reportingContainerErrors {
             let manager = try openRuntime().networks
-            // Like Docker: remove every one that can be, report the others, fail at the end.
-            var failed = false
-            for network in networks {
-                do {
-                    try reportingNetworkErrors { () throws(NetworkError) in try manager.remove(network) }
-                    print(network)
-                } catch let error as ValidationError {
-                    printError(error.message)
-                    failed = true
-                }
+            try eachReportingFailures(networks) { network in
+                try reportingNetworkErrors { () throws(NetworkError) in try manager.remove(network) }
+                print(network)
             }
-            if failed { throw ExitCode(ExitCodes.berthError) }
         }
     }
 }

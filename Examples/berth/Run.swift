@@ -143,6 +143,7 @@ struct Run: AsyncParsableCommand {
             switch mount {
             case .bind(let source, let target, let readOnly): spec.mounts.append(.bind(source, to: target, readOnly: readOnly))
             case .tmpfs(let target, let data): spec.mounts.append(.tmpfs(target, data: data))
+            case .volume: throw ValidationError("with --rootfs, -v takes host paths: named volumes need an image")
             }
         }
         spec.readOnlyRootfs = options.readOnly

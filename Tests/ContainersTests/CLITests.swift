@@ -261,3 +261,52 @@ extension CLITests {
         #expect(try await berth(["rm", name]).status == 0)
     }
 }
+
+extension CLITests {
+    @Test func volumeCreateListRunAndRemove() async throws {
+        let name = "cli-vol-\(UInt32.random(in: 0...UInt32.max))"
+        let created = try await berth(["volume", "create", "--label", "suite=cli", name])
+        #expect(created.status == 0, "\(created.error)")
+        #expect(created.output == name + "\n")
+        #expect(try await berth(["volume", "ls", "-q"]).output.split(separator: "\n").contains(Substring(name)))
+        let inspected = try await berth(["volume", "inspect", name])
+        #expect(inspected.status == 0, "\(inspected.error)")
+        #expect(inspected.output.contains("\"suite\"") && inspected.output.contains("\"mountpoint\""), "\(inspected.output)")
+
+        let wrote = try await berth(["run", "--rm", "-v", "\(name):/data", "busybox", "sh", "-c", "echo kept > /data/file"])
+        #expect(wrote.status == 0, "\(wrote.error)")
+        let read = try await berth(["run", "--rm", "-v", "\(name):/data:ro", "busybox", "cat", "/data/file"])
+        #expect(read.output == "kept\n", "\(read.error)")
+        let refused = try await berth(["run", "--rm", "-v", "\(name):/data:ro", "busybox", "sh", "-c", "echo x > /data/file"])
+        #expect(refused.status != 0)
+
+        // A volume in use by a container (here a created one) is kept, even with -f.
+        let user = try await berth(["create", "-v", "\(name):/data", "busybox", "true"])
+        #expect(user.status == 0, "\(user.error)")
+        let inUse = try await berth(["volume", "rm", "-f", name])
+        #expect(inUse.status == 125)
+        #expect(inUse.error.hasPrefix("berth: ") && inUse.error.contains(name), "\(inUse.error)")
+        #expect(try await berth(["rm", user.output.trimmingCharacters(in: .newlines)]).status == 0)
+
+        let removed = try await berth(["volume", "rm", name])
+        #expect(removed.status == 0, "\(removed.error)")
+        #expect(removed.output == name + "\n")
+        #expect(try await !berth(["volume", "ls", "-q"]).output.contains(name))
+        let unknown = try await berth(["volume", "rm", name])
+        #expect(unknown.status == 125)
+        #expect(unknown.error.hasPrefix("berth: "), "\(unknown.error)")
+        #expect(try await berth(["volume", "rm", "-f", name]).status == 0)
+        let invalid = try await berth(["volume", "create", "bad/name"])
+        #expect(invalid.status == 125)
+        #expect(invalid.error.hasPrefix("berth: "), "\(invalid.error)")
+    }
+
+    @Test func volumePruneRemovesUnusedVolumes() async throws {
+        let name = "cli-prune-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(try await berth(["volume", "create", name]).status == 0)
+        let pruned = try await berth(["volume", "prune", "-f"])
+        #expect(pruned.status == 0, "\(pruned.error)")
+        #expect(pruned.output.contains(name + "\n"), "\(pruned.output)")
+        #expect(try await !berth(["volume", "ls", "-q"]).output.contains(name))
+    }
+}
