@@ -20,6 +20,16 @@ struct VolumeTests {
         return LeakSnapshot.take(stateDirectories: [runtime.root + "/containers", runtime.root + "/volumes"])
     }
 
+    /// Runs `body` on the shared runtime, then checks that it leaked nothing: mounts, cgroups,
+    /// fds, processes, container directories, volumes.
+    func leakChecked(_ body: (ContainerRuntime) async throws -> Void) async throws {
+        let runtime = try await TestRuntime.shared()
+        let before = try snapshot(runtime)
+        try await body(runtime)
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
     /// Runs `command` to its end with `mounts` and returns its exit status and output.
     func run(_ runtime: ContainerRuntime, _ command: [String], mounts: [ContainerMount]) async throws
         -> (status: ContainerKernel.ExitStatus, output: String)
@@ -32,81 +42,75 @@ struct VolumeTests {
     }
 
     @Test func dataWrittenByOneContainerIsReadByAnother() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let volume = try runtime.createVolume(name: uniqueName("shared"), labels: ["suite": "volumes"])
-        #expect(volume.mountpoint == runtime.root + "/volumes/\(volume.name)/_data")
-        #expect(try runtime.volume(volume.name) == volume)
-        #expect(try runtime.volumes().contains(volume))
-        #expect(try runtime.createVolume(name: volume.name, labels: ["other": "x"]) == volume, "an existing volume is returned")
+        try await leakChecked { runtime in
+            let volume = try runtime.createVolume(name: uniqueName("shared"), labels: ["suite": "volumes"])
+            #expect(volume.mountpoint == runtime.root + "/volumes/\(volume.name)/_data")
+            #expect(try runtime.volume(volume.name) == volume)
+            #expect(try runtime.volumes().contains(volume))
+            #expect(try runtime.createVolume(name: volume.name, labels: ["other": "x"]) == volume, "an existing volume is returned")
 
-        let mount = ContainerMount.volume(name: volume.name, target: "/data", readOnly: false)
-        let writer = try await run(runtime, ["/bin/sh", "-c", "echo from-writer > /data/note"], mounts: [mount])
-        #expect(writer.status == .exited(0), "\(writer.output)")
-        let reader = try await run(runtime, ["/bin/cat", "/data/note"], mounts: [mount])
-        #expect(reader.status == .exited(0))
-        #expect(reader.output == "from-writer\n")
-        #expect((try? String(contentsOfFile: volume.mountpoint + "/note", encoding: .utf8)) == "from-writer\n")
+            let mount = ContainerMount.volume(name: volume.name, target: "/data", readOnly: false)
+            let writer = try await run(runtime, ["/bin/sh", "-c", "echo from-writer > /data/note"], mounts: [mount])
+            #expect(writer.status == .exited(0), "\(writer.output)")
+            let reader = try await run(runtime, ["/bin/cat", "/data/note"], mounts: [mount])
+            #expect(reader.status == .exited(0))
+            #expect(reader.output == "from-writer\n")
+            #expect((try? String(contentsOfFile: volume.mountpoint + "/note", encoding: .utf8)) == "from-writer\n")
 
-        try runtime.removeVolume(volume.name)
-        #expect(throws: ContainerError.self) { _ = try runtime.volume(volume.name) }
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
+            try runtime.removeVolume(volume.name)
+            #expect(throws: ContainerError.self) { _ = try runtime.volume(volume.name) }
+        }
     }
 
     @Test func anEmptyNewVolumeIsFilledWithTheImagesContentOnce() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let name = uniqueName("etc")  // created by the first container that mounts it
-        let mount = ContainerMount.volume(name: name, target: "/etc", readOnly: false)
+        try await leakChecked { runtime in
+            let name = uniqueName("etc")  // created by the first container that mounts it
+            let mount = ContainerMount.volume(name: name, target: "/etc", readOnly: false)
 
-        let first = try await run(runtime, ["/bin/sh", "-c", "cat /etc/passwd; echo changed > /etc/passwd; cat /etc/hostname"],
-                                  mounts: [mount])
-        #expect(first.status == .exited(0), "\(first.output)")
-        #expect(first.output.hasPrefix("root:"), "\(first.output)")
-        let volume = try runtime.volume(name)
-        let copied = try String(contentsOfFile: volume.mountpoint + "/passwd", encoding: .utf8)
-        #expect(copied == "changed\n")
-        // The runtime's own /etc/hostname is mounted over the volume, not hidden by it.
-        #expect(first.output.split(separator: "\n").last?.count == 12, "\(first.output)")
+            let first = try await run(runtime, ["/bin/sh", "-c", "cat /etc/passwd; echo changed > /etc/passwd; cat /etc/hostname"],
+                                      mounts: [mount])
+            #expect(first.status == .exited(0), "\(first.output)")
+            #expect(first.output.hasPrefix("root:"), "\(first.output)")
+            let volume = try runtime.volume(name)
+            let copied = try String(contentsOfFile: volume.mountpoint + "/passwd", encoding: .utf8)
+            #expect(copied == "changed\n")
+            // The runtime's own /etc/hostname is mounted over the volume, not hidden by it.
+            #expect(first.output.split(separator: "\n").last?.count == 12, "\(first.output)")
 
-        // The second container sees the first one's change, not a fresh copy; a volume the
-        // user emptied is not filled again either.
-        let second = try await run(runtime, ["/bin/sh", "-c", "cat /etc/passwd; rm /etc/passwd; rm -f /etc/group"],
-                                   mounts: [mount])
-        #expect(second.output.hasPrefix("changed\n"), "\(second.output)")
-        let third = try await run(runtime, ["/bin/sh", "-c", "test -e /etc/passwd && echo refilled || echo gone"],
-                                  mounts: [mount])
-        #expect(third.output == "gone\n")
+            // The second container sees the first one's change, not a fresh copy; a volume the
+            // user emptied is not filled again either.
+            let second = try await run(runtime, ["/bin/sh", "-c", "cat /etc/passwd; rm /etc/passwd; rm -f /etc/group"],
+                                       mounts: [mount])
+            #expect(second.output.hasPrefix("changed\n"), "\(second.output)")
+            let third = try await run(runtime, ["/bin/sh", "-c", "test -e /etc/passwd && echo refilled || echo gone"],
+                                      mounts: [mount])
+            #expect(third.output == "gone\n")
 
-        try runtime.removeVolume(name)
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
+            try runtime.removeVolume(name)
+        }
     }
 
     /// Commits the test image plus what `script` changes as a new image, creates a container
     /// of it with a new volume at `target` (which copies up), and gives `body` the volume's
     /// data directory; removes all of it afterwards.
     func copyingUp(_ script: String, at target: String, _ body: (String) throws -> Void) async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let setup = try await runtime.run(busybox(["/bin/sh", "-c", script]))
-        #expect(await setup.wait() == .exited(0))
-        let reference = "copy-up-\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
-        _ = try await setup.commit(as: reference)
-        try await setup.remove()
+        try await leakChecked { runtime in
+            let setup = try await runtime.run(busybox(["/bin/sh", "-c", script]))
+            #expect(await setup.wait() == .exited(0))
+            let reference = "copy-up-\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
+            _ = try await setup.commit(as: reference)
+            try await setup.remove()
 
-        let name = uniqueName("copy-up")
-        let container = try await runtime.create(busybox(["/bin/true"]) {
-            $0.image = reference
-            $0.mounts = [.volume(name: name, target: target, readOnly: false)]
-        })
-        try body(try runtime.volume(name).mountpoint)
-        try await container.remove()
-        try runtime.removeVolume(name)
-        _ = try runtime.removeImage(reference)
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
+            let name = uniqueName("copy-up")
+            let container = try await runtime.create(busybox(["/bin/true"]) {
+                $0.image = reference
+                $0.mounts = [.volume(name: name, target: target, readOnly: false)]
+            })
+            try body(try runtime.volume(name).mountpoint)
+            try await container.remove()
+            try runtime.removeVolume(name)
+            _ = try runtime.removeImage(reference)
+        }
     }
 
     @Test func copyUpKeepsOwnersModesAndSymlinks() async throws {
@@ -140,63 +144,57 @@ struct VolumeTests {
     }
 
     @Test func aReadOnlyVolumeRefusesWrites() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let volume = try runtime.createVolume(name: uniqueName("ro"))
-        let result = try await run(runtime, ["/bin/sh", "-c", "echo x > /data/file"],
-                                   mounts: [.volume(name: volume.name, target: "/data", readOnly: true)])
-        #expect(result.status == .exited(1) || result.status == .exited(2))
-        #expect(result.output.contains("Read-only file system"), "\(result.output)")
-        #expect(access(volume.mountpoint + "/file", F_OK) != 0)
-        try runtime.removeVolume(volume.name)
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
+        try await leakChecked { runtime in
+            let volume = try runtime.createVolume(name: uniqueName("ro"))
+            let result = try await run(runtime, ["/bin/sh", "-c", "echo x > /data/file"],
+                                       mounts: [.volume(name: volume.name, target: "/data", readOnly: true)])
+            #expect(result.status == .exited(1) || result.status == .exited(2))
+            #expect(result.output.contains("Read-only file system"), "\(result.output)")
+            #expect(access(volume.mountpoint + "/file", F_OK) != 0)
+            try runtime.removeVolume(volume.name)
+        }
     }
 
     @Test func removalIsRefusedWhileAContainerMountsTheVolumeEvenWithForce() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let volume = try runtime.createVolume(name: uniqueName("busy"))
-        let container = try await runtime.create(busybox(["/bin/true"]) {
-            $0.name = "volume-user-\(getpid())"
-            $0.mounts = [.volume(name: volume.name, target: "/data", readOnly: false)]
-        })
-        for force in [false, true] {
-            let error = #expect(throws: ContainerError.self) { try runtime.removeVolume(volume.name, force: force) }
-            #expect(error?.code == .inUse)
-            #expect(error?.container == container.name)
-            #expect("\(error.map { "\($0)" } ?? "")".contains(volume.name))
-        }
-        #expect(try runtime.volume(volume.name) == volume)
-        try await container.remove()
-        try runtime.removeVolume(volume.name)
+        try await leakChecked { runtime in
+            let volume = try runtime.createVolume(name: uniqueName("busy"))
+            let container = try await runtime.create(busybox(["/bin/true"]) {
+                $0.name = "volume-user-\(getpid())"
+                $0.mounts = [.volume(name: volume.name, target: "/data", readOnly: false)]
+            })
+            for force in [false, true] {
+                let error = #expect(throws: ContainerError.self) { try runtime.removeVolume(volume.name, force: force) }
+                #expect(error?.code == .inUse)
+                #expect(error?.container == container.name)
+                #expect("\(error.map { "\($0)" } ?? "")".contains(volume.name))
+            }
+            #expect(try runtime.volume(volume.name) == volume)
+            try await container.remove()
+            try runtime.removeVolume(volume.name)
 
-        let missing = #expect(throws: ContainerError.self) { try runtime.removeVolume(volume.name) }
-        #expect(missing?.code == .notFound)
-        try runtime.removeVolume(volume.name, force: true)
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
+            let missing = #expect(throws: ContainerError.self) { try runtime.removeVolume(volume.name) }
+            #expect(missing?.code == .notFound)
+            try runtime.removeVolume(volume.name, force: true)
+        }
     }
 
     @Test func pruneRemovesOnlyTheVolumesNoContainerUses() async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let used = try runtime.createVolume(name: uniqueName("kept"))
-        let unused = try runtime.createVolume(name: uniqueName("pruned"))
-        let generated = try runtime.createVolume()
-        #expect(generated.name.count == 64 && generated.name.allSatisfy(\.isHexDigit))
-        let container = try await runtime.create(busybox(["/bin/true"]) {
-            $0.mounts = [.volume(name: used.name, target: "/data", readOnly: true)]
-        })
-        let pruned = try runtime.pruneVolumes()
-        #expect(pruned.contains(unused.name) && pruned.contains(generated.name))
-        #expect(!pruned.contains(used.name))
-        #expect(try runtime.volumes().contains(used))
-        try await container.remove()
-        #expect(try runtime.pruneVolumes().contains(used.name))
-        #expect(try runtime.volumes().allSatisfy { $0.name != used.name })
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
+        try await leakChecked { runtime in
+            let used = try runtime.createVolume(name: uniqueName("kept"))
+            let unused = try runtime.createVolume(name: uniqueName("pruned"))
+            let generated = try runtime.createVolume()
+            #expect(generated.name.count == 64 && generated.name.allSatisfy(\.isHexDigit))
+            let container = try await runtime.create(busybox(["/bin/true"]) {
+                $0.mounts = [.volume(name: used.name, target: "/data", readOnly: true)]
+            })
+            let pruned = try runtime.pruneVolumes()
+            #expect(pruned.contains(unused.name) && pruned.contains(generated.name))
+            #expect(!pruned.contains(used.name))
+            #expect(try runtime.volumes().contains(used))
+            try await container.remove()
+            #expect(try runtime.pruneVolumes().contains(used.name))
+            #expect(try runtime.volumes().allSatisfy { $0.name != used.name })
+        }
     }
 
     /// Names outside Docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, including ones that would be paths.
@@ -204,21 +202,19 @@ struct VolumeTests {
 
     @Test(arguments: invalidNames)
     func invalidNamesAreRefusedEverywhere(_ name: String) async throws {
-        let runtime = try await TestRuntime.shared()
-        let before = try snapshot(runtime)
-        let attempts: [() throws -> Void] = [
-            { _ = try runtime.createVolume(name: name) }, { _ = try runtime.volume(name) },
-            { try runtime.removeVolume(name, force: true) },
-        ]
-        for attempt in attempts {
-            let error = #expect(throws: ContainerError.self) { try attempt() }
-            #expect(error?.code == .invalidArgument, "\(String(describing: error))")
+        try await leakChecked { runtime in
+            let attempts: [() throws -> Void] = [
+                { _ = try runtime.createVolume(name: name) }, { _ = try runtime.volume(name) },
+                { try runtime.removeVolume(name, force: true) },
+            ]
+            for attempt in attempts {
+                let error = #expect(throws: ContainerError.self) { try attempt() }
+                #expect(error?.code == .invalidArgument, "\(String(describing: error))")
+            }
+            let created = await #expect(throws: ContainerError.self) {
+                _ = try await runtime.create(busybox(["/bin/true"]) { $0.mounts = [.volume(name: name, target: "/data", readOnly: false)] })
+            }
+            #expect(created?.code == .invalidArgument, "\(String(describing: created))")
         }
-        let created = await #expect(throws: ContainerError.self) {
-            _ = try await runtime.create(busybox(["/bin/true"]) { $0.mounts = [.volume(name: name, target: "/data", readOnly: false)] })
-        }
-        #expect(created?.code == .invalidArgument, "\(String(describing: created))")
-        let leaks = await LeakSnapshot.expectClean(since: before)
-        #expect(leaks.isEmpty, "\(leaks)")
     }
 }
