@@ -133,7 +133,7 @@ public enum ContainerLifetime: String, Sendable, Codable, Hashable, CaseIterable
     /// Published ports, a terminal and an stdin pipe need this process and are refused. The
     /// restart policy and health checks are applied by the process that started the current
     /// run, while it lives; runtimes that adopted the run only observe its end. A detached
-    /// container with ``autoRemove`` that ends after its starter has exited is removed by the
+    /// container with ``ContainerConfiguration/autoRemove`` that ends after its starter has exited is removed by the
     /// next runtime that opens the root.
     case detached
 }
