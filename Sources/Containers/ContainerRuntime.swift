@@ -77,6 +77,7 @@ public final class ContainerRuntime: Sendable {
         networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
         try wrapping("create \(containersDirectory)") { try makeDirectory(containersDirectory) }
         refresh(removingLeftovers: true)
+        removeVolumeLeftovers()
     }
 
     var containersDirectory: String { root + "/containers" }

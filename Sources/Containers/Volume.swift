@@ -1,3 +1,4 @@
+import ContainerKernel
 public import FoundationEssentials
 import Glibc
 import Layers
@@ -154,7 +155,8 @@ extension ContainerRuntime {
             try validateName(name, of: "volume")
             let record = try withVolumesLocked { () throws(ContainerError) in try ensureVolume(name, labels: [:]) }
             guard !record.initialized else { continue }
-            let staging = volumesDirectory + "/.copy-" + randomHex(16)
+            // Named after this process, so that the next runtime can tell a dead one's leftover.
+            let staging = volumesDirectory + "/.copy-\(getpid())-\(processStartTime(getpid()) ?? 0)-" + randomHex(8)
             try makeDirectory(staging, mode: 0o755)
             defer { try? removeTree(staging) }  // nothing left there once moved into place
             let copied = try await wrapping("copy \(target) of the image into volume \(name)") {
@@ -169,6 +171,23 @@ extension ContainerRuntime {
                 }
                 current.initialized = true
                 try writeVolumeRecord(current)
+            }
+        }
+    }
+
+    /// Removes what processes that died while copying up or removing a volume left in the
+    /// volumes directory: removals happen under the volumes lock, so every `.removing-*` seen
+    /// holding it is left over; a `.copy-<pid>-<start time>-*` is once its process is gone.
+    func removeVolumeLeftovers() {
+        guard access(volumesDirectory, F_OK) == 0 else { return }
+        try? withVolumesLocked { () throws(ContainerError) in
+            for name in try listDirectory(volumesDirectory) {
+                let parts = name.split(separator: "-")
+                let copyOfDeadProcess = name.hasPrefix(".copy-") && parts.count == 4
+                    && !isAlive(Int32(parts[1]) ?? 0, UInt64(parts[2]) ?? 0)
+                if name.hasPrefix(".removing-") || copyOfDeadProcess {
+                    try? removeTree(volumesDirectory + "/" + name)
+                }
             }
         }
     }

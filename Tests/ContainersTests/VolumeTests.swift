@@ -197,6 +197,24 @@ struct VolumeTests {
         }
     }
 
+    @Test func theNextRuntimeRemovesWhatADeadProcessLeftInTheVolumesDirectory() async throws {
+        try await leakChecked { runtime in
+            let directory = runtime.root + "/volumes"
+            // A copy-up of a process that is gone (pid 0 never matches), a removal cut short,
+            // and a copy-up this process is making (it must stay).
+            let leftovers = [directory + "/.copy-0-1-dead", directory + "/.removing-cut"]
+            let ongoing = directory + "/.copy-\(getpid())-\(processStartTime(getpid()) ?? 0)-live"
+            for path in leftovers + [ongoing] {
+                #expect(mkdir(path, 0o755) == 0)
+                #expect(mkdir(path + "/sub", 0o755) == 0)
+            }
+            _ = try ContainerRuntime(root: runtime.root)
+            for path in leftovers { #expect(access(path, F_OK) != 0, "\(path)") }
+            #expect(access(ongoing, F_OK) == 0)
+            #expect(rmdir(ongoing + "/sub") == 0 && rmdir(ongoing) == 0)
+        }
+    }
+
     /// Names outside Docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, including ones that would be paths.
     static let invalidNames = ["", ".", "..", "../escape", "a/b", "/abs", "-dash", "_under", ".hidden", "sp ace", "ünï", "a:b"]
 
