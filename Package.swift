@@ -120,6 +120,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The container lifecycle through the public API: run to exit, remove, exec
+        // (scripts/bench runs it).
+        .executableTarget(
+            name: "berth-bench-lifecycle",
+            dependencies: ["Containers"],
+            path: "Benchmarks/berth-bench-lifecycle",
+            swiftSettings: strict
+        ),
+
         // What every test needs: test root filesystems, the static probe, the leak checker.
         .target(
             name: "TestSupport",

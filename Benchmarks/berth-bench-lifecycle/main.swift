@@ -1,0 +1,131 @@
+// berth-bench-lifecycle: a container's lifecycle through the public Containers API, in-process
+// and warm: `ContainerRuntime.run` of /bin/true from the busybox image to its exit, its removal,
+// and `Container.exec` of /bin/true into a running container.
+//
+// Usage: berth-bench-lifecycle ROOT [RUNS] [BUSYBOX]
+//   ROOT     a scratch runtime root (the busybox image is built there if missing)
+//   RUNS     measured runs of each kind (default 50); a tenth more run first, uncounted
+//   BUSYBOX  the static busybox the image is made from (default /bin/busybox, Debian's
+//            busybox-static), as `berth image busybox` does
+//
+// Prints one line per measurement for scripts/bench, in the form of berth-bench-start:
+//   run      runtime.run + container.wait: start-to-exit (the `crun run` / `podman run` row)
+//   remove   container.remove() of the exited container (snapshot, cgroup, files)
+//   create   phase of run: runtime.create (image lookup, overlay snapshot, state, /etc files)
+//   start    phase of run: container.start (spec, cgroup, clone to running)
+//   exit     phase of run: container.wait after start (exec of /bin/true to the reaped exit)
+//   exec     container.exec(["/bin/true"]) into one running `sleep` container
+// e.g. `run median_ms=9.1 p10_ms=8.2 p90_ms=11.0 runs=50`. `run` and the phases come from two
+// separate loops, so create + start + exit is close to, not exactly, run.
+//
+// Every container has the defaults of `docker run --network none`: an overlay snapshot of the
+// image, pid, mount, uts, ipc, network and cgroup namespaces, a cgroup, Docker's capabilities
+// and seccomp profile, and its output drained into its log.
+import Containers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs in milliseconds, summarised as scripts/bench reads them.
+struct Samples {
+    let name: String
+    var values: [Double] = []
+
+    mutating func add(_ duration: Duration) {
+        let parts = duration.components
+        values.append(Double(parts.seconds) * 1e3 + Double(parts.attoseconds) / 1e15)
+    }
+
+    func report() {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return }
+        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+        print("\(name) median_ms=\(percentile(0.5)) p10_ms=\(percentile(0.1)) p90_ms=\(percentile(0.9)) runs=\(sorted.count)")
+    }
+}
+
+/// Stops the benchmark with a message (scripts/bench shows the output of a failed run).
+func fail(_ message: String) -> Never {
+    print("berth-bench-lifecycle: \(message)")
+    exit(1)
+}
+
+@main
+struct BenchLifecycle {
+    static func main() async throws {
+        let arguments = CommandLine.arguments
+        guard arguments.count >= 2 else {
+            print("usage: berth-bench-lifecycle ROOT [RUNS] [BUSYBOX]")
+            exit(2)
+        }
+        let runs = arguments.count > 2 ? Int(arguments[2]) ?? 50 : 50
+        let busybox = arguments.count > 3 ? arguments[3] : "/bin/busybox"
+        let warmup = max(1, runs / 10)
+        let runtime = try ContainerRuntime(root: arguments[1])
+        if (try? runtime.images.image("busybox")) == nil {
+            try await runtime.images.makeBusyboxImage(from: busybox)
+        }
+        var configuration = ContainerConfiguration(image: "busybox", command: ["/bin/true"])
+        configuration.network = .none
+        configuration.pullPolicy = .never
+        let clock = ContinuousClock()
+
+        var run = Samples(name: "run")
+        var remove = Samples(name: "remove")
+        for index in 0..<(warmup + runs) {
+            let start = clock.now
+            let container = try await runtime.run(configuration)
+            let status = await container.wait()
+            let exited = clock.now
+            try await container.remove()
+            let removed = clock.now
+            guard status.isSuccess else { fail("run \(index): /bin/true \(status)") }
+            // The first runs warm caches (seccomp compilation, dentries, the layer) and do not count.
+            if index >= warmup {
+                run.add(exited - start)
+                remove.add(removed - exited)
+            }
+        }
+
+        var create = Samples(name: "create")
+        var spawn = Samples(name: "start")
+        var exit = Samples(name: "exit")
+        for index in 0..<(warmup + runs) {
+            let start = clock.now
+            let container = try await runtime.create(configuration)
+            let created = clock.now
+            try await container.start()
+            let started = clock.now
+            let status = await container.wait()
+            let exited = clock.now
+            try await container.remove()
+            guard status.isSuccess else { fail("phases \(index): /bin/true \(status)") }
+            if index >= warmup {
+                create.add(created - start)
+                spawn.add(started - created)
+                exit.add(exited - started)
+            }
+        }
+
+        var exec = Samples(name: "exec")
+        var sleeper = configuration
+        sleeper.command = ["sleep", "1000"]
+        let target = try await runtime.run(sleeper)
+        do {
+            for index in 0..<(warmup + runs) {
+                let start = clock.now
+                let result = try await target.exec(["/bin/true"])
+                let elapsed = clock.now - start
+                guard result.status.isSuccess else { fail("exec \(index): /bin/true \(result.status)") }
+                if index >= warmup { exec.add(elapsed) }
+            }
+        } catch {
+            try? await target.remove(force: true)
+            throw error
+        }
+        try await target.remove(force: true)
+
+        for samples in [run, remove, create, spawn, exit, exec] { samples.report() }
+    }
+}
