@@ -3,7 +3,8 @@
 #   make demo    install deps, build the berth CLI, make the busybox image, run a container from it
 #   make test    install deps, build and run every test (serially), then build the docs
 #   make docs    DocC documentation of the library targets
-#   make bench   start-latency benchmark against unshare, crun and runc (scripts/bench)
+#   make bench   start latency against unshare, crun and runc; the container lifecycle (run, exec,
+#                memory of a detached container) against crun, podman and docker (scripts/bench)
 #
 # BUILD=.build-mine keeps a second build folder apart (add it to .gitignore: .build-*/ is).
 
@@ -43,5 +44,11 @@ docs:
 		$(SWIFT) package --scratch-path $(BUILD) generate-documentation --target $$t --warnings-as-errors || exit 1; \
 	done
 
+# One product per swift build: with several --product flags SwiftPM builds only the last.
+# berth-supervisor sits beside berth, where `berth run -d` looks for it.
+BENCH_PRODUCTS := berth-supervisor berth-bench-start berth-bench-lifecycle
+
 bench: berth
-	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start scripts/bench
+	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release --product $$p || exit 1; done
+	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
+		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle scripts/bench
