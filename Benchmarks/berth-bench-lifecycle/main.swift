@@ -62,7 +62,14 @@ struct BenchLifecycle {
         let runs = arguments.count > 2 ? Int(arguments[2]) ?? 50 : 50
         let busybox = arguments.count > 3 ? arguments[3] : "/bin/busybox"
         let warmup = max(1, runs / 10)
-        let runtime = try ContainerRuntime(root: arguments[1])
+        // The stores make their directories component by component from "/", so a relative
+        // root would land under the host's / instead of the working directory: make it absolute.
+        var root = arguments[1]
+        if !root.hasPrefix("/"), let cwd = getcwd(nil, 0) {
+            root = String(cString: cwd) + "/" + root
+            free(cwd)
+        }
+        let runtime = try ContainerRuntime(root: root)
         if (try? runtime.images.image("busybox")) == nil {
             try await runtime.images.makeBusyboxImage(from: busybox)
         }
