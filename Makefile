@@ -45,8 +45,7 @@ docs:
 	done
 
 # One product per swift build: with several --product flags SwiftPM builds only the last.
-# berth-supervisor sits beside berth, where `berth run -d` looks for it.
-BENCH_PRODUCTS := berth-supervisor berth-bench-start berth-bench-lifecycle
+BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle
 
 bench: berth
 	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release --product $$p || exit 1; done
