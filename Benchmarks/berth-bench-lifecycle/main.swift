@@ -51,27 +51,42 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-@main
-struct BenchLifecycle {
-    static func main() async throws {
-        let arguments = CommandLine.arguments
-        guard arguments.count >= 2 else {
-            print("usage: berth-bench-lifecycle ROOT [RUNS] [BUSYBOX]")
-            exit(2)
-        }
-        let runs = arguments.count > 2 ? Int(arguments[2]) ?? 50 : 50
-        let busybox = arguments.count > 3 ? arguments[3] : "/bin/busybox"
-        let warmup = max(1, runs / 10)
+/// The command line: `ROOT [RUNS] [BUSYBOX]`.
+struct Options {
+    var root: String
+    var runs = 50
+    var busybox = "/bin/busybox"
+
+    /// Parses the arguments after the program's name; `nil` when they are not usable.
+    init?(_ arguments: [String]) {
+        guard (1...3).contains(arguments.count) else { return nil }
+        root = arguments[0]
         // The stores make their directories component by component from "/", so a relative
-        // root would land under the host's / instead of the working directory: make it absolute.
-        var root = arguments[1]
+        // root would land under the host's / instead of the working directory.
         if !root.hasPrefix("/"), let cwd = getcwd(nil, 0) {
             root = String(cString: cwd) + "/" + root
             free(cwd)
         }
-        let runtime = try ContainerRuntime(root: root)
+        if arguments.count >= 2 {
+            guard let runs = Int(arguments[1]), runs > 0 else { return nil }
+            self.runs = runs
+        }
+        if arguments.count == 3 { busybox = arguments[2] }
+    }
+}
+
+@main
+struct BenchLifecycle {
+    static func main() async throws {
+        guard let options = Options(Array(CommandLine.arguments.dropFirst())) else {
+            print("usage: berth-bench-lifecycle ROOT [RUNS] [BUSYBOX]")
+            exit(2)
+        }
+        let runs = options.runs
+        let warmup = max(1, runs / 10)
+        let runtime = try ContainerRuntime(root: options.root)
         if (try? runtime.images.image("busybox")) == nil {
-            try await runtime.images.makeBusyboxImage(from: busybox)
+            try await runtime.images.makeBusyboxImage(from: options.busybox)
         }
         var configuration = ContainerConfiguration(image: "busybox", command: ["/bin/true"])
         configuration.network = .none
