@@ -112,7 +112,7 @@ public final class Container: Sendable {
     func persist() throws(ContainerError) {
         let record = live.withLock { $0.record }
         let bytes = try wrapping("encode the state of", container: record.name) { try jsonEncoder.encode(record) }
-        try writeAtomically(directory + "/container.json", Array(bytes))
+        try writeAtomically(directory + "/container.json", Array(bytes), durable: false)
     }
 
     func update(_ change: (inout ContainerRecord) -> Void) {
@@ -136,20 +136,20 @@ public final class Container: Sendable {
     private func writeEtcFiles() throws(ContainerError) {
         let record = live.withLock { $0.record }
         let hostname = record.configuration.hostname ?? String(record.id.prefix(12))
-        try writeAtomically(directory + "/hostname", Array("\(hostname)\n".utf8))
+        try writeAtomically(directory + "/hostname", Array("\(hostname)\n".utf8), durable: false)
         let hosts = """
             127.0.0.1\tlocalhost
             ::1\tlocalhost ip6-localhost ip6-loopback
             127.0.1.1\t\(hostname)
 
             """
-        try writeAtomically(directory + "/hosts", Array(hosts.utf8))
+        try writeAtomically(directory + "/hosts", Array(hosts.utf8), durable: false)
         // Loopback nameservers of the host mean nothing in another network namespace.
         let host = (try? readTextFile("/etc/resolv.conf")) ?? ""
         let resolv = host.split(separator: "\n").filter { line in
             !(line.hasPrefix("nameserver 127.") || line.hasPrefix("nameserver ::1"))
         }.joined(separator: "\n")
-        try writeAtomically(directory + "/resolv.conf", Array((resolv + "\n").utf8))
+        try writeAtomically(directory + "/resolv.conf", Array((resolv + "\n").utf8), durable: false)
     }
 
     // MARK: Lifecycle

@@ -70,6 +70,9 @@ public final class ContainerRuntime: Sendable {
     /// - Throws: ``ContainerError`` when the root or its stores cannot be opened.
     public init(root: String = ContainerRuntime.defaultRoot, registry: RegistryClient = RegistryClient(),
                 logger: Logger = Logger(label: "berth.containers")) throws(ContainerError) {
+        // The stores build their directories from "/": a relative root would land below the
+        // host's root, not the working directory.
+        let root = root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root
         self.root = root
         self.logger = logger
         images = try wrapping("open image store in \(root)") { try ImageStore(root: root, registry: registry, logger: logger) }

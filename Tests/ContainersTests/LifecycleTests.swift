@@ -78,6 +78,17 @@ struct ContainerLifecycleTests {
         try? await container.remove(force: true)
     }
 
+    @Test func aRelativeRootIsBelowTheWorkingDirectory() throws {
+        let directory = try TemporaryDirectory(prefix: "relative")
+        defer { try? directory.remove() }
+        let previous = FileManager.default.currentDirectoryPath
+        #expect(FileManager.default.changeCurrentDirectoryPath(directory.path))
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
+        let runtime = try ContainerRuntime(root: "state")
+        #expect(runtime.root == directory.path + "/state")
+        #expect(FileManager.default.fileExists(atPath: directory.path + "/state/containers"))
+    }
+
     @Test func attachReadsTheOutputAndWritesStdin() async throws {
         let runtime = try await TestRuntime.shared()
         let container = try await runtime.run(busybox(["sh", "-c", "while read line; do echo got $line; done; echo eof"]) {
