@@ -2,12 +2,12 @@ import Glibc
 import Layers
 public import SystemPackage
 
-// `docker cp`: files in and out of a container's root filesystem, in every state where the
-// container has one. Paths are resolved inside the root filesystem (openat2 RESOLVE_IN_ROOT),
-// so a symlink in the container means what it means to the container and never leads to the
-// host. Mounts that exist only in the container's mount namespace (bind mounts, tmpfs, the
-// runtime's /etc/hosts, /etc/hostname and /etc/resolv.conf) are not seen: the copy reads and
-// writes the root filesystem below them.
+// `docker cp`: files in and out of a container's filesystem, in every state where the
+// container has one. Paths are resolved inside it (openat2 RESOLVE_IN_ROOT), so a symlink in
+// the container means what it means to the container and never leads to the host. A running
+// or paused container is copied through `/proc/<pid>/root`, its own view with its mounts
+// (volumes, bind mounts, tmpfs, the runtime's /etc/hosts, /etc/hostname and /etc/resolv.conf);
+// a created or exited one through its root filesystem directory.
 
 extension Container {
     /// Writes the file or directory tree at `path` in the container as a tar stream
@@ -16,9 +16,9 @@ extension Container {
     /// The archive's top entry is the last component of `path`: copying `/etc/passwd` gives
     /// one entry `passwd`, copying `/etc` gives `etc`, `etc/group`, …. A path ending in `/.`
     /// gives the directory's contents under `.`. A symlink as the last component is copied as
-    /// the symlink, unless `followingLink`. Works while the container is created, running, paused or exited. The copy
-    /// reads the root filesystem: mounts of a running container (bind mounts, tmpfs, the
-    /// runtime's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`) are not seen.
+    /// the symlink, unless `followingLink`. Works while the container is created, running,
+    /// paused or exited; a running container's mounts are copied as the container sees them,
+    /// and `/proc`, `/sys` and the like as their empty mount points.
     ///
     /// Costs a read of every file in the tree.
     ///
@@ -45,7 +45,8 @@ extension Container {
     /// with `..` are refused, and absolute names, symlinks and hard links are resolved inside
     /// the container's root filesystem. A directory and a non-directory never replace each
     /// other. When an entry is refused, the entries before it stay written, as with Docker.
-    /// The archive is written into the root filesystem, below any mount of a running container.
+    /// In a running container the archive lands where the container sees the path: in a volume,
+    /// a bind mount or a tmpfs mounted there.
     ///
     /// - Parameters:
     ///   - input: The tar stream (uncompressed); read up to the end of the archive, or up to
@@ -163,9 +164,13 @@ extension Container {
         }
     }
 
-    /// The container's root filesystem, while it has one.
+    /// The container's filesystem as it sees it: its process's root (`/proc/<pid>/root`, with
+    /// every mount of its namespace) while it runs, else the root filesystem directory.
     private func requireRootfs() throws(ContainerError) -> String {
-        try requireSnapshot().rootfs
+        let rootfs = try requireSnapshot().rootfs
+        let (process, status) = live.withLock { ($0.process, $0.record.state.status) }
+        guard let process, status == .running || status == .paused else { return rootfs }
+        return "/proc/\(process.pid)/root"
     }
 
     /// The container's root filesystem, unless the container has it read-only: the copy would

@@ -29,6 +29,12 @@ let SYS_fsopen = 430
 let SYS_fsconfig = 431
 let SYS_fsmount = 432
 let SYS_openat2 = 437
+// Below 424 the numbers are the architecture's; Swift's Glibc module has no SYS_fstatfs.
+#if arch(arm64)
+let SYS_fstatfs = 44
+#else
+let SYS_fstatfs = 138
+#endif
 
 /// `struct open_how` of openat2(2).
 struct OpenHow {

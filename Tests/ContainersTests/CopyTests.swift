@@ -59,6 +59,30 @@ struct CopyTests {
         }
     }
 
+    /// A running container is copied as it sees itself: its mounts (a tmpfs, the runtime's
+    /// /etc/hostname) are in the copy, the kernel's file systems only as their mount points.
+    @Test func aRunningContainersMountsAreCopiedAsItSeesThem() async throws {
+        try await withContainer({ runtime in
+            try await runtime.run(busybox(["/bin/probe", "sleep", "30"]) { $0.mounts = [.tmpfs(target: "/scratch", options: nil)] })
+        }) { container, scratch in
+            _ = try await container.exec(["sh", "-c", "echo in-tmpfs > /scratch/note"])
+            try container.copyOut("/scratch/note", toHostPath: scratch + "/note")
+            #expect(try contents(scratch + "/note") == "in-tmpfs\n")
+            try container.copyOut("/etc/hostname", toHostPath: scratch + "/hostname")
+            #expect(try contents(scratch + "/hostname") == String(container.id.prefix(12)) + "\n")
+            try copyIn([.file("from-host", "copied\n", mode: 0o644)], to: "/scratch", of: container, scratch: scratch)
+            #expect(try await container.exec(["cat", "/scratch/from-host"]).standardOutput == "copied\n")
+
+            let listing = try runProgram(["tar", "-tf", try copyOut("/", of: container, scratch: scratch)])
+            #expect(listing.status == 0, "\(listing.output)")
+            let names = listing.output.split(separator: "\n").map { String($0.drop { $0 == "." || $0 == "/" }) }
+            #expect(names.contains("scratch/note") && names.contains("etc/passwd"), "\(names.prefix(40))")
+            #expect(names.contains("proc/") && names.contains("sys/"), "\(names.prefix(40))")
+            #expect(!names.contains { ($0.hasPrefix("proc/") || $0.hasPrefix("sys/")) && $0.count > 5 },
+                    "\(names.filter { $0.hasPrefix("proc/") || $0.hasPrefix("sys/") }.prefix(10))")
+        }
+    }
+
     @Test(arguments: [ContainerLifecycleTests.State.created, .paused, .exited], ContainerLifetime.allCases)
     func aFileCopiesOutInEveryStateWithARootFilesystem(_ state: ContainerLifecycleTests.State, _ lifetime: ContainerLifetime)
         async throws
