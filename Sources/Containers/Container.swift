@@ -9,7 +9,11 @@ import Synchronization
 /// One container: its configuration, its root filesystem and, while it runs, its process.
 ///
 /// Every operation checks the state first and throws ``ContainerError/Code/invalidState``
-/// naming the operation and the state (`cannot pause exited container`).
+/// naming the operation and the state (`cannot pause exited container`). A running embedded
+/// container of another live process, as ``ContainerRuntime/list(all:labels:name:status:)``
+/// shows it, can be inspected, exec'd into, signalled, stopped and waited for; ``start()``,
+/// ``pause()``, ``resume()``, ``update(resources:)``, ``rename(to:)`` and
+/// ``remove(force:)`` throw ``ContainerError/Code/notOwner`` for it.
 ///
 /// ```swift
 /// try await Container.withRunning(image: "busybox", command: ["sleep", "60"]) { container in
