@@ -138,6 +138,48 @@ public enum ContainerLifetime: String, Sendable, Codable, Hashable, CaseIterable
     case detached
 }
 
+extension ContainerConfiguration {
+    /// Decodes a configuration; a field the encoding lacks keeps its default, so records
+    /// written before the field existed still load.
+    ///
+    /// - Parameter decoder: The decoder.
+    /// - Throws: `DecodingError` when `image` is missing or a field has the wrong type.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(image: try values.decode(String.self, forKey: .image),
+                  command: try values.decodeIfPresent([String].self, forKey: .command))
+        if let value = try values.decodeIfPresent([String].self, forKey: .entrypoint) { entrypoint = value }
+        if let value = try values.decodeIfPresent([String].self, forKey: .environment) { environment = value }
+        if let value = try values.decodeIfPresent(String.self, forKey: .workingDirectory) { workingDirectory = value }
+        if let value = try values.decodeIfPresent(String.self, forKey: .user) { user = value }
+        if let value = try values.decodeIfPresent(String.self, forKey: .hostname) { hostname = value }
+        if let value = try values.decodeIfPresent([String: String].self, forKey: .labels) { labels = value }
+        if let value = try values.decodeIfPresent(String.self, forKey: .name) { name = value }
+        if let value = try values.decodeIfPresent([ContainerMount].self, forKey: .mounts) { mounts = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .readOnlyRootfs) { readOnlyRootfs = value }
+        if let value = try values.decodeIfPresent(CgroupResources.self, forKey: .resources) { resources = value }
+        if let value = try values.decodeIfPresent([String].self, forKey: .capabilitiesAdded) { capabilitiesAdded = value }
+        if let value = try values.decodeIfPresent([String].self, forKey: .capabilitiesDropped) { capabilitiesDropped = value }
+        if let value = try values.decodeIfPresent(SeccompChoice.self, forKey: .seccomp) { seccomp = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .privileged) { privileged = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .noNewPrivileges) { noNewPrivileges = value }
+        if let value = try values.decodeIfPresent(String.self, forKey: .stopSignal) { stopSignal = value }
+        if let value = try values.decodeIfPresent(Int.self, forKey: .stopTimeout) { stopTimeout = value }
+        if let value = try values.decodeIfPresent(ContainerNetwork.self, forKey: .network) { network = value }
+        if let value = try values.decodeIfPresent([String].self, forKey: .networkAliases) { networkAliases = value }
+        if let value = try values.decodeIfPresent([PortMapping].self, forKey: .ports) { ports = value }
+        if let value = try values.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) { restartPolicy = value }
+        if let value = try values.decodeIfPresent(HealthcheckConfiguration.self, forKey: .healthcheck) { healthcheck = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .autoRemove) { autoRemove = value }
+        if let value = try values.decodeIfPresent(PullPolicy.self, forKey: .pullPolicy) { pullPolicy = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .interactive) { interactive = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .terminal) { terminal = value }
+        if let value = try values.decodeIfPresent(Bool.self, forKey: .initProcess) { initProcess = value }
+        if let value = try values.decodeIfPresent(LogLimits.self, forKey: .logLimits) { logLimits = value }
+        if let value = try values.decodeIfPresent(ContainerLifetime.self, forKey: .lifetime) { lifetime = value }
+    }
+}
+
 /// A mount in a container (`-v`, `--mount`, `--tmpfs`).
 public enum ContainerMount: Sendable, Codable, Hashable {
     /// A host path (`-v /host:/container[:ro]`).

@@ -89,6 +89,25 @@ struct ContainerLifecycleTests {
         #expect(FileManager.default.fileExists(atPath: directory.path + "/state/containers"))
     }
 
+    /// A record written before a field existed still loads, with the field's default.
+    @Test func aConfigurationWithoutNewerFieldsDecodesWithTheirDefaults() throws {
+        let old = try JSONDecoder().decode(ContainerConfiguration.self, from: Data(#"{"image":"busybox","environment":["A=1"],"stopTimeout":3}"#.utf8))
+        #expect(old.image == "busybox" && old.environment == ["A=1"] && old.stopTimeout == 3)
+        #expect(old.lifetime == .embedded && !old.initProcess && old.command == nil && old.pullPolicy == .missing)
+
+        var full = busybox(["sleep", "1"]) {
+            $0.lifetime = .detached
+            $0.initProcess = true
+            $0.mounts = [.tmpfs(target: "/run", options: "size=1m")]
+            $0.restartPolicy = .onFailure(maximumRetries: 2)
+        }
+        full.labels = ["a": "b"]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let once = try encoder.encode(full)
+        #expect(try encoder.encode(try JSONDecoder().decode(ContainerConfiguration.self, from: once)) == once)
+    }
+
     @Test func attachReadsTheOutputAndWritesStdin() async throws {
         let runtime = try await TestRuntime.shared()
         let container = try await runtime.run(busybox(["sh", "-c", "while read line; do echo got $line; done; echo eof"]) {
