@@ -94,18 +94,19 @@ final class Spawner: Sendable {
         if supervisor != nil { plan.closeHostDescriptors() }
         var syncFD: Int32? = result.sync_fd
 
-        // Undo everything if a host-side step or the child fails.
-        func abandon(_ error: KernelError) -> KernelError {
+        // Undo everything if a host-side step or the child fails. Once a handle exists it owns
+        // the pidfds (and closes them in deinit): they must not be closed here as well.
+        func abandon(_ error: KernelError, handleOwnsPidfds: Bool = false) -> KernelError {
             if let fd = syncFD { close(fd) }
             _ = ck_pidfd_send_signal(result.pidfd, SIGKILL)
             var code: Int32 = 0, status: Int32 = 0
             while ck_waitid_pidfd(result.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
-            close(result.pidfd)
+            if !handleOwnsPidfds { close(result.pidfd) }
             // A supervisor exits once it has reaped the child: wait, so that it records nothing
             // after the caller has undone the spawn.
             if let supervisor {
                 while ck_waitid_pidfd(supervisor.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
-                close(supervisor.pidfd)
+                if !handleOwnsPidfds { close(supervisor.pidfd) }
             }
             plan.closeHostDescriptors()
             try? cgroup?.killAll()
@@ -124,8 +125,9 @@ final class Spawner: Sendable {
             throw abandon(KernelError(failure))
         }
 
+        let handle: ProcessHandle
         do {
-            let handle = ProcessHandle(
+            handle = ProcessHandle(
                 pid: result.pid, pidfd: result.pidfd, supervisor: supervisor, cgroup: cgroup,
                 standardInput: plan.hostStdin.map(ProcessInput.init(owning:)),
                 standardOutput: try plan.hostStdout.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },
@@ -139,11 +141,15 @@ final class Spawner: Sendable {
             plan.hostStdin = nil
             plan.hostStdout = nil
             plan.hostStderr = nil
-            try handle.watchExit()
-            return handle
         } catch {
             throw abandon(error)
         }
+        do {
+            try handle.watchExit()
+        } catch {
+            throw abandon(error, handleOwnsPidfds: true)
+        }
+        return handle
     }
 
     /// The parent's part of the init sequence, between clone and CONTINUE.

@@ -243,7 +243,8 @@ public final class ContainerRuntime: Sendable {
             containers = containers.filter { present.contains($0.key) }
             return Set(containers.keys)
         }
-        let hierarchy = try? CgroupHierarchy.detect()
+        // Read from mountinfo only when a record needs it: create and list refresh every time.
+        lazy var hierarchy = try? CgroupHierarchy.detect()
         let cgroup = { (record: ContainerRecord) in
             hierarchy.flatMap { hierarchy in
                 try? Cgroup.existing(Container.cgroupPath(record.id), resources: record.configuration.resources, in: hierarchy)
