@@ -9,14 +9,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CLONE_PIDFD /* Linux 5.2 */
@@ -42,11 +45,25 @@ const char *ck_ns_name(int type)
 
 static int fail(struct ck_failure *f, int stage, int err, const char *detail)
 {
+    f->timed_out = 0;
     f->stage = stage;
     f->error = err;
     f->detail[0] = '\0';
     ck_strlcat(f->detail, detail, sizeof(f->detail));
     return -1;
+}
+
+/* The failure a child recorded in the status page (ck_die). */
+static int reported(struct ck_failure *f, const struct ck_status *st)
+{
+    return fail(f, st->stage, st->error, st->detail);
+}
+
+/* The namespaces created at clone: the cgroup namespace is created by the child once the
+ * parent has placed it in its cgroup (see ck_child). */
+static uint64_t clone_namespaces(const struct ck_spawn_config *cfg)
+{
+    return cfg->clone_flags & ~(uint64_t)CLONE_NEWCGROUP;
 }
 
 static long clone3_raw(uint64_t flags, int *pidfd)
@@ -63,6 +80,8 @@ static long clone3_raw(uint64_t flags, int *pidfd)
     return syscall(SYS_clone3, &args, sizeof(args));
 }
 
+/* Signals stay blocked on the spawner thread while a child shares its address space, so these
+ * calls never fail with EINTR; see "errno" below ck_spawn. */
 static ssize_t recv_msg(int sock, struct ck_msg *msg, int *fd_out)
 {
     char cbuf[CMSG_SPACE(sizeof(int))];
@@ -76,9 +95,7 @@ static ssize_t recv_msg(int sock, struct ck_msg *msg, int *fd_out)
     mh.msg_iovlen = 1;
     mh.msg_control = cbuf;
     mh.msg_controllen = sizeof(cbuf);
-    do {
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
+    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     if (fd_out != NULL)
         *fd_out = -1;
     for (cm = CMSG_FIRSTHDR(&mh); n > 0 && cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
@@ -93,86 +110,122 @@ static ssize_t recv_msg(int sock, struct ck_msg *msg, int *fd_out)
     return n;
 }
 
+/* ---- dumpability ---- */
+
+/* A child that still runs host code must not be dumpable: otherwise a process in the container
+ * it entered (same uid, no CAP_SYS_PTRACE needed) can open its /proc/<pid>/exe, mem, fd and
+ * environ. The direct child shares the caller's address space (CLONE_VM), and dumpability
+ * belongs to the address space, so the caller's own is made non-dumpable from before the clone
+ * until no child shares it; forks inherit the setting, so they are non-dumpable from their
+ * first instruction too. A count keeps concurrent spawns from restoring it early, and the
+ * caller's setting comes back whatever a child's credential change did to the shared one. */
+static pthread_mutex_t dumpable_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dumpable_holds;
+static int dumpable_saved;
+
+static void hold_non_dumpable(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (dumpable_holds++ == 0)
+        dumpable_saved = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+static void release_non_dumpable(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    /* PR_SET_DUMPABLE takes 0 or 1 only (2 is suid_dumpable's, set by the kernel). */
+    if (--dumpable_holds == 0 && (dumpable_saved == 0 || dumpable_saved == 1))
+        prctl(PR_SET_DUMPABLE, dumpable_saved, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+/* ---- the processes ---- */
+
+/* Where a new process finds its context: in the status page, which outlives ck_spawn's frame
+ * (the direct child runs while ck_spawn has returned). Each process copies it to its own stack
+ * first: the supervisor and its child share the page but not descriptor numbers. */
+struct ck_page {
+    struct ck_status status;
+    struct ck_ctx ctx;
+};
+
 /* The intermediate for joining a pid namespace: setns only affects children, so it joins
  * everything and clones the real child with CLONE_PARENT, which makes that child ours (the
  * host process's) — waitable through a pidfd, with its parent-death signal tied to our thread. */
-__attribute__((noreturn)) static void intermediate(const struct ck_spawn_config *cfg, int sock)
+__attribute__((noreturn)) static void intermediate(struct ck_page *page)
 {
+    struct ck_ctx ctx = page->ctx;
+    const struct ck_spawn_config *cfg = ctx.cfg;
     struct ck_msg msg;
     uint32_t i;
     long pid;
 
+    if (ck_close_unneeded_fds(&ctx) < 0)
+        ck_die(&ctx, CK_STAGE_CLOSE_FDS, errno, "close_range", NULL);
     for (i = 0; i < cfg->join_count; i++)
         if (setns(cfg->join[i].fd, cfg->join[i].type) < 0)
-            ck_die(sock, CK_STAGE_SETNS, errno, "setns", ck_ns_name(cfg->join[i].type));
+            ck_die(&ctx, CK_STAGE_SETNS, errno, "setns", ck_ns_name(cfg->join[i].type));
     if (setns(cfg->join_pid_fd, CLONE_NEWPID) < 0)
-        ck_die(sock, CK_STAGE_SETNS, errno, "setns", "pid namespace");
-    pid = clone3_raw(cfg->clone_flags | CLONE_PARENT, NULL);
+        ck_die(&ctx, CK_STAGE_SETNS, errno, "setns", "pid namespace");
+    /* A fork (its own copy of our stack, so of ctx), non-dumpable as we are. */
+    pid = clone3_raw(clone_namespaces(cfg) | CLONE_PARENT, NULL);
     if (pid < 0)
-        ck_die(sock, CK_STAGE_CLONE, errno, "clone3", NULL);
-    if (pid == 0)
-        ck_child(cfg, sock, 1);
+        ck_die(&ctx, CK_STAGE_CLONE, errno, "clone3", NULL);
+    if (pid == 0) {
+        close(cfg->join_pid_fd);
+        ck_child(&ctx, 1);
+    }
     memset(&msg, 0, sizeof(msg));
     msg.type = CK_MSG_PID;
     msg.pid = (int32_t)pid;
-    if (send(sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
+    if (send(ctx.sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
         _exit(CK_EXIT_INIT_FAILED);
     _exit(0);
 }
 
 /* The child of the direct path shares our address space (CLONE_VM, as posix_spawn does):
  * copying the page tables of a large Swift process at clone, and tearing the copy down again
- * at execve, cost more than all the namespaces together. It runs on a stack of its own and
- * touches no memory but that stack and the config, which the caller keeps alive until
- * ck_spawn_continue returns. One stack suffices: spawns are serialised on the spawner thread
- * and the child leaves the stack (execve or _exit) before ck_spawn_continue returns. */
+ * at execve, cost more than all the namespaces together. It runs on a stack of its own, made
+ * for this spawn and freed by ck_spawn_release once the child has left it, and touches no
+ * memory but that stack, the status page and the config, which the caller keeps alive until
+ * then.
+ *
+ * errno: without CLONE_SETTLS the child uses the spawner thread's thread-local storage, errno
+ * included. The spawner thread therefore makes no call whose errno it reads while the child
+ * runs, other than ones that cannot fail with the child's values mattering (poll, recvmsg with
+ * every signal blocked); the child reads errno only right after its own calls. */
 #define CK_CHILD_STACK_SIZE (256 * 1024)
-
-static struct {
-    const struct ck_spawn_config *cfg;
-    int sock;
-    int unused_end;
-} child_start;
+#define CK_GUARD_SIZE 4096
 
 static int child_entry(void *arg)
 {
-    (void)arg;
-    if (child_start.unused_end >= 0)
-        close(child_start.unused_end);
-    ck_child(child_start.cfg, child_start.sock, 0);
+    struct ck_ctx ctx = *(struct ck_ctx *)arg;
+    ck_child(&ctx, 0);
 }
 
-static char *child_stack_top(void)
+/* A stack with a guard page below it, so an overflow is a crash (reported with its stage),
+ * not corruption of the caller's memory. */
+static void *make_stack(void)
 {
-    static char *top;
-    if (top == NULL) {
-        /* A guard page below the stack turns an overflow into a crash, not corruption. */
-        char *base = mmap(NULL, CK_CHILD_STACK_SIZE + 4096, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (base == MAP_FAILED)
-            return NULL;
-        if (mprotect(base, 4096, PROT_NONE) < 0) {
-            munmap(base, CK_CHILD_STACK_SIZE + 4096);
-            return NULL;
-        }
-        top = base + CK_CHILD_STACK_SIZE + 4096;
+    char *base = mmap(NULL, CK_CHILD_STACK_SIZE + CK_GUARD_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    if (mprotect(base, CK_GUARD_SIZE, PROT_NONE) < 0) {
+        munmap(base, CK_CHILD_STACK_SIZE + CK_GUARD_SIZE);
+        return NULL;
     }
-    return top;
+    return base;
 }
 
 /* The clone of the direct path; in the supervisor the supervisor is the parent. */
-static long clone_child(const struct ck_spawn_config *cfg, int sock, int unused_end, int *pidfd)
+static long clone_child(struct ck_page *page, void *stack, int *pidfd)
 {
-    char *stack = child_stack_top();
-    if (stack == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    child_start.cfg = cfg;
-    child_start.sock = sock;
-    child_start.unused_end = unused_end;
-    return clone(child_entry, stack, CLONE_VM | (pidfd != NULL ? CLONE_PIDFD : 0) | (int)cfg->clone_flags | SIGCHLD,
-                 NULL, pidfd);
+    return clone(child_entry, (char *)stack + CK_CHILD_STACK_SIZE + CK_GUARD_SIZE,
+                 CLONE_VM | (pidfd != NULL ? CLONE_PIDFD : 0) | (int)clone_namespaces(page->ctx.cfg) | SIGCHLD,
+                 &page->ctx, pidfd);
 }
 
 /* A supervised spawn's intermediate, a fork of the caller (its own copy of the address space,
@@ -181,9 +234,11 @@ static long clone_child(const struct ck_spawn_config *cfg, int sock, int unused_
  * child's pid, and becomes the supervisor program, which then reaps the child. The child shares
  * this process's copy of the address space until its own execve; our execve leaves that copy
  * to the child alone. */
-__attribute__((noreturn)) static void supervisor(const struct ck_spawn_config *cfg, int sock)
+__attribute__((noreturn)) static void supervisor(struct ck_page *page, void *stack)
 {
     static const char *const empty_env[] = {NULL};
+    struct ck_ctx ctx = page->ctx;
+    const struct ck_spawn_config *cfg = ctx.cfg;
     struct ck_msg msg;
     int moved[CK_MAX_SUPERVISOR_FDS];
     int devnull, status;
@@ -191,16 +246,18 @@ __attribute__((noreturn)) static void supervisor(const struct ck_spawn_config *c
     long pid;
     sigset_t none;
 
+    if (ck_close_unneeded_fds(&ctx) < 0)
+        ck_die(&ctx, CK_STAGE_CLOSE_FDS, errno, "close_range", NULL);
     /* A session of its own: the caller's terminal and job control must not reach it. */
     if (setsid() < 0)
-        ck_die(sock, CK_STAGE_SUPERVISOR, errno, "setsid", NULL);
-    pid = clone_child(cfg, sock, -1, NULL);
+        ck_die(&ctx, CK_STAGE_SUPERVISOR, errno, "setsid", NULL);
+    pid = clone_child(page, stack, NULL);
     if (pid < 0)
-        ck_die(sock, CK_STAGE_CLONE, errno, "clone", NULL);
+        ck_die(&ctx, CK_STAGE_CLONE, errno, "clone", NULL);
     memset(&msg, 0, sizeof(msg));
     msg.type = CK_MSG_PID;
     msg.pid = (int32_t)pid;
-    if (send(sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
+    if (send(ctx.sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
         goto failed;
 
     /* The supervisor's descriptors become 3, 4, ...: first out of the way (a source may already
@@ -227,20 +284,20 @@ failed:
     /* Report before reaping: the caller reads the failure, the child must not outlive us. */
     status = errno;
     kill((pid_t)pid, SIGKILL);
-    while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+    while (waitpid((pid_t)pid, NULL, __WALL) < 0 && errno == EINTR)
         ;
-    ck_die(sock, CK_STAGE_SUPERVISOR, status, "start supervisor", cfg->supervisor_path);
+    ck_die(&ctx, CK_STAGE_SUPERVISOR, status, "start supervisor", cfg->supervisor_path);
 }
 
 /* Receives the grandchild's pid from an intermediate or a supervisor and opens a pidfd for it.
  * The grandchild blocks on the socket until CONTINUE, so its pid cannot be reused before. */
-static int receive_pid(int sock, pid_t *pid, int *pidfd, struct ck_failure *failure)
+static int receive_pid(int sock, const struct ck_status *st, pid_t *pid, int *pidfd, struct ck_failure *failure)
 {
     struct ck_msg msg;
     ssize_t n = recv_msg(sock, &msg, NULL);
     if (n != (ssize_t)sizeof(msg) || msg.type != CK_MSG_PID) {
-        if (n == (ssize_t)sizeof(msg) && msg.type == CK_MSG_FAILURE)
-            return fail(failure, msg.stage, msg.error, msg.detail);
+        if (__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE))
+            return reported(failure, st);
         return fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "intermediate process exited without a pid");
     }
     *pid = msg.pid;
@@ -253,54 +310,97 @@ static int receive_pid(int sock, pid_t *pid, int *pidfd, struct ck_failure *fail
     return 0;
 }
 
+void ck_spawn_release(struct ck_spawn_result *out)
+{
+    if (out->stack != NULL)
+        munmap(out->stack, CK_CHILD_STACK_SIZE + CK_GUARD_SIZE);
+    if (out->status != NULL)
+        munmap(out->status, sizeof(struct ck_page));
+    out->stack = NULL;
+    out->status = NULL;
+    if (out->restore_dumpable) {
+        out->restore_dumpable = 0;
+        release_non_dumpable();
+    }
+}
+
 int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, struct ck_failure *failure)
 {
     sigset_t all, saved;
     int sp[2], pidfd = -1, supervisor_pidfd = -1, err;
     long pid;
     pid_t first;
+    struct ck_page *page;
     int via_intermediate = cfg->join_pid_fd >= 0;
     int supervised = cfg->supervisor_path != NULL;
+    int joins_mount = 0;
+    uint32_t i;
 
-    if (cfg->extra_fd_count > CK_MAX_EXTRA_FDS)
-        return fail(failure, CK_STAGE_CLONE, EINVAL, "too many extra file descriptors");
+    memset(out, 0, sizeof(*out));
+    out->pidfd = out->sync_fd = out->supervisor_pidfd = -1;
+    for (i = 0; i < cfg->join_count; i++)
+        joins_mount |= cfg->join[i].type == CLONE_NEWNS;
+    if (cfg->extra_fd_count > CK_MAX_EXTRA_FDS || cfg->join_count > CK_MAX_JOINS)
+        return fail(failure, CK_STAGE_CLONE, EINVAL, "too many extra file descriptors or namespaces to join");
+    /* Mounting the rootfs without a mount namespace of its own would mount on the host. */
+    if (cfg->rootfs != NULL && !(cfg->clone_flags & CLONE_NEWNS) && !joins_mount)
+        return fail(failure, CK_STAGE_ROOTFS, EINVAL, "a root filesystem needs a new or joined mount namespace");
     if (supervised && (via_intermediate || cfg->supervisor_fd_count > CK_MAX_SUPERVISOR_FDS))
         return fail(failure, CK_STAGE_SUPERVISOR, EINVAL,
                     via_intermediate ? "a supervised process cannot join a pid namespace" : "too many supervisor fds");
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
-        return fail(failure, CK_STAGE_CLONE, errno, "socketpair");
+    page = mmap(NULL, sizeof(*page), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        return fail(failure, CK_STAGE_CLONE, errno, "map the status page");
+    out->status = &page->status;
+    if (!via_intermediate && (out->stack = make_stack()) == NULL) {
+        err = errno;
+        ck_spawn_release(out);
+        return fail(failure, CK_STAGE_CLONE, err, "map the child's stack");
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        err = errno;
+        ck_spawn_release(out);
+        return fail(failure, CK_STAGE_CLONE, err, "socketpair");
+    }
+    page->ctx.cfg = cfg;
+    page->ctx.sock = sp[1];
+    page->ctx.status = &page->status;
 
     /* The child starts with every signal blocked, so no host handler (Swift code) can run in
-     * it before it has reset the dispositions. */
+     * it before it has reset the dispositions; and non-dumpable (see hold_non_dumpable). */
+    hold_non_dumpable();
+    out->restore_dumpable = 1;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     if (supervised) {
         pid = clone3_raw(0, &supervisor_pidfd);
-        if (pid == 0) {
-            close(sp[0]);
-            supervisor(cfg, sp[1]);
-        }
+        if (pid == 0)
+            supervisor(page, out->stack);
     } else if (via_intermediate) {
         pid = clone3_raw(0, NULL);
-        if (pid == 0) {
-            close(sp[0]);
-            intermediate(cfg, sp[1]);
-        }
+        if (pid == 0)
+            intermediate(page);
     } else {
-        pid = clone_child(cfg, sp[1], sp[0], &pidfd);
+        pid = clone_child(page, out->stack, &pidfd);
     }
     err = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    /* A fork has its own (non-dumpable) copy of the address space: ours is ours again. */
+    if (supervised || via_intermediate || pid < 0) {
+        out->restore_dumpable = 0;
+        release_non_dumpable();
+    }
     close(sp[1]);
     if (pid < 0) {
         close(sp[0]);
+        ck_spawn_release(out);
         return fail(failure, CK_STAGE_CLONE, err, "clone3");
     }
 
     first = (pid_t)pid;
     if (via_intermediate || supervised) {
         pid_t intermediate_pid = (pid_t)pid, child;
-        int status, rc = receive_pid(sp[0], &child, &pidfd, failure);
+        int status, rc = receive_pid(sp[0], &page->status, &child, &pidfd, failure);
         /* The intermediate exits at once; the supervisor lives on, unless it failed. */
         if (via_intermediate || rc < 0) {
             while (waitpid(intermediate_pid, &status, 0) < 0 && errno == EINTR)
@@ -311,6 +411,7 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
         }
         if (rc < 0) {
             close(sp[0]);
+            ck_spawn_release(out);
             return rc;
         }
         pid = child;
@@ -323,39 +424,89 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
     return 0;
 }
 
-int ck_spawn_continue(int sync_fd, int *pty_master, struct ck_failure *failure)
+static long long now_ms(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "init died at stage N: killed by signal S" for a child that left no report. */
+static int died(struct ck_failure *f, int pidfd, const struct ck_status *st)
+{
+    char detail[96] = "init died before exec: ";
+    char number[16];
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    /* EOF came from its exit: the exit status follows at once. WNOWAIT leaves it to be reaped. */
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOWAIT) < 0)
+        ck_strlcat(detail, "no exit status", sizeof(detail));
+    else if (info.si_code == CLD_EXITED) {
+        ck_strlcat(detail, "exited with status ", sizeof(detail));
+        ck_utoa((unsigned long)info.si_status, number, sizeof(number));
+        ck_strlcat(detail, number, sizeof(detail));
+    } else {
+        ck_strlcat(detail, "killed by signal ", sizeof(detail));
+        ck_utoa((unsigned long)info.si_status, number, sizeof(number));
+        ck_strlcat(detail, number, sizeof(detail));
+    }
+    return fail(f, st->stage, 0, detail);
+}
+
+int ck_spawn_continue(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, int *pty_master,
+                      struct ck_failure *failure)
+{
+    const struct ck_status *st = out->status;
     struct ck_msg msg;
-    int rc = 0;
+    long long deadline = cfg->init_timeout_ms > 0 ? now_ms() + cfg->init_timeout_ms : 0;
+    int sync_fd = out->sync_fd, rc = 0;
 
     *pty_master = -1;
+    out->sync_fd = -1;
     memset(&msg, 0, sizeof(msg));
     msg.type = CK_MSG_CONTINUE;
-    /* A send error means the child is gone; what it said (if anything) is still readable. */
+    /* A send error means the child is gone; what it recorded (if anything) is still there. */
     (void)send(sync_fd, &msg, sizeof(msg), MSG_NOSIGNAL);
     for (;;) {
-        int fd;
-        ssize_t n = recv_msg(sync_fd, &msg, &fd);
-        if (n == 0)
-            break; /* EOF: the child exec'd (the socket was close-on-exec) */
+        struct pollfd p = {sync_fd, POLLIN, 0};
+        int fd, ready, wait = -1;
+        ssize_t n;
+        if (deadline != 0) {
+            long long left = deadline - now_ms();
+            wait = left > 0 ? (int)left : 0;
+        }
+        ready = poll(&p, 1, wait);
+        if (ready == 0) {
+            char detail[64] = "init did not finish within ";
+            char number[16];
+            ck_utoa(cfg->init_timeout_ms, number, sizeof(number));
+            ck_strlcat(detail, number, sizeof(detail));
+            ck_strlcat(detail, " ms", sizeof(detail));
+            syscall(SYS_pidfd_send_signal, out->pidfd, SIGKILL, NULL, 0);
+            rc = fail(failure, st->stage, ETIMEDOUT, detail);
+            failure->timed_out = 1;
+            break;
+        }
+        n = ready < 0 ? -1 : recv_msg(sync_fd, &msg, &fd);
+        if (n == 0) {
+            /* EOF: every holder of the child's end has exec'd or exited. */
+            if (__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE))
+                rc = reported(failure, st);
+            else if (!__atomic_load_n(&st->exec, __ATOMIC_ACQUIRE))
+                rc = died(failure, out->pidfd, st);
+            break;
+        }
         if (n < 0) {
             rc = fail(failure, CK_STAGE_HANDSHAKE, errno, "read from init");
             break;
         }
-        if (n != (ssize_t)sizeof(msg)) {
-            rc = fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "short message from init");
-            break;
-        }
-        if (msg.type == CK_MSG_PTY && fd >= 0 && *pty_master < 0) {
+        if (n == (ssize_t)sizeof(msg) && msg.type == CK_MSG_PTY && fd >= 0 && *pty_master < 0) {
             *pty_master = fd;
             continue;
         }
         if (fd >= 0)
             close(fd);
-        if (msg.type == CK_MSG_FAILURE)
-            rc = fail(failure, msg.stage, msg.error, msg.detail);
-        else
-            rc = fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "unexpected message from init");
+        rc = fail(failure, CK_STAGE_HANDSHAKE, EPROTO, "unexpected message from init");
         break;
     }
     close(sync_fd);

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <termios.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static int ctl(int epfd, int op, int fd, uint32_t events, uint64_t token)
@@ -55,3 +56,5 @@ int ck_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard)
 int ck_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int ck_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int ck_get_dumpable(void) { return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); }

@@ -1,3 +1,4 @@
+import CContainerKernel
 import Glibc
 public import SystemPackage
 
@@ -17,7 +18,7 @@ public struct KernelError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Storage: UInt8 {
-            case syscallFailed, initFailed, protocolViolation, unsupported, invalidArgument, invalidState
+            case syscallFailed, initFailed, protocolViolation, unsupported, invalidArgument, invalidState, timedOut
         }
         let storage: Storage
 
@@ -33,6 +34,8 @@ public struct KernelError: Error, Sendable, Hashable, CustomStringConvertible {
         public static var invalidArgument: Code { Code(storage: .invalidArgument) }
         /// The operation is not valid in the object's current state.
         public static var invalidState: Code { Code(storage: .invalidState) }
+        /// A deadline passed (for example ``ProcessSpec/initTimeout``); the child was killed.
+        public static var timedOut: Code { Code(storage: .timedOut) }
 
         public var description: String { "\(storage)" }
     }
@@ -85,6 +88,27 @@ public enum InitStage: String, Sendable, Hashable, CaseIterable, CustomStringCon
     case capabilities, identity = "setuid/setgid", noNewPrivileges = "no_new_privs", seccomp, exec, clone, supervisor
 
     public var description: String { rawValue }
+
+    /// The stage the shim reports (`enum ck_stage`), mapped by value: `nil` for a value this
+    /// build does not know.
+    init?(ck value: Int32) {
+        let stages: [UInt32: InitStage] = [
+            CK_STAGE_HANDSHAKE.rawValue: .handshake, CK_STAGE_SETNS.rawValue: .joinNamespace,
+            CK_STAGE_STDIO.rawValue: .stdio, CK_STAGE_SETSID.rawValue: .session,
+            CK_STAGE_PROPAGATION.rawValue: .mountPropagation, CK_STAGE_ROOTFS.rawValue: .rootfs,
+            CK_STAGE_MOUNT.rawValue: .mount, CK_STAGE_DEVICES.rawValue: .devices,
+            CK_STAGE_PIVOT_ROOT.rawValue: .pivotRoot, CK_STAGE_READONLY_ROOT.rawValue: .readOnlyRoot,
+            CK_STAGE_HOSTNAME.rawValue: .hostname, CK_STAGE_SYSCTL.rawValue: .sysctl,
+            CK_STAGE_MASKED_PATHS.rawValue: .maskedPaths, CK_STAGE_READONLY_PATHS.rawValue: .readOnlyPaths,
+            CK_STAGE_TERMINAL.rawValue: .terminal, CK_STAGE_CHDIR.rawValue: .workingDirectory,
+            CK_STAGE_UMASK.rawValue: .umask, CK_STAGE_CLOSE_FDS.rawValue: .closeFiles,
+            CK_STAGE_CAPABILITIES.rawValue: .capabilities, CK_STAGE_IDENTITY.rawValue: .identity,
+            CK_STAGE_NO_NEW_PRIVS.rawValue: .noNewPrivileges, CK_STAGE_SECCOMP.rawValue: .seccomp,
+            CK_STAGE_EXEC.rawValue: .exec, CK_STAGE_CLONE.rawValue: .clone, CK_STAGE_SUPERVISOR.rawValue: .supervisor,
+        ]
+        guard let stage = stages[UInt32(bitPattern: value)] else { return nil }
+        self = stage
+    }
 }
 
 /// Runs one system call, retrying on `EINTR` and turning `-1` into a typed error.

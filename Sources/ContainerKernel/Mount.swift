@@ -120,12 +120,11 @@ public struct Mount: Sendable, Hashable {
     /// Paths hidden from the container (Docker's defaults): directories get an empty read-only
     /// tmpfs, files get `/dev/null`.
     ///
-    /// `/proc/kcore` is not in this list: without `CAP_SYS_RAWIO` the kernel refuses to open it
-    /// (EPERM), which is stronger than Docker's empty file. ``ProcessSpec`` masks it too when
-    /// that capability is granted.
+    /// `/proc/kcore` is always masked, even though the kernel refuses to open it without
+    /// `CAP_SYS_RAWIO`: a granted capability must not expose the host's memory.
     public static let dockerMaskedPaths: [String] = [
-        "/proc/asound", "/proc/acpi", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+        "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
         "/sys/devices/virtual/powercap",
     ]
 

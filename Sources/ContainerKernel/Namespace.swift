@@ -56,6 +56,9 @@ public struct NamespaceJoin: Sendable, Hashable {
     public var kind: Namespaces
     /// A namespace file: `/proc/<pid>/ns/<name>` or a bind-mounted one such as `/run/netns/x`.
     public var path: String
+    /// The process whose namespace `path` names, when it is one: checked through its pidfd to
+    /// be still alive once the file is open, so a reused pid cannot lend its namespaces.
+    let process: ProcessHandle?
 
     /// Joins the namespace at `path`.
     ///
@@ -65,9 +68,13 @@ public struct NamespaceJoin: Sendable, Hashable {
     public init(_ kind: Namespaces, path: String) {
         self.kind = kind
         self.path = path
+        self.process = nil
     }
 
-    /// Joins every namespace of kind `kinds` of a running process.
+    /// Joins every namespace of kind `kinds` of a running process, known by its pid only.
+    ///
+    /// Prefer ``all(_:of:)-(_,ProcessHandle)``: a pid may have been reused by the time the
+    /// namespaces are opened.
     ///
     /// - Parameters:
     ///   - kinds: The kinds to join.
@@ -77,6 +84,34 @@ public struct NamespaceJoin: Sendable, Hashable {
         kinds.kinds.compactMap { kind in
             kind.procName.map { NamespaceJoin(kind, path: "/proc/\(pid)/ns/\($0)") }
         }
+    }
+
+    /// Joins every namespace of kind `kinds` of a process this program holds: the namespace
+    /// files are opened by pid and the process is then checked, through its pidfd, to be the
+    /// one that had that pid, so a process that exited meanwhile fails the spawn instead of
+    /// lending its pid's next owner's namespaces.
+    ///
+    /// - Parameters:
+    ///   - kinds: The kinds to join.
+    ///   - process: The process whose namespaces to join.
+    /// - Returns: One join per kind, user first.
+    public static func all(_ kinds: Namespaces, of process: ProcessHandle) -> [NamespaceJoin] {
+        all(kinds, of: process.pid).map { NamespaceJoin(kind: $0.kind, path: $0.path, process: process) }
+    }
+
+    private init(kind: Namespaces, path: String, process: ProcessHandle?) {
+        self.kind = kind
+        self.path = path
+        self.process = process
+    }
+
+    public static func == (lhs: NamespaceJoin, rhs: NamespaceJoin) -> Bool {
+        lhs.kind == rhs.kind && lhs.path == rhs.path && lhs.process === rhs.process
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(kind)
+        hasher.combine(path)
     }
 }
 

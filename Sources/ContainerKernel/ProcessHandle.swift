@@ -163,6 +163,13 @@ public final class ProcessHandle: Sendable {
     /// How the process ended, or `nil` while it runs.
     public var exitStatus: ExitStatus? { state.withLock { $0.status } }
 
+    /// This process's `PR_GET_DUMPABLE` setting, which spawning must leave as it found it.
+    package static var callerDumpable: Int32 { ck_get_dumpable() }
+
+    /// Whether the process has not been reaped yet, so that its pid still names it: what was
+    /// opened below `/proc/<pid>` before this answered `true` belongs to this process.
+    var isAlive: Bool { pidfd >= 0 && ck_pidfd_send_signal(pidfd, 0) == 0 }
+
     /// Waits until the process has exited and everything spawned for it is cleaned up.
     ///
     /// - Returns: How the process ended.

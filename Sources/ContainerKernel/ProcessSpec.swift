@@ -63,6 +63,9 @@ public struct ProcessSpec: Sendable {
 
     /// The root filesystem directory, `nil` to keep the caller's root (then ``mounts``,
     /// ``devices``, ``maskedPaths`` and ``readOnlyPaths`` do not apply).
+    ///
+    /// A root filesystem needs a new or joined mount namespace (``Namespaces/mount``): a spec
+    /// without one is refused, since its mounts would be made on the host.
     public var rootfs: String?
     /// Make the root filesystem read-only (`--read-only`).
     public var readOnlyRootfs: Bool
@@ -70,13 +73,20 @@ public struct ProcessSpec: Sendable {
     /// mounts reaches the host, while host mounts still reach the container.
     public var rootPropagation: Mount.Propagation
     /// Mounts, in order.
+    ///
+    /// Targets are resolved inside the root filesystem. A target reached through a symlink is
+    /// refused when either end lies below `/proc`, `/sys` or `/dev` (an image whose `/dev`
+    /// links into a volume), and so is a bind mount on `/proc`, `/sys` or `/dev` themselves or
+    /// anywhere below `/proc`: the kernel's file systems are the runtime's, as in runc.
     public var mounts: [Mount]
     /// Device nodes created in `/dev` after the mounts.
     public var devices: [Device]
     /// Whether `/dev/fd`, `/dev/stdin`, `/dev/stdout`, `/dev/stderr` and `/dev/ptmx` are created.
     public var deviceSymlinks: Bool
-    /// Paths hidden from the process; `nil` means Docker's defaults (``Mount/dockerMaskedPaths``,
-    /// plus `/proc/kcore` when `CAP_SYS_RAWIO` is granted).
+    /// Paths hidden from the process; `nil` means Docker's defaults (``Mount/dockerMaskedPaths``).
+    ///
+    /// Files are covered by a bind of the host's `/dev/null`, opened before `pivot_root` and
+    /// checked to be the null device, never by whatever the container's `/dev` holds.
     public var maskedPaths: [String]?
     /// Paths made read-only; `nil` means Docker's defaults (``Mount/dockerReadOnlyPaths``).
     public var readOnlyPaths: [String]?
@@ -93,6 +103,11 @@ public struct ProcessSpec: Sendable {
     /// Hold the process by a supervisor instead of by this program, so that it outlives it
     /// (a *detached* process); `nil` keeps it a child of this program.
     public var supervision: Supervision?
+    /// How long the init sequence, from the parent's go-ahead to `execve`, may take before the
+    /// child is killed and the spawn fails with ``KernelError/Code/timedOut`` (30 seconds by
+    /// default; `nil` for no deadline). It bounds a child stuck on a hung bind source or a
+    /// blocking device; a later spawn is not held up by it.
+    public var initTimeout: Duration?
 
     /// The `PATH` used when the environment has none.
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -136,14 +151,7 @@ public struct ProcessSpec: Sendable {
         self.joinCgroup = nil
         self.parentDeathSignal = .kill
         self.supervision = nil
-    }
-
-    /// The masked paths that apply, with the defaults resolved.
-    var effectiveMaskedPaths: [String] {
-        if let maskedPaths { return maskedPaths }
-        var paths = Mount.dockerMaskedPaths
-        if capabilities.bounding.contains(.sysRawio) { paths.append("/proc/kcore") }
-        return paths
+        self.initTimeout = .seconds(30)
     }
 }
 

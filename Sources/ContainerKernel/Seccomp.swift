@@ -14,6 +14,12 @@ public struct SeccompProgram: Sendable, Hashable {
 
     /// The number of BPF instructions in the filter.
     public var instructionCount: Int { bytes.count / 8 }
+
+    /// A program from raw `struct sock_filter` bytes (tests build odd filters this way).
+    package init(bytes: [UInt8], flags: UInt32) {
+        self.bytes = bytes
+        self.flags = flags
+    }
 }
 
 extension SeccompProfile {

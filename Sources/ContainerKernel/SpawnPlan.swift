@@ -35,6 +35,11 @@ final class SpawnPlan {
         var joins: [ck_namespace] = []
         for join in spec.joinNamespaces.sorted(by: { $0.kind == .user && $1.kind != .user }) {
             let fd = try own(sys("open namespace \(join.path)") { open(join.path, O_RDONLY | O_CLOEXEC) })
+            // A path below /proc/<pid> names whatever process has that pid now: the process the
+            // caller meant is checked to be alive after the open, so the pid was not reused.
+            if let process = join.process, !process.isAlive {
+                throw KernelError(code: .invalidState, detail: "process \(process.pid) exited before its \(join.kind) could be joined")
+            }
             if join.kind == .pid {
                 config.join_pid_fd = fd
             } else {
@@ -46,6 +51,10 @@ final class SpawnPlan {
 
         // Root filesystem and mounts.
         if let rootfs = spec.rootfs {
+            guard spec.namespaces.contains(.mount) || joinedKinds.contains(.mount) else {
+                throw KernelError(code: .invalidArgument, stage: .rootfs,
+                                  detail: "a root filesystem needs a new or joined mount namespace: \(rootfs)")
+            }
             config.rootfs = string(rootfs)
             config.rootfs_readonly = spec.readOnlyRootfs ? 1 : 0
             var mounts: [ck_mount] = []
@@ -54,7 +63,9 @@ final class SpawnPlan {
                     throw KernelError(code: .invalidArgument, detail: "mount target \"\(mount.target)\" is not absolute")
                 }
                 var entry = ck_mount()
-                entry.target = string(mount.target)
+                // One spelling per path, so that the shim's checks of where a target lands
+                // compare like with like.
+                entry.target = string(Self.normalized(mount.target))
                 entry.flags = mount.options.rawValue
                 entry.propagation = mount.propagation?.flags ?? 0
                 switch mount.source {
@@ -84,7 +95,7 @@ final class SpawnPlan {
             config.devices = array(devices)
             config.device_count = UInt32(devices.count)
             config.dev_symlinks = spec.deviceSymlinks ? 1 : 0
-            let masked = spec.effectiveMaskedPaths.map { Optional(string($0)) }
+            let masked = (spec.maskedPaths ?? Mount.dockerMaskedPaths).map { Optional(string($0)) }
             config.masked_paths = array(masked)
             config.masked_count = UInt32(masked.count)
             let readOnly = (spec.readOnlyPaths ?? Mount.dockerReadOnlyPaths).map { Optional(string($0)) }
@@ -126,6 +137,11 @@ final class SpawnPlan {
             config.seccomp_flags = seccomp.flags
         }
         config.pdeath_signal = spec.parentDeathSignal?.rawValue ?? 0
+        config.init_timeout_ms = spec.initTimeout.map { timeout in
+            let (seconds, attoseconds) = timeout.components
+            let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+            return UInt32(clamping: max(1, milliseconds))
+        } ?? 0
 
         // Stdio.
         if spec.io.terminal != nil {
@@ -151,6 +167,11 @@ final class SpawnPlan {
             config.supervisor_fds = array(outputs)
             config.supervisor_fd_count = UInt32(outputs.count)
         }
+    }
+
+    /// `path` with repeated slashes and `.` components removed (`//dev/./shm/` → `/dev/shm`).
+    static func normalized(_ path: String) -> String {
+        "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
     }
 
     deinit {

@@ -21,6 +21,11 @@ final class Spawner: Sendable {
         wakeup = eventfd(0, Int32(EFD_CLOEXEC))
         precondition(wakeup >= 0, "eventfd failed: the process is out of file descriptors")
         DedicatedThread(name: "berth-spawn") { [self] in
+            // A child shares this thread's errno until it execs (see ck_spawn.c): with every
+            // signal blocked no call here is interrupted, so none reads a value the child left.
+            var all = sigset_t()
+            sigfillset(&all)
+            pthread_sigmask(SIG_SETMASK, &all, nil)
             var counter: UInt64 = 0
             while true {
                 _ = read(wakeup, &counter, 8)
@@ -73,10 +78,16 @@ final class Spawner: Sendable {
         return try SeccompCache.program(for: profile)
     }
 
+    /// Children that missed their init deadline and did not die from SIGKILL at once (stuck in
+    /// an uninterruptible sleep, say on a hung bind source): reaped, and their spawn's stack and
+    /// status page freed, by a later spawn once they have exited. Spawner thread only.
+    nonisolated(unsafe) private static var stuck: [ck_spawn_result] = []
+
     /// The clone and the handshake, on the spawner thread.
     private static func run(plan box: SendablePlan, spec: ProcessSpec, cgroup: Cgroup?) throws(KernelError)
         -> ProcessHandle
     {
+        reapStuckChildren()
         let plan = box.plan
         var result = ck_spawn_result()
         var failure = ck_failure()
@@ -92,19 +103,28 @@ final class Spawner: Sendable {
         }
         // The supervisor holds the output pipes now.
         if supervisor != nil { plan.closeHostDescriptors() }
-        var syncFD: Int32? = result.sync_fd
 
         // Undo everything if a host-side step or the child fails. Once a handle exists it owns
         // the pidfds (and closes them in deinit): they must not be closed here as well.
         func abandon(_ error: KernelError, handleOwnsPidfds: Bool = false) -> KernelError {
-            if let fd = syncFD { close(fd) }
+            if result.sync_fd >= 0 { close(result.sync_fd) }
             _ = ck_pidfd_send_signal(result.pidfd, SIGKILL)
-            var code: Int32 = 0, status: Int32 = 0
-            while ck_waitid_pidfd(result.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
-            if !handleOwnsPidfds { close(result.pidfd) }
+            if !handleOwnsPidfds && error.code == .timedOut && !exited(result.pidfd, within: 100) {
+                // Still in the kernel: it dies when its call returns. Keep its pidfd (and the
+                // stack it may be on) for a later spawn to reap; this caller need not wait.
+                var parked = result
+                parked.supervisor_pidfd = -1
+                stuck.append(parked)
+            } else {
+                var code: Int32 = 0, status: Int32 = 0
+                while ck_waitid_pidfd(result.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
+                if !handleOwnsPidfds { close(result.pidfd) }
+                ck_spawn_release(&result)
+            }
             // A supervisor exits once it has reaped the child: wait, so that it records nothing
             // after the caller has undone the spawn.
             if let supervisor {
+                var code: Int32 = 0, status: Int32 = 0
                 while ck_waitid_pidfd(supervisor.pidfd, WEXITED, &code, &status) < 0 && errno == EINTR {}
                 if !handleOwnsPidfds { close(supervisor.pidfd) }
             }
@@ -120,10 +140,12 @@ final class Spawner: Sendable {
             throw abandon(error)
         }
         var master: Int32 = -1
-        syncFD = nil  // ck_spawn_continue closes it in every case
-        guard ck_spawn_continue(result.sync_fd, &master, &failure) == 0 else {
+        // ck_spawn_continue closes the sync socket in every case.
+        guard ck_spawn_continue(&plan.config, &result, &master, &failure) == 0 else {
             throw abandon(KernelError(failure))
         }
+        // The child has exec'd: it no longer runs on the stack or shares our address space.
+        ck_spawn_release(&result)
 
         let handle: ProcessHandle
         do {
@@ -150,6 +172,24 @@ final class Spawner: Sendable {
             throw abandon(error, handleOwnsPidfds: true)
         }
         return handle
+    }
+
+    /// Whether the process behind `pidfd` exits within `milliseconds` (the pidfd turns readable).
+    private static func exited(_ pidfd: Int32, within milliseconds: Int32) -> Bool {
+        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, milliseconds) == 1
+    }
+
+    private static func reapStuckChildren() {
+        stuck.removeAll { parked in
+            guard exited(parked.pidfd, within: 0) else { return false }
+            var parked = parked
+            var code: Int32 = 0, status: Int32 = 0
+            _ = ck_waitid_pidfd(parked.pidfd, WEXITED, &code, &status)
+            close(parked.pidfd)
+            ck_spawn_release(&parked)
+            return true
+        }
     }
 
     /// The parent's part of the init sequence, between clone and CONTINUE.
@@ -205,10 +245,9 @@ extension KernelError {
         let detail = withUnsafeBytes(of: failure.detail) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
-        let index = Int(failure.stage) - 1
-        let stage = InitStage.allCases.indices.contains(index) ? InitStage.allCases[index] : nil
-        self.init(
-            code: stage == .clone ? .syscallFailed : .initFailed, stage: stage,
-            errno: failure.error != 0 ? Errno(rawValue: failure.error) : nil, detail: detail)
+        let stage = InitStage(ck: failure.stage)
+        let code: Code = failure.timed_out != 0 ? .timedOut : stage == .clone ? .syscallFailed : .initFailed
+        self.init(code: code, stage: stage, errno: failure.error != 0 ? Errno(rawValue: failure.error) : nil,
+                  detail: detail)
     }
 }

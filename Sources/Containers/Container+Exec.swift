@@ -75,7 +75,7 @@ extension Container {
         base.rootfs = nil
         base.namespaces = []
         base.joinNamespaces = NamespaceJoin.all(Namespaces.container.subtracting(.network).union(
-            record.configuration.network == .host ? [] : .network), of: process.pid)
+            record.configuration.network == .host ? [] : .network), of: process)
         base.hostname = nil
         base.cgroup = nil
         base.joinCgroup = cgroup

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -259,6 +260,9 @@ int main(int argc, char **argv)
 
     if (argc > 3 && strcmp(argv[1], "--init") == 0 && strcmp(argv[2], "--") == 0)
         return run_init(argv + 3);
+    /* A host program with the container's output pipes: nothing may read its memory or fds
+     * (execve made it dumpable again; the fork it was exec'd from was not). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     for (i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();

@@ -436,6 +436,59 @@ static int cmd_write_stdout_stderr(void)
     return write(1, "out\n", 4) == 4 && write(2, "err\n", 4) == 4 ? 0 : 1;
 }
 
+/* ---- escape attempts against the runtime's own processes (EscapeTests) ---- */
+
+/* For SECS seconds, polls /proc for processes other than itself and tries to open each one's
+ * /proc/<pid>/exe, as the CVE-2019-5736 exploit does with an exec'd runtime child. An exe it
+ * can open that is neither itself nor one of ALLOWED... (the container's own programs) is the
+ * host's: printed as `hostexe=<pid>`. Prints `seen=<number of processes observed>` at the end. */
+static int cmd_watch_host(int n, char **a)
+{
+    double secs = atof(a[0]);
+    struct stat allowed[16];
+    int nallowed = 0, seen = 0, escaped = 0;
+    struct timespec start, now;
+    pid_t self = getpid();
+    if (stat("/proc/self/exe", &allowed[nallowed]) == 0)
+        nallowed++;
+    for (int i = 1; i < n && nallowed < 16; i++)
+        if (stat(a[i], &allowed[nallowed]) == 0)
+            nallowed++;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    puts("watching");
+    do {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        if (!d)
+            return result(-1);
+        while ((e = readdir(d)) != NULL) {
+            char path[64];
+            struct stat st;
+            long pid = strtol(e->d_name, NULL, 10);
+            int fd, known = 0;
+            if (pid <= 1 || pid == self)
+                continue;
+            seen++;
+            snprintf(path, sizeof path, "/proc/%ld/exe", pid);
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            if (fstat(fd, &st) == 0)
+                for (int i = 0; i < nallowed; i++)
+                    known |= st.st_dev == allowed[i].st_dev && st.st_ino == allowed[i].st_ino;
+            if (!known) {
+                printf("hostexe=%ld\n", pid);
+                escaped++;
+            }
+            close(fd);
+        }
+        closedir(d);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 < secs && escaped == 0);
+    printf("seen=%d\n", seen);
+    return 0;
+}
+
 /* Adapters so every command has the same shape in the table below. */
 static int do_status(int n, char **a) { (void)n; (void)a; return cmd_status(); }
 static int do_ids(int n, char **a) { (void)n; (void)a; return cmd_ids(); }
@@ -492,6 +545,8 @@ static const struct {
     {"hostname", 0, do_hostname},
     {"exit", 1, do_exit},                    /* N */
     {"write-stdout-stderr", 0, do_write_stdout_stderr},
+    /* escape attempts (EscapeTests) */
+    {"watch-host", 1, cmd_watch_host},       /* SECS [ALLOWED-EXE...] */
 };
 
 int main(int argc, char **argv)

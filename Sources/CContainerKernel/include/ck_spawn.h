@@ -11,9 +11,25 @@
  * Protocol on the SOCK_SEQPACKET sync socket (close-on-exec in the child):
  *   parent -> child  CK_MSG_CONTINUE   after uid/gid maps, rlimits and cgroup membership
  *   child -> parent  CK_MSG_PTY        the pseudo-terminal master, as SCM_RIGHTS
- *   child -> parent  CK_MSG_FAILURE    {stage, errno, detail}, then the child _exits
  *   child -> parent  CK_MSG_PID        (joining a pid namespace, or supervised) the grandchild's pid
- *   EOF                                execve succeeded (the socket was close-on-exec)
+ *   EOF                                every holder of the child's end has exec'd or exited
+ * What the child reached is not a message but a word in a shared status page (struct
+ * ck_status, MAP_SHARED, so it works across the forks of the intermediate and supervisor and
+ * needs no system call): the stage it is at, a failure report, and "about to execve" as its
+ * very last store. EOF with that store and no failure means execve succeeded; EOF without it
+ * means the child died in its init sequence (a seccomp kill, a crash), reported with the stage.
+ *
+ * Security properties (Documentation/Security.md reviews them against runc and crun):
+ *   - every child (direct, intermediate, supervisor fork) is non-dumpable from its first
+ *     instruction: the caller's address space is made non-dumpable around the clone, so a
+ *     process in the container cannot open /proc/<pid>/{exe,mem,fd,environ} of a child that
+ *     still runs host code (CVE-2019-5736, CVE-2016-9962); the caller's own setting is restored
+ *     once no child shares its address space any more;
+ *   - a child closes (not merely marks close-on-exec) every descriptor it was not given before
+ *     it waits for CONTINUE, and everything but stdio and the extra fds once they are placed;
+ *   - paths are resolved inside the root (openat2 RESOLVE_IN_ROOT): mount targets, devices,
+ *     masked and read-only paths, the working directory and the PATH search; masks bind a
+ *     /dev/null checked to be the 1:3 device, opened before pivot_root.
  */
 #ifndef CK_SPAWN_H
 #define CK_SPAWN_H
@@ -21,7 +37,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The init stages, reported with a failure. Keep in sync with InitStage in Swift. */
+/* The init stages, reported with a failure. Swift maps them by value (InitStage(ck:)). */
 enum ck_stage {
     CK_STAGE_HANDSHAKE = 1,
     CK_STAGE_SETNS,
@@ -48,6 +64,15 @@ enum ck_stage {
     CK_STAGE_EXEC,
     CK_STAGE_CLONE,
     CK_STAGE_SUPERVISOR,
+};
+
+/* The status page a child shares with its spawner (see the protocol above). */
+struct ck_status {
+    volatile int32_t stage;     /* the step the child is at (enum ck_stage) */
+    volatile int32_t failed;    /* 1: the failure below was reported, then the child exited */
+    volatile int32_t exec;      /* 1: the child's last store before execve */
+    int32_t error;
+    char detail[256];
 };
 
 /* Upper bound for the descriptors handed to a supervisor (stdout, stderr, a few more). */
@@ -98,7 +123,8 @@ struct ck_spawn_config {
     uint32_t join_count;
     int join_pid_fd;                 /* a pid namespace to join (-1: none); needs a second clone */
 
-    /* Root filesystem (rootfs NULL: stay in the current root; only the mount table applies). */
+    /* Root filesystem (rootfs NULL: stay in the current root). A rootfs needs a new or joined
+     * mount namespace: ck_spawn refuses one without, so nothing is ever mounted on the host. */
     const char *rootfs;
     uint32_t rootfs_propagation;     /* for "/" before anything is mounted: MS_SLAVE | MS_REC by default */
     uint32_t rootfs_readonly;
@@ -119,10 +145,11 @@ struct ck_spawn_config {
     uint32_t sysctl_count;
 
     /* The process. */
-    const char *const *argv;         /* argv[0] is the program; without '/' it is searched in PATH */
+    const char *const *argv;         /* argv[0] is the program; without '/' it is searched in PATH
+                                      * inside the root before privileges drop, then exec'd once */
     const char *const *envp;
     const char *path;                /* the PATH to search (from envp or the default) */
-    const char *cwd;
+    const char *cwd;                 /* entered with openat2(RESOLVE_IN_ROOT) and fchdir */
     uint32_t uid, gid;
     const uint32_t *groups;
     uint32_t group_count;
@@ -149,6 +176,10 @@ struct ck_spawn_config {
     const char *const *supervisor_argv;
     const int *supervisor_fds;       /* become 3, 4, ... in the supervisor (the child's stdio pipes) */
     uint32_t supervisor_fd_count;
+
+    /* How long the init sequence may take from CONTINUE to execve before ck_spawn_continue
+     * kills the child and fails with ETIMEDOUT (0: no deadline). */
+    uint32_t init_timeout_ms;
 };
 
 /* What the parent gets back from ck_spawn. */
@@ -158,25 +189,40 @@ struct ck_spawn_result {
     int sync_fd;   /* the parent's end of the sync socket (close-on-exec) */
     pid_t supervisor_pid;  /* supervised spawns: the supervisor, a child of the caller; else 0 */
     int supervisor_pidfd;  /* supervised spawns: its pidfd; else -1 */
+    /* Owned by the shim until ck_spawn_release: the status page, the direct child's stack
+     * (it shares the caller's address space), and the caller's dumpable setting to restore. */
+    struct ck_status *status;
+    void *stack;
+    int restore_dumpable;
 };
 
 /* A failure, reported by the child or by the parent-side steps of the shim. */
 struct ck_failure {
-    int32_t stage;  /* enum ck_stage */
+    int32_t stage;  /* enum ck_stage: where the child was */
     int32_t error;  /* errno, 0 when none applies */
+    int32_t timed_out; /* 1: the init deadline passed and the child was killed */
     char detail[256];
 };
 
 /* Creates the child (or, to join a pid namespace, an intermediate that creates it with
- * CLONE_PARENT; or, supervised, a supervisor that creates it as its own child). The child stops before its first namespace-dependent step and waits for
- * ck_spawn_continue. Returns 0, or -1 with *failure filled; on failure nothing is left behind. */
+ * CLONE_PARENT; or, supervised, a supervisor that creates it as its own child). The child stops
+ * before its first namespace-dependent step and waits for ck_spawn_continue. Returns 0, or -1
+ * with *failure filled; on failure nothing is left behind. On success the caller must call
+ * ck_spawn_release(out) once the child can no longer be in its init sequence: after
+ * ck_spawn_continue succeeded, or after the child has been reaped. */
 int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, struct ck_failure *failure);
 
-/* Lets the child run its init sequence and waits until it has exec'd (returns 0) or failed
- * (returns -1 with *failure filled; the child has exited, the caller reaps it through the pidfd).
- * *pty_master receives the terminal master when the config asked for one, else -1.
- * Closes sync_fd in every case. */
-int ck_spawn_continue(int sync_fd, int *pty_master, struct ck_failure *failure);
+/* Lets the child run its init sequence and waits, at most cfg->init_timeout_ms, until it has
+ * exec'd (returns 0) or failed (returns -1 with *failure filled). A child that died without a
+ * report, or missed the deadline, is killed and reported with the stage it was at; the caller
+ * reaps it through the pidfd. *pty_master receives the terminal master when the config asked
+ * for one, else -1. Closes out->sync_fd in every case. */
+int ck_spawn_continue(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, int *pty_master,
+                      struct ck_failure *failure);
+
+/* Frees the status page and stack and restores the caller's dumpable setting. Call once, when
+ * the child has exec'd or been reaped (it must not run on the stack any more). */
+void ck_spawn_release(struct ck_spawn_result *out);
 
 /* Thin wrappers for calls that glibc 2.36 has no wrapper for (or where Swift cannot pass
  * the arguments): kept here so all raw syscall numbers live in one place. */

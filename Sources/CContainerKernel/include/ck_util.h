@@ -25,5 +25,7 @@ int ck_pipe_cloexec(int fds[2]);
 
 int ck_set_winsize(int fd, uint16_t rows, uint16_t cols);
 int ck_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard);
+/* prctl(PR_GET_DUMPABLE): prctl is variadic, which Swift does not import. */
+int ck_get_dumpable(void);
 
 #endif
