@@ -562,6 +562,15 @@ static int open_terminal(struct ck_ctx *ctx)
         ck_die(ctx, CK_STAGE_TERMINAL, errno, "open", "pty peer");
     if (fchown(slave, ctx->cfg->uid, (gid_t)-1) < 0)
         ck_die(ctx, CK_STAGE_TERMINAL, errno, "chown", "pty");
+    /* The size is there before the program's first look at it. */
+    if (ctx->cfg->terminal_rows > 0 && ctx->cfg->terminal_columns > 0) {
+        struct winsize size;
+        memset(&size, 0, sizeof(size));
+        size.ws_row = ctx->cfg->terminal_rows;
+        size.ws_col = ctx->cfg->terminal_columns;
+        if (ioctl(slave, TIOCSWINSZ, &size) < 0)
+            ck_die(ctx, CK_STAGE_TERMINAL, errno, "set the size of", "pty");
+    }
 
     memset(&msg, 0, sizeof(msg));
     msg.type = CK_MSG_PTY;

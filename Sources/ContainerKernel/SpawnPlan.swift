@@ -144,8 +144,10 @@ final class SpawnPlan {
         } ?? 0
 
         // Stdio.
-        if spec.io.terminal != nil {
+        if let size = spec.io.terminal {
             config.terminal = 1
+            config.terminal_rows = size.rows
+            config.terminal_columns = size.columns
             config.stdio = (-1, -1, -1)
         } else {
             config.stdio = (

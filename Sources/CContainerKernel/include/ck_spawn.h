@@ -164,6 +164,7 @@ struct ck_spawn_config {
     /* Stdio: fds of the parent to become 0, 1, 2; or allocate a terminal in the container. */
     int stdio[3];
     uint32_t terminal;               /* open a pty in the container's devpts and send the master back */
+    uint16_t terminal_rows, terminal_columns; /* its size, set before execve */
     const int *extra_fds;            /* passed on as 3, 4, ... (socket activation) */
     uint32_t extra_fd_count;
 
