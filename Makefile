@@ -14,15 +14,27 @@ DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
 
-.PHONY: deps berth demo test docs bench
+.PHONY: deps berth demo test docs bench supervisor lint-c
 
 deps:
 	scripts/install-deps
 
-# berth-supervisor holds detached containers (run -d) and is the --init; berth finds it beside itself.
 berth: deps
 	$(SWIFTPM) -c release --product berth
-	$(SWIFTPM) -c release --product berth-supervisor
+
+# berth-supervisor holds detached containers (run -d) and is the --init. It is embedded in the
+# library as bytes (Sources/CContainerKernel/ck_supervisor_image.c): after changing
+# Sources/berth-supervisor/main.c, run this and commit the result. `make test` checks it.
+supervisor: deps
+	scripts/build-supervisor
+
+# The C sources with strict warnings, as errors: here, not in Package.swift, so that a newer
+# compiler's new warning never breaks a package that depends on Berth.
+lint-c: deps
+	for f in Sources/CContainerKernel/*.c; do \
+		cc -std=gnu11 -Wall -Wextra -Werror -O2 -fsyntax-only -ISources/CContainerKernel/include $$f || exit 1; \
+	done
+	scripts/build-supervisor --check
 
 # The embedded default image: busybox:latest built by Berth from Debian's busybox-static,
 # offline, into the default root (/var/lib/berth, or BERTH_ROOT).
@@ -34,7 +46,7 @@ demo: berth
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
 # cgroups), which only holds when no other test is running beside it.
 # The documentation is part of the product: CI builds every catalog with warnings as errors.
-test: deps
+test: deps lint-c
 	$(SWIFTPM) --build-tests
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
 	$(MAKE) docs

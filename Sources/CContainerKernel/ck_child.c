@@ -135,7 +135,7 @@ static int close_fd_range(unsigned from, unsigned to)
 int ck_close_unneeded_fds(const struct ck_ctx *ctx)
 {
     const struct ck_spawn_config *cfg = ctx->cfg;
-    int keep[4 + 3 + CK_MAX_EXTRA_FDS + CK_MAX_JOINS + CK_MAX_SUPERVISOR_FDS];
+    int keep[5 + 3 + CK_MAX_EXTRA_FDS + CK_MAX_JOINS + CK_MAX_SUPERVISOR_FDS];
     size_t n = 0, i;
     unsigned next = 0;
 
@@ -149,6 +149,8 @@ int ck_close_unneeded_fds(const struct ck_ctx *ctx)
     add_fd(keep, &n, cfg->join_pid_fd);
     for (i = 0; i < cfg->supervisor_fd_count; i++)
         add_fd(keep, &n, cfg->supervisor_fds[i]);
+    if (cfg->supervisor_path != NULL)
+        add_fd(keep, &n, cfg->supervisor_exec_fd);
     for (i = 0; i < n; i++) {
         if ((unsigned)keep[i] > next && close_fd_range(next, (unsigned)keep[i] - 1) < 0)
             return -1;

@@ -241,7 +241,7 @@ __attribute__((noreturn)) static void supervisor(struct ck_page *page, void *sta
     const struct ck_spawn_config *cfg = ctx.cfg;
     struct ck_msg msg;
     int moved[CK_MAX_SUPERVISOR_FDS];
-    int devnull, status;
+    int devnull, status, exec_fd = -1;
     uint32_t i;
     long pid;
     sigset_t none;
@@ -260,8 +260,12 @@ __attribute__((noreturn)) static void supervisor(struct ck_page *page, void *sta
     if (send(ctx.sock, &msg, sizeof(msg), MSG_NOSIGNAL) < 0)
         goto failed;
 
-    /* The supervisor's descriptors become 3, 4, ...: first out of the way (a source may already
-     * be one of those numbers), then into place; dup2 clears close-on-exec on the result. */
+    /* The supervisor's descriptors become 3, 4, ...: first out of the way (a source, or the
+     * executable's memfd, may already be one of those numbers), then into place; dup2 clears
+     * close-on-exec on the result. */
+    if (cfg->supervisor_exec_fd >= 0 &&
+        (exec_fd = fcntl(cfg->supervisor_exec_fd, F_DUPFD_CLOEXEC, 3 + CK_MAX_SUPERVISOR_FDS)) < 0)
+        goto failed;
     for (i = 0; i < cfg->supervisor_fd_count; i++)
         if ((moved[i] = fcntl(cfg->supervisor_fds[i], F_DUPFD_CLOEXEC, 3 + CK_MAX_SUPERVISOR_FDS)) < 0)
             goto failed;
@@ -278,7 +282,10 @@ __attribute__((noreturn)) static void supervisor(struct ck_page *page, void *sta
     ck_reset_signal_dispositions();
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(cfg->supervisor_path, (char *const *)cfg->supervisor_argv, (char *const *)empty_env);
+    if (exec_fd >= 0)
+        syscall(SYS_execveat, exec_fd, "", cfg->supervisor_argv, empty_env, AT_EMPTY_PATH);
+    else
+        execve(cfg->supervisor_path, (char *const *)cfg->supervisor_argv, (char *const *)empty_env);
 
 failed:
     /* Report before reaping: the caller reads the failure, the child must not outlive us. */

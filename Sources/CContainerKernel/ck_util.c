@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "include/ck_util.h"
+#include "include/ck_supervisor.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -8,7 +9,11 @@
 #include <sys/resource.h>
 #include <termios.h>
 #include <fcntl.h>
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int ctl(int epfd, int op, int fd, uint32_t events, uint64_t token)
@@ -58,3 +63,45 @@ int ck_set_thread_name(const char *name) { return pthread_setname_np(pthread_sel
 int ck_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int ck_get_dumpable(void) { return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); }
+
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+
+const unsigned char *ck_supervisor_image_pointer(void) { return ck_supervisor_image; }
+
+const char *ck_supervisor_image_sha256_pointer(void) { return ck_supervisor_image_sha256; }
+
+int ck_supervisor_memfd(void)
+{
+    unsigned long done = 0;
+    int fd, err;
+
+    if (ck_supervisor_image_size == 0)
+        return -ENOEXEC;
+    fd = (int)syscall(SYS_memfd_create, "berth-supervisor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    while (done < ck_supervisor_image_size) {
+        ssize_t n = write(fd, ck_supervisor_image + done, ck_supervisor_image_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto failed;
+        done += (unsigned long)n;
+    }
+    if (fchmod(fd, 0555) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+        goto failed;
+    return fd;
+failed:
+    err = errno != 0 ? errno : EIO;
+    close(fd);
+    return -err;
+}

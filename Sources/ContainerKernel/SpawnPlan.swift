@@ -28,6 +28,7 @@ final class SpawnPlan {
                               detail: "a supervised process cannot have a terminal or a stdin pipe")
         }
         config.join_pid_fd = -1
+        config.supervisor_exec_fd = -1
 
         // Namespaces: what is joined is not created.
         let joinedKinds = spec.joinNamespaces.reduce(Namespaces()) { $0.union($1.kind) }
@@ -163,7 +164,12 @@ final class SpawnPlan {
         if let supervision = spec.supervision {
             // The supervisor gets the host ends of the output pipes; this program closes its own.
             let outputs = [hostStdout, hostStderr].compactMap { $0 }
-            config.supervisor_path = string(supervision.executable)
+            if let fd = try supervision.executableDescriptor() {
+                config.supervisor_exec_fd = fd
+                config.supervisor_path = string("the embedded berth-supervisor")
+            } else {
+                config.supervisor_path = string(try supervision.executablePath() ?? "berth-supervisor")
+            }
             let arguments = supervision.arguments(stdout: hostStdout != nil, stderr: hostStderr != nil)
             config.supervisor_argv = array(arguments.map { Optional(string($0)) } + [nil])
             config.supervisor_fds = array(outputs)

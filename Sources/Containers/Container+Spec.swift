@@ -84,7 +84,7 @@ extension Container {
             // berth-supervisor's init mode: /dev is the container's own tmpfs, so the mount point
             // is not a change of the image's filesystem.
             let executable = try wrapping("run an init process in", container: record.name) {
-                try Supervision.locateExecutable()
+                try Supervision.initExecutable(in: runtime.root + "/supervisor")
             }
             spec.mounts.append(.bind(executable, to: "/dev/init", readOnly: true, recursive: false))
             spec.arguments = ["/dev/init", "--init", "--"] + arguments

@@ -174,10 +174,9 @@ public final class Container: Sendable {
                 throw ContainerError(code: .invalidArgument, container: record.name,
                                      detail: "start: published ports need the owning process and cannot be used with a detached container:")
             }
-            spec.supervision = try wrapping("start", container: record.name) {
-                Supervision(executable: try Supervision.locateExecutable(), statusPath: statusPath, logPath: logs.path,
-                            logMaximumSize: logs.limits.maximumSize, logMaximumFiles: logs.limits.maximumFiles)
-            }
+            spec.supervision = Supervision(statusPath: statusPath, logPath: logs.path,
+                                           logMaximumSize: logs.limits.maximumSize,
+                                           logMaximumFiles: logs.limits.maximumFiles)
             unlink(statusPath)  // the last run's
         }
         // Ports are bound before the process starts: a taken port fails the start, not later.

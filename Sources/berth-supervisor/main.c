@@ -263,6 +263,8 @@ int main(int argc, char **argv)
     /* A host program with the container's output pipes: nothing may read its memory or fds
      * (execve made it dumpable again; the fork it was exec'd from was not). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* Run from a memfd, the kernel named us after the descriptor: ps shows our own name. */
+    prctl(PR_SET_NAME, "berth-supervisor", 0, 0, 0);
     for (i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();

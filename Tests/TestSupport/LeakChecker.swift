@@ -22,12 +22,13 @@ public struct LeakSnapshot: Sendable {
     public static let defaultStateDirectory = TestRootfs.cacheDirectory + "/state"
 
     /// Targets of fds that the Swift runtime, Dispatch and the test harness open lazily once per
-    /// process (epoll, eventfd and timerfd of the Dispatch event loop, the random device).
+    /// process (epoll, eventfd and timerfd of the Dispatch event loop, the random device), and
+    /// Berth's embedded supervisor, made into a memfd at the first detached spawn and kept.
     /// A new fd with one of these targets is not reported; Berth's own fds (pidfds, pipes,
     /// sockets, directories) are.
     public static let lazilyOpenedFDTargets: Set<String> = [
         "anon_inode:[eventpoll]", "anon_inode:[eventfd]", "anon_inode:[timerfd]",
-        "/dev/urandom", "/dev/random",
+        "/dev/urandom", "/dev/random", "/memfd:berth-supervisor (deleted)",
     ]
 
     /// Every mount target of this process's mount namespace, with its filesystem type and source

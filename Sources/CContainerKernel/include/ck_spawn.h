@@ -173,7 +173,8 @@ struct ck_spawn_config {
     /* Supervised (detached) spawn: a fork of the caller, which outlives it, clones the child and
      * then execs supervisor_path. The child is the supervisor's child, so the supervisor reaps it
      * and records how it ended when the caller is long gone. NULL: the caller is the parent. */
-    const char *supervisor_path;
+    const char *supervisor_path;     /* for messages; executed from supervisor_exec_fd when >= 0 */
+    int supervisor_exec_fd;          /* a sealed memfd of the embedded supervisor, or -1 */
     const char *const *supervisor_argv;
     const int *supervisor_fds;       /* become 3, 4, ... in the supervisor (the child's stdio pipes) */
     uint32_t supervisor_fd_count;
