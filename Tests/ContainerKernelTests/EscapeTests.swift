@@ -140,10 +140,11 @@ struct ChildPathEscapeTests {
         #expect(symlink("/proc/sys/kernel/hostname", volume.path + "/null") == 0)
         try rmdirTree(rootfs.path + "/rootfs/dev")
         #expect(symlink("/data", rootfs.path + "/rootfs/dev") == 0)
+        #expect(mkdir(rootfs.path + "/rootfs/data", 0o755) == 0)
         let outcome = await attempt(["cat", "/proc/keys"], rootfs: rootfs.path + "/rootfs") {
             $0.mounts.append(.bind(volume.path, to: "/data"))
         }
-        #expect(outcome.refused(at: .mount), "\(outcome)")
+        #expect(outcome.refused(at: .mount) && outcome.error?.detail.contains("/dev resolves to /data") == true, "\(outcome)")
     }
 
     /// A bind target that a symlink in the image leads into /proc is refused: host content
@@ -184,7 +185,8 @@ struct ChildPathEscapeTests {
     /// The same class through the program: argv[0] /proc/self/fd/N, N a host executable the
     /// host process has open, would run (and expose as /proc/<pid>/exe) a host file.
     @Test func aProgramThroughALeakedFdIsRefused() async throws {
-        let leaked = open("/bin/true", O_RDONLY)
+        // Static, so that it would run in the container's root: the host's busybox-static.
+        let leaked = open("/bin/busybox", O_RDONLY)
         #expect(leaked >= 0)
         defer { close(leaked) }
         let outcome = await attempt(["/proc/self/fd/\(leaked)"], program: true)
