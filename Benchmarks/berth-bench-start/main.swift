@@ -1,11 +1,13 @@
 // berth-bench-start: start-to-exit of a container through the library, in-process and warm.
 //
-// Usage: berth-bench-start ROOTFS [RUNS] [PROGRAM]
+// Usage: berth-bench-start [--exec] ROOTFS [RUNS] [PROGRAM]
 // Prints one line per statistic (median_ms, p10_ms, p90_ms, runs) for scripts/bench.
 //
 // Each run is what `crun run` does for the same bundle: new pid, mount, uts, ipc, network and
 // cgroup namespaces, a cgroup, Docker's default capabilities and seccomp profile, masked and
 // read-only paths, a tmpfs /dev, then wait for the exit and remove the cgroup.
+// With --exec, each run is what `crun exec` does: PROGRAM joins the namespaces and the cgroup
+// of one running container (`sleep`) and is waited for.
 import ContainerKernel
 
 #if canImport(Glibc)
@@ -15,19 +17,33 @@ import Glibc
 @main
 struct BenchStart {
     static func main() async throws {
-        let arguments = CommandLine.arguments
-        guard arguments.count >= 2 else {
-            print("usage: berth-bench-start ROOTFS [RUNS] [PROGRAM]")
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let exec = arguments.first == "--exec"
+        if exec { arguments.removeFirst() }
+        guard let rootfs = arguments.first else {
+            print("usage: berth-bench-start [--exec] ROOTFS [RUNS] [PROGRAM]")
             exit(2)
         }
-        let runs = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
-        let program = arguments.count > 3 ? arguments[3] : "/bin/true"
-        var spec = ProcessSpec(rootfs: arguments[1], arguments: [program])
+        let runs = arguments.count > 1 ? Int(arguments[1]) ?? 200 : 200
+        let program = arguments.count > 2 ? arguments[2] : "/bin/true"
+        var spec = ProcessSpec(rootfs: rootfs, arguments: [program])
         spec.io = .null
+        var target: ProcessHandle?
+        if exec {
+            var container = ProcessSpec(rootfs: rootfs, arguments: ["/bin/sleep", "1000"])
+            container.io = .null
+            container.cgroup = CgroupPlacement(path: "berth-bench/\(getpid())-container")
+            let running = try await ProcessHandle.spawn(container)
+            spec.rootfs = nil
+            spec.namespaces = []
+            spec.joinNamespaces = NamespaceJoin.all([.pid, .mount, .uts, .ipc, .network, .cgroup], of: running.pid)
+            spec.joinCgroup = running.cgroup
+            target = running
+        }
         let clock = ContinuousClock()
         var samples: [Double] = []
         for index in 0..<(runs + runs / 10) {
-            spec.cgroup = CgroupPlacement(path: "berth-bench/\(getpid())-\(index)")
+            if !exec { spec.cgroup = CgroupPlacement(path: "berth-bench/\(getpid())-\(index)") }
             let start = clock.now
             let process = try await ProcessHandle.spawn(spec)
             let status = await process.wait()
@@ -40,6 +56,10 @@ struct BenchStart {
             if index >= runs / 10 {
                 samples.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3)
             }
+        }
+        if let target {
+            try target.signal(.kill)
+            _ = await target.wait()
         }
         samples.sort()
         func percentile(_ p: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * p))] }

@@ -317,14 +317,43 @@ static int receive_pid(int sock, const struct ck_status *st, pid_t *pid, int *pi
     return 0;
 }
 
+/* One spare stack and status page, kept from the last spawn whose child has left them: mapping
+ * and unmapping them on every spawn costs TLB shootdowns across the host's threads. */
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *spare_stack;
+static struct ck_page *spare_page;
+
+static void *take_spare(void **slot)
+{
+    void *taken;
+    pthread_mutex_lock(&spare_lock);
+    taken = *slot;
+    *slot = NULL;
+    pthread_mutex_unlock(&spare_lock);
+    return taken;
+}
+
+/* Keeps `mapping` as the spare if there is none; returns it if it was not kept. */
+static void *keep_spare(void **slot, void *mapping)
+{
+    pthread_mutex_lock(&spare_lock);
+    if (*slot == NULL) {
+        *slot = mapping;
+        mapping = NULL;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    return mapping;
+}
+
 void ck_spawn_release(struct ck_spawn_result *out)
 {
-    if (out->stack != NULL)
-        munmap(out->stack, CK_CHILD_STACK_SIZE + CK_GUARD_SIZE);
-    if (out->status != NULL)
-        munmap(out->status, sizeof(struct ck_page));
+    void *stack = out->stack, *page = out->status;
     out->stack = NULL;
     out->status = NULL;
+    if (stack != NULL && (stack = keep_spare(&spare_stack, stack)) != NULL)
+        munmap(stack, CK_CHILD_STACK_SIZE + CK_GUARD_SIZE);
+    if (page != NULL && (page = keep_spare((void **)&spare_page, page)) != NULL)
+        munmap(page, sizeof(struct ck_page));
     if (out->restore_dumpable) {
         out->restore_dumpable = 0;
         release_non_dumpable();
@@ -355,11 +384,15 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
     if (supervised && (via_intermediate || cfg->supervisor_fd_count > CK_MAX_SUPERVISOR_FDS))
         return fail(failure, CK_STAGE_SUPERVISOR, EINVAL,
                     via_intermediate ? "a supervised process cannot join a pid namespace" : "too many supervisor fds");
-    page = mmap(NULL, sizeof(*page), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (page == MAP_FAILED)
-        return fail(failure, CK_STAGE_CLONE, errno, "map the status page");
+    page = take_spare((void **)&spare_page);
+    if (page == NULL) {
+        page = mmap(NULL, sizeof(*page), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED)
+            return fail(failure, CK_STAGE_CLONE, errno, "map the status page");
+    }
+    memset(page, 0, sizeof(*page));
     out->status = &page->status;
-    if (!via_intermediate && (out->stack = make_stack()) == NULL) {
+    if (!via_intermediate && (out->stack = take_spare(&spare_stack)) == NULL && (out->stack = make_stack()) == NULL) {
         err = errno;
         ck_spawn_release(out);
         return fail(failure, CK_STAGE_CLONE, err, "map the child's stack");
