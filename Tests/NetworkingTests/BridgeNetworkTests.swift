@@ -320,3 +320,45 @@ struct NetworkModeTests {
                 == "nameserver 10.0.0.2\noptions edns0\n")
     }
 }
+
+@Suite(.serialized)
+struct InterfaceIsolationTests {
+    /// Reads a sysctl file's value without its newline.
+    func sysctl(_ path: String) -> String {
+        String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Every container-facing host interface (the bridge, the host end of each veth) has IPv6
+    /// forwarding and router advertisements off, even where the host's defaults for new
+    /// interfaces turn both on (a router's); a network without IPv6 has IPv6 off on them; the
+    /// bridge keeps IPv4 forwarding off.
+    @Test func containerFacingInterfacesNeitherRouteNorTakeRouterAdvertisements() async throws {
+        let defaults = "/proc/sys/net/ipv6/conf/default/"
+        guard access(defaults, F_OK) == 0 else { return }  // a host without IPv6
+        let saved = [("forwarding", sysctl(defaults + "forwarding")), ("accept_ra", sysctl(defaults + "accept_ra"))]
+        defer { for (name, value) in saved { try? writeBytes(Array("\(value)\n".utf8), to: defaults + name) } }
+        try writeBytes(Array("1\n".utf8), to: defaults + "forwarding")
+        try writeBytes(Array("2\n".utf8), to: defaults + "accept_ra")
+
+        try await withNetworks { networks, suffix in
+            for ipv6 in [false, true] {
+                let name = "iso\(ipv6 ? 6 : 4)-\(suffix)"
+                let network = try networks.create(name, ipv6: ipv6)
+                let sandbox = try networks.prepareSandbox(containerID: name, hostname: "iso", mode: .bridge([network.name]))
+                let veth = try #require(sandbox.endpoints.first).hostInterface
+                #expect(sysctl("/proc/sys/net/ipv4/conf/\(network.bridgeName)/forwarding") == "0")
+                for interface in [network.bridgeName, veth] {
+                    let conf = "/proc/sys/net/ipv6/conf/\(interface)/"
+                    #expect(sysctl(conf + "forwarding") == "0", "\(interface)")
+                    #expect(sysctl(conf + "accept_ra") == "0", "\(interface)")
+                    #expect(sysctl(conf + "disable_ipv6") == (ipv6 ? "0" : "1"), "\(interface)")
+                }
+                try networks.releaseSandbox(containerID: sandbox.containerID)
+            }
+            // A network whose MTU leaves no room for IPv6 has no IPv6 settings to make.
+            let small = try networks.create("iso-small-\(suffix)", mtu: 1200)
+            #expect(access("/proc/sys/net/ipv6/conf/\(small.bridgeName)", F_OK) != 0)
+        }
+    }
+}
