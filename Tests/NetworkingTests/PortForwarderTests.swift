@@ -1,6 +1,7 @@
 import ContainerKernel
+import Foundation
 import Glibc
-import Networking
+@testable import Networking
 import TestSupport
 import Testing
 
@@ -230,6 +231,80 @@ struct DatagramPortTests {
             _ = await server.wait()
             #expect(reply == "pong:ping\n")
             #expect(output == "ping\n")
+        }
+    }
+}
+
+@Suite(.serialized)
+struct DatagramFloodTests {
+    /// Descriptors this process holds.
+    func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+
+    /// A UDP socket on 127.0.0.1 with a port of its own, for one source address of a flood.
+    func sendFromNewPort(_ bytes: [UInt8], to port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return fd
+    }
+
+    /// Datagrams from many source ports open at most the cap of sessions (sockets) in the
+    /// relay; the least recently used go, and a new client is still served.
+    @Test func aFloodFromManySourcePortsKeepsTheRelaysSocketsBounded() async throws {
+        try await withNetworks { networks, suffix in
+            let network = try networks.create("flood-\(suffix)")
+            let sandbox = try networks.prepareSandbox(
+                containerID: "flood-\(suffix)", hostname: "flood", mode: .bridge([network.name]))
+            let cap = 32
+            let forwarder = PortForwarder(
+                try PortMapping(parsing: "127.0.0.1::9000/udp"),
+                containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
+                netnsPath: try #require(sandbox.netnsPath), maxDatagramSessions: cap)
+            let port = try forwarder.start()
+            defer { forwarder.stop() }
+            var spec = ProcessSpec(
+                rootfs: nil,
+                arguments: [
+                    "/usr/bin/python3", "-c",
+                    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000))\n"
+                        + "while True:\n    d, a = s.recvfrom(512); s.sendto(b'pong:' + d, a)",
+                ])
+            sandbox.configure(&spec)
+            let server = try await ProcessHandle.spawn(spec)
+            try await Task.sleep(for: .milliseconds(300))  // the server binds
+
+            let before = openDescriptors()
+            let flood = 300
+            let clients = (0..<flood).map { _ in sendFromNewPort(Array("flood".utf8), to: port) }
+            defer { clients.forEach { close($0) } }
+            // The relay binds its sockets asynchronously: watch the count for a while.
+            var peak = 0
+            for _ in 0..<20 {
+                peak = max(peak, openDescriptors() - before - flood)
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(peak <= cap + 8, "the relay held \(peak) sockets for \(flood) clients (cap \(cap))")
+
+            // A client after the flood still gets its reply.
+            var reply = ""
+            for _ in 0..<25 where reply.isEmpty {
+                let fd = sendFromNewPort(Array("ping".utf8), to: port)
+                var buffer = [UInt8](repeating: 0, count: 512)
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
+                close(fd)
+            }
+            #expect(reply == "pong:ping")
+            await stop(server)
         }
     }
 }
