@@ -198,12 +198,19 @@ struct StdioRelay {
         for stream in streams { if let stream { close(stream.from) } }
     }
 
-    /// Writes all of `bytes` to `fd`; false when `fd` refuses them (`EPIPE`, a closed terminal).
+    /// Writes all of `bytes` to `fd`, waiting while it is full; false when `fd` refuses them
+    /// (`EPIPE`, a closed terminal).
     private static func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
         var offset = bytes.startIndex
         while offset < bytes.endIndex {
             let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             if written < 0 && errno == EINTR { continue }
+            if written < 0 && errno == EAGAIN {
+                // berth's stdio may be non-blocking (a terminal shared with such a program).
+                var writable = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&writable, 1, -1)
+                continue
+            }
             guard written > 0 else { return false }
             offset += written
         }
