@@ -25,6 +25,10 @@ import Synchronization
 ///
 /// Bytes are copied by SwiftNIO's event loops (`MultiThreadedEventLoopGroup.singleton`), both
 /// directions with backpressure; half-closed connections stay half-open as TCP allows.
+///
+/// A published UDP port keeps a session (a socket towards the container) per client address,
+/// closed after 90 s without traffic; since anyone may send from any source port, it keeps at
+/// most 1024 of them and closes the least recently used one for a new client.
 public final class PortForwarder: Sendable {
     /// What is published.
     public let mapping: PortMapping
