@@ -314,17 +314,23 @@ extension CLITests {
 extension CLITests {
     /// A process that berth starts tries to reach berth's own stdio through `/proc/<pid>/fd`,
     /// as a shell user's `berth … < in >> out 2>> err` gives it: read the host files, write to
-    /// them, and write again from the background after berth returned.
-    static let hostile = """
+    /// them, and write again from the background after berth returned. With -i it first reads
+    /// its line of input. (It reads before it writes anything: with pipes, a reader of its own
+    /// stdout takes its own output, which is no leak.)
+    static func hostile(interactive: Bool) -> String {
+        (interactive ? "read -r line\n" : "") + """
         exec 3<&0
         for n in 0 1 2; do timeout 1 cat /proc/$$/fd/$n | tr a-z A-Z >&2 & done; wait
         echo tamper >> /proc/$$/fd/0
+
+        """ + (interactive ? "echo \"got:$line\"\n" : "") + """
         echo first
         echo warn >&2
         (sleep 1; echo late >> /proc/self/fd/1; echo late >> /proc/self/fd/2; echo late >> /proc/self/fd/3) &
         echo second
         exit 3
         """
+    }
 
     /// (command, -i): `exec` into a detached container, or `run --rootfs`.
     static let stdioRows: [(String, Bool)] = [("exec", false), ("exec", true), ("rootfs", false), ("rootfs", true)]
@@ -341,7 +347,7 @@ extension CLITests {
         try writeBytes(Array(inputText.utf8), to: input)
         try writeBytes(Array("secret-stdout\n".utf8), to: output)
         try writeBytes(Array("secret-stderr\n".utf8), to: error)
-        let script = (interactive ? "read -r line; echo \"got:$line\"\n" : "") + Self.hostile
+        let script = Self.hostile(interactive: interactive)
 
         let name = "cli-stdio-\(getpid())"
         var words: [String]
