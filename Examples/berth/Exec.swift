@@ -14,8 +14,8 @@ struct Exec: AsyncParsableCommand {
 
             Without -t the command's stdout and stderr are pipes that berth copies to its own \
             (and its stdin one with -i): the command never holds berth's descriptors. berth \
-            returns when the command exits; what processes it left in the background write after \
-            that is not shown.
+            returns when the command exits (not when every background process it left has \
+            closed them, as docker exec does): their later output is not shown.
             """)
 
     @OptionGroup var store: StoreOptions
