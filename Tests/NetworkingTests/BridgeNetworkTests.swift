@@ -365,6 +365,9 @@ struct InterfaceIsolationTests {
     /// A container sends router advertisements (a default route, a prefix for SLAAC) to its
     /// network, from its link-local address with hop limit 255, as a rogue router does: the
     /// host takes neither a route nor an address from them, on a network with or without IPv6.
+    /// A peer container on the same network, whose interface keeps the kernel's defaults
+    /// (`accept_ra` 1), takes the prefix: the advertisements are valid and reach the bridge, so
+    /// the host's silence is its settings, not a lost packet.
     @Test func theHostTakesNoRouterAdvertisementFromAContainer() async throws {
         guard access("/proc/sys/net/ipv6/conf/default", F_OK) == 0 else { return }  // a host without IPv6
         try await withNetworks { networks, suffix in
@@ -372,6 +375,8 @@ struct InterfaceIsolationTests {
                 let name = "ra\(ipv6 ? 6 : 4)-\(suffix)"
                 let network = try networks.create(name, ipv6: ipv6)
                 let sandbox = try networks.prepareSandbox(containerID: name, hostname: "ra", mode: .bridge([network.name]))
+                let peer = try networks.prepareSandbox(
+                    containerID: name + "-peer", hostname: "peer", mode: .bridge([network.name]))
                 // The host's python3 in the sandbox's namespace (busybox cannot send raw ICMPv6).
                 var spec = ProcessSpec(rootfs: nil, arguments: ["/usr/bin/python3", "-c", Self.rogueRouter])
                 sandbox.configure(&spec)
@@ -383,10 +388,18 @@ struct InterfaceIsolationTests {
                 #expect(status == .exited(0), "\(failed)")
                 #expect(sent.hasPrefix("sent"), "\(sent) \(failed)")
                 try await Task.sleep(for: .milliseconds(300))  // the host handles them
-                let routes = (try? command(["ip", "-6", "route", "show", "dev", network.bridgeName])) ?? ""
-                let addresses = (try? command(["ip", "-6", "address", "show", "dev", network.bridgeName])) ?? ""
+                let routes = try command(["ip", "-6", "route", "show", "dev", network.bridgeName])
+                let addresses = try command(["ip", "-6", "address", "show", "dev", network.bridgeName])
                 #expect(!routes.contains("proto ra") && !routes.contains("default"), "\(name): \(routes)")
                 #expect(!addresses.contains("2001:db8:5ee:"), "\(name): \(addresses)")
+                // /proc/net/if_inet6 of the peer's namespace: addresses as 32 hex digits.
+                var read = ProcessSpec(rootfs: nil, arguments: ["/bin/cat", "/proc/net/if_inet6"])
+                peer.configure(&read)
+                let reader = try await ProcessHandle.spawn(read)
+                async let peerAddresses = reader.standardOutput?.collectString() ?? ""
+                _ = await reader.wait()
+                #expect(await peerAddresses.contains("20010db805ee0000"), "\(name): the peer took no address")
+                try networks.releaseSandbox(containerID: peer.containerID)
                 try networks.releaseSandbox(containerID: sandbox.containerID)
             }
         }
