@@ -129,14 +129,13 @@ struct RegistrySession: Sendable {
     // MARK: Authorization
 
     /// Why credentials were not sent to a token realm, for messages.
-    static let withheldReason = "the realm is plain http on a host other than the registry's"
+    static let withheldReason = "the realm is plain http, and not on the host of a registry reached over plain http"
 
     /// Answers a `WWW-Authenticate` challenge: Basic with the stored credentials, or a bearer
     /// token from the realm for the scopes.
     ///
     /// - Returns: The realm, when credentials exist but were withheld from it
     ///   (``mayReceiveCredentials(_:registry:)``) and the token was requested anonymously.
-    @discardableResult
     private func authorize(registry: String, challenge: String, scopes: [String]) async throws(ImageError) -> String? {
         let (scheme, parameters) = Self.parseChallenge(challenge)
         let credentials = try registryClient.credentials(for: registry)
@@ -200,11 +199,12 @@ struct RegistrySession: Sendable {
     /// Whether the Basic credentials for `registry` may go to the token realm `realm`.
     ///
     /// Over HTTPS always (Docker sends them to any realm). Over plain HTTP only to the
-    /// registry's own host, and only where the client talks plain HTTP to that registry itself
-    /// (a loopback registry, or one in ``RegistryClient/Configuration/insecureRegistries``): a
-    /// realm elsewhere over plain HTTP would carry the password in clear text to a host the
-    /// user never chose. Hosts compare as written, so `127.0.0.2` or `localhost` is another
-    /// host than `127.0.0.1`. The token is then requested without credentials.
+    /// registry's own host, and only where the client already talks plain HTTP to that registry
+    /// itself (a loopback registry, or one in ``RegistryClient/Configuration/insecureRegistries``,
+    /// that answered plain HTTP): a realm elsewhere over plain HTTP would carry the password in
+    /// clear text to a host the user never chose, and one on the host of a registry reached over
+    /// HTTPS would downgrade it. Hosts compare as written, so `127.0.0.2` or `localhost` is
+    /// another host than `127.0.0.1`. The token is then requested without credentials.
     func mayReceiveCredentials(_ realm: URLComponents, registry: String) -> Bool {
         switch realm.scheme?.lowercased() {
         case "https":
@@ -215,7 +215,8 @@ struct RegistrySession: Sendable {
                 registry.hasPrefix("[")
                 ? String(registry.prefix { $0 != "]" }) : String(registry.split(separator: ":").first ?? "")
             guard let realmHost = realm.host, !realmHost.isEmpty else { return false }
-            return unbracketed(realmHost) == unbracketed(registryHost) && registryClient.mayUsePlainHTTP(registry)
+            return unbracketed(realmHost) == unbracketed(registryHost)
+                && registryClient.baseURL(registry).hasPrefix("http://")
         default:
             return false
         }

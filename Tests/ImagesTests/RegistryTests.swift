@@ -188,9 +188,10 @@ struct RegistryTests {
 }
 
 extension RegistryTests {
-    /// Basic credentials go to a plain-http token realm only on the registry's own host: a
-    /// realm on another host (`127.0.0.2` for a registry on `127.0.0.1`) gets an anonymous token
-    /// request, and what that token does not cover fails naming the realm.
+    /// Basic credentials go to a plain-http token realm only on the host of a registry reached
+    /// over plain http: a realm on another host (`127.0.0.2` for a registry on `127.0.0.1`), or
+    /// one beside an HTTPS registry, gets an anonymous token request, and what that token does
+    /// not cover fails naming the realm.
     @Test func credentialsAreNotSentToAPlainHTTPRealmOnAnotherHost() async throws {
         let owner = RegistryCredentials(username: "berth", password: "s3cret")
         let grants = ["berth": ["test/busybox": ["pull"]]]
@@ -221,5 +222,18 @@ extension RegistryTests {
         #expect(own.authorizations.contains { $0?.hasPrefix("Basic ") == true }, "\(own.authorizations)")
         try ownRegistry.stop()
         try await own.stop()
+
+        // A registry reached over HTTPS does not give them away to a plain-http realm on its
+        // own host: that would downgrade the password to clear text.
+        let downgrade = try await TokenIssuer(users: ["berth": "s3cret"], grants: grants)
+        let tlsRegistry = try RegistryServer(tls: true, auth: downgrade.registryAuth)
+        var tlsConfiguration = RegistryClient.Configuration()
+        tlsConfiguration.certificateAuthorities = [tlsRegistry.caCertificate ?? ""]
+        tlsConfiguration.credentials = [tlsRegistry.host: owner]
+        try await RegistryClient(configuration: tlsConfiguration).ping(tlsRegistry.host)
+        #expect(!downgrade.authorizations.isEmpty)
+        #expect(downgrade.authorizations.allSatisfy { $0 == nil }, "\(downgrade.authorizations)")
+        try tlsRegistry.stop()
+        try await downgrade.stop()
     }
 }
