@@ -39,7 +39,13 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .customLong("pids-limit"), help: "Maximum number of processes (0 or less: unlimited).")
     var pidsLimit: Int64?
 
-    @Option(name: .customLong("cap-add"), help: "Add a Linux capability.")
+    @Option(
+        name: .customLong("cap-add"),
+        help: """
+            Add a Linux capability. SYS_ADMIN is host root on a cgroup v1 host: Berth loads no \
+            LSM profile, so the container can mount a cgroup v1 hierarchy and have the host run \
+            its release_agent as root. Add it to trusted images only.
+            """)
     var capAdd: [String] = []
 
     @Option(name: .customLong("cap-drop"), help: "Drop a Linux capability (ALL drops every one).")
@@ -48,7 +54,12 @@ struct ContainerOptions: ParsableArguments {
     @Flag(name: .customLong("read-only"), help: "Mount the root filesystem read-only.")
     var readOnly = false
 
-    @Flag(help: "Give every capability, no seccomp filter, no masked paths.")
+    @Flag(
+        help: """
+            Give every capability, no seccomp filter, no masked paths: the container is host \
+            root (with SYS_ADMIN and no LSM profile, on a cgroup v1 host through a cgroup's \
+            release_agent). Trusted images only.
+            """)
     var privileged = false
 
     @Option(name: .customLong("security-opt"),

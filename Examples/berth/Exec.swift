@@ -11,11 +11,16 @@ struct Exec: AsyncParsableCommand {
             or 125 when berth itself fails, 126 when the command cannot be executed, 127 when it \
             is not found. Containers are embedded in the berth process that runs them: another \
             berth invocation sees them on the same --root only while that process runs.
+
+            Without -t the command's stdout and stderr are pipes that berth copies to its own \
+            (and its stdin one with -i): the command never holds berth's descriptors. berth \
+            returns when the command exits (not when every background process it left has \
+            closed them, as docker exec does): their later output is not shown.
             """)
 
     @OptionGroup var store: StoreOptions
 
-    @Flag(name: [.customShort("i"), .customLong("interactive")], help: "Connect berth's stdin to the command.")
+    @Flag(name: [.customShort("i"), .customLong("interactive")], help: "Copy berth's stdin to the command.")
     var interactive = false
 
     @Flag(name: [.customShort("t"), .customLong("tty")], help: "Allocate a pseudo-terminal.")
@@ -41,14 +46,19 @@ struct Exec: AsyncParsableCommand {
             let command = droppingTerminator(Array(arguments.dropFirst()))
             guard !command.isEmpty else { throw ValidationError("no command given") }
             let container = try store.openRuntime().container(name)
-            // Without a terminal, the command shares berth's own stdio.
-            let io = tty
-                ? ProcessIO(terminal: currentTerminalSize())
-                : ProcessIO(standardInput: interactive ? .inherit : .null, standardOutput: .inherit, standardError: .inherit)
-            let process = try await container.startExec(
-                command, environment: environment, workingDirectory: workingDirectory, user: user, io: io)
-            if let terminal = process.terminal { await relay(terminal, forwardingInput: interactive) }
-            throw ExitCode(await process.wait().code)
+            if tty {
+                let process = try await container.startExec(
+                    command, environment: environment, workingDirectory: workingDirectory, user: user,
+                    io: ProcessIO(terminal: currentTerminalSize()))
+                if let terminal = process.terminal { await relay(terminal, forwardingInput: interactive) }
+                throw ExitCode(await process.wait().code)
+            }
+            // Never berth's own stdio: the command gets pipes that berth relays.
+            let status = try await StdioRelay.run(interactive: interactive) { io in
+                try await container.startExec(
+                    command, environment: environment, workingDirectory: workingDirectory, user: user, io: io)
+            }
+            throw ExitCode(status.code)
         }
     }
 }

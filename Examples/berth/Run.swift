@@ -22,6 +22,10 @@ struct Run: AsyncParsableCommand {
             and later berth invocations list it, read its logs, exec into it, stop and remove it. \
             Exit status: the command's, or 125 when berth itself fails, 126 when the command \
             cannot be executed, 127 when it is not found.
+
+            With --rootfs and without -t, the process's stdout and stderr are pipes that berth \
+            copies to its own, and its stdin is /dev/null unless -i copies berth's stdin to it: \
+            the process never holds berth's descriptors.
             """
     )
 
@@ -91,10 +95,20 @@ struct Run: AsyncParsableCommand {
     /// The `--rootfs` mode: spawns the process directly with `ContainerKernel`.
     private func runInDirectory(_ rootfs: String, command: [String]) async throws {
         guard !command.isEmpty else { throw ValidationError("no command given") }
-        let process = try await ProcessHandle.spawn(try makeSpec(rootfs: rootfs, arguments: command))
-        // Stdin is always connected in this mode (see makeSpec).
-        if let terminal = process.terminal { await relay(terminal, forwardingInput: true) }
-        throw ExitCode(await process.wait().code)
+        let spec = try makeSpec(rootfs: rootfs, arguments: command)
+        if options.tty {
+            // The terminal is allocated in the container: berth relays keystrokes, as before.
+            let process = try await ProcessHandle.spawn(spec)
+            if let terminal = process.terminal { await relay(terminal, forwardingInput: true) }
+            throw ExitCode(await process.wait().code)
+        }
+        // Never berth's own stdio: the process gets pipes that berth relays.
+        let status = try await StdioRelay.run(interactive: options.interactive) { io in
+            var piped = spec
+            piped.io = io
+            return try await ProcessHandle.spawn(piped)
+        }
+        throw ExitCode(status.code)
     }
 
     private func makeSpec(rootfs: String, arguments: [String]) throws -> ProcessSpec {
@@ -148,8 +162,8 @@ struct Run: AsyncParsableCommand {
         }
         spec.readOnlyRootfs = options.readOnly
         spec.cgroup = CgroupPlacement(path: "berth/\(randomID())", resources: try options.resources)
-        // Without a terminal the process shares berth's stdio, so stdin is always open here.
-        spec.io = options.tty ? ProcessIO(terminal: currentTerminalSize()) : .inherit
+        // Without a terminal, runInDirectory relays the process's stdio through pipes.
+        if options.tty { spec.io = ProcessIO(terminal: currentTerminalSize()) }
         return spec
     }
 

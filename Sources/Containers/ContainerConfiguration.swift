@@ -37,12 +37,23 @@ public struct ContainerConfiguration: Sendable, Codable {
     /// cgroup limits (`--memory`, `--cpus`, `--pids-limit`, `--cpuset-cpus`).
     public var resources: CgroupResources
     /// Capabilities added to Docker's default set (`--cap-add`).
+    ///
+    /// - Important: `SYS_ADMIN` gives the container the host's root on a cgroup v1 host. Berth
+    ///   loads no LSM profile (AppArmor, SELinux) and does not use a user namespace, so with it
+    ///   the container can mount a cgroup v1 hierarchy and make the host's kernel run the
+    ///   hierarchy's `release_agent`, a program of its choosing, as root on the host (the
+    ///   CVE-2022-0492 class). On cgroup v2 it still mounts file systems and reaches much of
+    ///   the kernel that the default set keeps away. Add it, and likewise set ``privileged``,
+    ///   only for images you trust as you trust the host.
     public var capabilitiesAdded: [String]
     /// Capabilities removed (`--cap-drop`; `ALL` removes every one).
     public var capabilitiesDropped: [String]
     /// The seccomp profile.
     public var seccomp: SeccompChoice
     /// Every capability, no seccomp, no masked paths (`--privileged`).
+    ///
+    /// - Important: A privileged container is the host's root: it holds `SYS_ADMIN` (see
+    ///   ``capabilitiesAdded``) with nothing masked and no seccomp filter.
     public var privileged: Bool
     /// `--security-opt no-new-privileges`.
     public var noNewPrivileges: Bool

@@ -2,6 +2,15 @@ import Foundation
 import Glibc
 
 /// A user name and secret for one registry.
+///
+/// They go to the registry itself (HTTPS, or plain HTTP where the client allows it for that
+/// registry: loopback, or ``RegistryClient/Configuration/insecureRegistries``) and to the token
+/// realm its challenge names when the realm is HTTPS. A plain-HTTP realm gets them only on the
+/// registry's own host (compared as written: `127.0.0.2` or `localhost` is another host than
+/// `127.0.0.1`) and only where the registry itself is plain HTTP; any other realm is asked for
+/// an anonymous token, so the password never crosses the network in clear text to a host the
+/// user did not name. A request that anonymous token does not cover fails with
+/// ``ImageError/Code/unauthorized`` naming the realm.
 public struct RegistryCredentials: Sendable, Hashable {
     /// The user name (for an identity token, Docker uses `<token>`).
     public var username: String

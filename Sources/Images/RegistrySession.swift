@@ -31,6 +31,7 @@ struct RegistrySession: Sendable {
         var target = url ?? registryClient.baseURL(registry) + path
         var attempt = 0
         var challenged = false
+        var withheldFrom: String?
         while true {
             attempt += 1
             var request = HTTPClientRequest(url: target)
@@ -59,9 +60,16 @@ struct RegistrySession: Sendable {
                 challenged = true
                 let challenge = response.headers.first(name: "WWW-Authenticate") ?? ""
                 try? await drain(response)
-                try await authorize(registry: registry, challenge: challenge, scopes: scopes)
+                withheldFrom = try await authorize(registry: registry, challenge: challenge, scopes: scopes)
                 attempt -= 1
                 continue
+            }
+            if response.status == .unauthorized, let realm = withheldFrom {
+                try? await drain(response)
+                throw ImageError(
+                    code: .unauthorized, registry: registry,
+                    detail: "\(method) \(target): the anonymous token from \(realm) is not enough, and the credentials "
+                        + "were withheld from it: \(Self.withheldReason)")
             }
             if (response.status.code >= 500 || response.status == .tooManyRequests) && attempt < configuration.retry.maxAttempts {
                 let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int.init)
@@ -120,9 +128,15 @@ struct RegistrySession: Sendable {
 
     // MARK: Authorization
 
+    /// Why credentials were not sent to a token realm, for messages.
+    static let withheldReason = "the realm is plain http, and not on the host of a registry reached over plain http"
+
     /// Answers a `WWW-Authenticate` challenge: Basic with the stored credentials, or a bearer
     /// token from the realm for the scopes.
-    private func authorize(registry: String, challenge: String, scopes: [String]) async throws(ImageError) {
+    ///
+    /// - Returns: The realm, when credentials exist but were withheld from it
+    ///   (``mayReceiveCredentials(_:registry:)``) and the token was requested anonymously.
+    private func authorize(registry: String, challenge: String, scopes: [String]) async throws(ImageError) -> String? {
         let (scheme, parameters) = Self.parseChallenge(challenge)
         let credentials = try registryClient.credentials(for: registry)
         let basic = credentials.map { "Basic " + Data("\($0.username):\($0.password)".utf8).base64EncodedString() }
@@ -132,6 +146,7 @@ struct RegistrySession: Sendable {
                 throw ImageError(code: .unauthorized, registry: registry, detail: "registry requires credentials and none are configured")
             }
             registryClient.cacheAuthorization(basic, registry: registry, scopes: nil, lifetime: .seconds(3600))
+            return nil
         case "bearer":
             guard let realm = parameters["realm"], var components = URLComponents(string: realm) else {
                 throw ImageError(code: .unauthorized, registry: registry, detail: "bearer challenge has no realm")
@@ -142,14 +157,23 @@ struct RegistrySession: Sendable {
                 (components.queryItems ?? []) + [URLQueryItem(name: "service", value: parameters["service"])]
                 + wanted.map { URLQueryItem(name: "scope", value: $0) }
             var request = HTTPClientRequest(url: components.string ?? realm)
-            if let basic { request.headers.add(name: "Authorization", value: basic) }
+            let withheld = basic != nil && !mayReceiveCredentials(components, registry: registry)
+            if let basic, !withheld {
+                request.headers.add(name: "Authorization", value: basic)
+            } else if withheld {
+                logger.warning(
+                    "credentials withheld from the token realm; requesting an anonymous token",
+                    metadata: ["registry": "\(registry)", "realm": "\(realm)", "reason": "\(Self.withheldReason)"])
+            }
             let response: HTTPClientResponse
             do {
                 response = try await client.execute(request, timeout: .seconds(60), logger: logger)
             } catch {
                 throw ImageError(code: .network, registry: registry, detail: "fetch token from \(realm): \(error)")
             }
-            try await expect(response, [.ok], registry: registry, what: "fetch token from \(realm)")
+            try await expect(
+                response, [.ok], registry: registry,
+                what: "fetch token from \(realm)" + (withheld ? " (credentials withheld: \(Self.withheldReason))" : ""))
             struct Token: Decodable {
                 var token: String?
                 var access_token: String?
@@ -166,8 +190,35 @@ struct RegistrySession: Sendable {
             // Refresh a little early so a token never expires between the check and the request.
             let lifetime = max((answer.expires_in ?? 60) - 5, 1)
             registryClient.cacheAuthorization("Bearer " + token, registry: registry, scopes: scopes, lifetime: .seconds(lifetime))
+            return withheld ? realm : nil
         default:
             throw ImageError(code: .unauthorized, registry: registry, detail: "unsupported authentication challenge \"\(challenge)\"")
+        }
+    }
+
+    /// Whether the Basic credentials for `registry` may go to the token realm `realm`.
+    ///
+    /// Over HTTPS always (Docker sends them to any realm). Over plain HTTP only to the
+    /// registry's own host, and only where the client already talks plain HTTP to that registry
+    /// itself (a loopback registry, or one in ``RegistryClient/Configuration/insecureRegistries``,
+    /// that answered plain HTTP): a realm elsewhere over plain HTTP would carry the password in
+    /// clear text to a host the user never chose, and one on the host of a registry reached over
+    /// HTTPS would downgrade it. Hosts compare as written, so `127.0.0.2` or `localhost` is
+    /// another host than `127.0.0.1`. The token is then requested without credentials.
+    func mayReceiveCredentials(_ realm: URLComponents, registry: String) -> Bool {
+        switch realm.scheme?.lowercased() {
+        case "https":
+            return true
+        case "http":
+            let unbracketed = { (host: String) in host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased() }
+            let registryHost =
+                registry.hasPrefix("[")
+                ? String(registry.prefix { $0 != "]" }) : String(registry.split(separator: ":").first ?? "")
+            guard let realmHost = realm.host, !realmHost.isEmpty else { return false }
+            return unbracketed(realmHost) == unbracketed(registryHost)
+                && registryClient.baseURL(registry).hasPrefix("http://")
+        default:
+            return false
         }
     }
 

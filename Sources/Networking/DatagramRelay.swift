@@ -7,23 +7,39 @@ import NIOPosix
 /// own towards the container, so the container's replies can be told apart and returned to the
 /// right client. A session idle for ``idleTimeout`` is closed, as Docker's UDP proxy does (its
 /// `UDPConnTrackTimeout` is 90 s).
+///
+/// Anyone who can send to the port picks the source addresses, so the sessions are capped
+/// (``defaultMaxSessions``): a datagram from a new client when the cap is reached closes the
+/// least recently used session first. A flood from many source ports costs the sessions of
+/// idle clients, never more descriptors than the cap.
 final class DatagramRelay: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     static let idleTimeout = TimeAmount.seconds(90)
+    /// Sessions (each a socket) one published UDP port keeps at most.
+    static let defaultMaxSessions = 1024
+    /// Datagrams held for a session whose socket is still binding; later ones are dropped.
+    static let maxPending = 16
 
     private struct Session {
+        /// Tells a session from a later one of the same client, when a bind completes.
+        var id: UInt64
         var channel: (any Channel)?
         var pending: [ByteBuffer] = []
         var lastUsed = NIODeadline.now()
     }
 
     private let target: SocketAddress
+    private let maxSessions: Int
     private var sessions: [SocketAddress: Session] = [:]
+    private var nextID: UInt64 = 0
     private var sweeper: RepeatedTask?
 
-    init(target: SocketAddress) { self.target = target }
+    init(target: SocketAddress, maxSessions: Int = DatagramRelay.defaultMaxSessions) {
+        self.target = target
+        self.maxSessions = max(1, maxSessions)
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         let front = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -47,17 +63,27 @@ final class DatagramRelay: ChannelInboundHandler {
             session.lastUsed = .now()
             if let channel = session.channel {
                 channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: datagram.data), promise: nil)
-            } else {
+            } else if session.pending.count < Self.maxPending {
                 session.pending.append(datagram.data)  // the session's socket is still binding
             }
             sessions[client] = session
             return
         }
-        sessions[client] = Session(pending: [datagram.data])
-        openSession(for: client, context: context)
+        if sessions.count >= maxSessions { evictLeastRecentlyUsed() }
+        nextID += 1
+        sessions[client] = Session(id: nextID, pending: [datagram.data])
+        openSession(for: client, id: nextID, context: context)
     }
 
-    private func openSession(for client: SocketAddress, context: ChannelHandlerContext) {
+    /// Closes the session used longest ago (one still binding closes its socket when the bind
+    /// completes). A linear scan: it runs only for a new client at the cap.
+    private func evictLeastRecentlyUsed() {
+        guard let (client, session) = sessions.min(by: { $0.value.lastUsed < $1.value.lastUsed }) else { return }
+        session.channel?.close(promise: nil)
+        sessions[client] = nil
+    }
+
+    private func openSession(for client: SocketAddress, id: UInt64, context: ChannelHandlerContext) {
         let loop = context.eventLoop
         let front = NIOLoopBound((relay: self, channel: context.channel), eventLoop: loop)
         let reply = NIOLoopBound(
@@ -71,9 +97,10 @@ final class DatagramRelay: ChannelInboundHandler {
                 let relay = front.value.relay
                 switch result {
                 case .failure:
-                    relay.sessions[client] = nil
+                    if relay.sessions[client]?.id == id { relay.sessions[client] = nil }
                 case .success(let channel):
-                    guard var session = relay.sessions[client], front.value.channel.isActive else {
+                    // Evicted (or replaced by a later session of the client) while binding.
+                    guard var session = relay.sessions[client], session.id == id, front.value.channel.isActive else {
                         channel.close(promise: nil)
                         return
                     }

@@ -129,9 +129,13 @@ extension NetworkManager {
     }
 
     /// The bridge device of a network, created (with the gateway address, forwarding off, up)
-    /// when missing: after a reboot the state files remain but devices are gone.
+    /// when missing: after a reboot the state files remain but devices are gone. An existing
+    /// bridge gets its isolation settings again, which a write of `net.ipv4.ip_forward` resets.
     func ensureBridge(_ config: NetworkConfiguration, host: NetlinkSocket) throws(NetworkError) -> Int32 {
-        if let index = try host.linkIndex(config.bridgeName) { return index }
+        if let index = try host.linkIndex(config.bridgeName) {
+            try Self.isolate(config.bridgeName, bridge: true, ipv6: config.ipv6Subnet != nil)
+            return index
+        }
         // A fixed, locally administered MAC (02:…) from the id: see ck_nl_bridge_add.
         let mac =
             [0x02]
@@ -142,13 +146,11 @@ extension NetworkManager {
         try host.addBridge(config.bridgeName, mac: mac, mtu: config.mtu)
         do {
             let index = try host.requireLink(config.bridgeName)
+            // Before any address and before it is up: no router advertisement is ever taken in.
+            try Self.isolate(config.bridgeName, bridge: true, ipv6: config.ipv6Subnet != nil)
             try host.addAddress(
                 config.gateway, prefixLength: config.subnet.prefixLength, to: index, name: config.bridgeName)
             if let gateway6 = config.ipv6Gateway { try host.addAddress(gateway6, to: index, name: config.bridgeName) }
-            // Packets arriving on the bridge are never routed on: networks stay isolated from one
-            // another and from the outside even where the host forwards (ip-sysctl.rst:
-            // "conf/interface/forwarding … packets received on this interface can be forwarded").
-            try writeFile("/proc/sys/net/ipv4/conf/\(config.bridgeName)/forwarding", Array("0\n".utf8))
             try host.setUp(index, name: config.bridgeName)
             return index
         } catch {
@@ -204,6 +206,7 @@ extension NetworkManager {
         try host.deleteLinkIfPresent(endpoint.hostInterface)  // a leftover of a crash
         try host.addVeth(endpoint.hostInterface, peer: interfaceName, mtu: config.mtu, peerNamespace: netnsPath)
         do {
+            try Self.isolate(endpoint.hostInterface, bridge: false, ipv6: config.ipv6Subnet != nil)
             try host.setUp(try host.requireLink(endpoint.hostInterface), name: endpoint.hostInterface, master: bridge)
             let inside = try NetlinkSocket(namespace: netnsPath)
             let link = try inside.requireLink(interfaceName)
@@ -254,6 +257,48 @@ extension NetworkManager {
         if sandbox.ownsNamespace, let path = sandbox.netnsPath { NetworkNamespace.remove(at: path) }
         try store.deleteSandbox(sandbox.containerID)
         try rewritePeers(of: sandbox)
+    }
+
+    /// Keeps a container-facing interface of the host (a bridge, the host end of a veth) from
+    /// routing what containers send or configuring the host from it.
+    ///
+    /// - A bridge gets IPv4 `forwarding` off: packets arriving on it are never routed on, so
+    ///   networks stay apart from one another and from the outside even where the host forwards
+    ///   (ip-sysctl.rst: "conf/interface/forwarding … packets received on this interface can be
+    ///   forwarded"). Any later write of `net.ipv4.ip_forward` resets this on every interface;
+    ///   ``ensureBridge(_:host:)`` sets it again whenever a container attaches, and the netfilter
+    ///   rules that replace it come with kernel port forwarding (issue #16).
+    /// - Every such interface gets IPv6 `forwarding` and `accept_ra` off: a container's router
+    ///   advertisement never gives the host an address or a route. (The kernel routes IPv6 by
+    ///   `net.ipv6.conf.all.forwarding` alone; per interface, `forwarding` makes it a host.)
+    /// - On a network without IPv6, IPv6 is off on them altogether (`disable_ipv6`): nothing a
+    ///   container sends over IPv6 reaches the host's IPv6 stack, nor is routed by it.
+    ///
+    /// The IPv6 settings are skipped where the kernel has no IPv6 on the interface: the host
+    /// booted with `ipv6.disable=1`, or an MTU below 1280.
+    ///
+    /// - Throws: ``NetworkError`` with code ``NetworkError/Code/io`` naming the setting when the
+    ///   kernel refuses one.
+    static func isolate(_ interface: String, bridge: Bool, ipv6: Bool) throws(NetworkError) {
+        if bridge { try setInterfaceSysctl("ipv4", interface, "forwarding", to: 0) }
+        // No directory: the host has no IPv6, or the interface none (an MTU below 1280).
+        guard access("/proc/sys/net/ipv6/conf/\(interface)", F_OK) == 0 else { return }
+        if !ipv6 { try setInterfaceSysctl("ipv6", interface, "disable_ipv6", to: 1) }
+        try setInterfaceSysctl("ipv6", interface, "forwarding", to: 0)
+        try setInterfaceSysctl("ipv6", interface, "accept_ra", to: 0)
+    }
+
+    /// Writes `/proc/sys/net/<family>/conf/<interface>/<name>` (without creating anything).
+    private static func setInterfaceSysctl(
+        _ family: String, _ interface: String, _ name: String, to value: Int
+    ) throws(NetworkError) {
+        let path = "/proc/sys/net/\(family)/conf/\(interface)/\(name)"
+        let what = "set \(family) \(name) of \(interface) to \(value) (\(path))"
+        let fd = try check(.io, what) { open(path, O_WRONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        let text = Array("\(value)\n".utf8)
+        let written = try check(.io, what) { write(fd, text, text.count) }
+        guard written == text.count else { throw NetworkError(code: .io, detail: "\(what): short write") }
     }
 
     /// The host end of a container's veth on a network: `veth` and 11 hex digits of a hash of

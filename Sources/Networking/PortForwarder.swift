@@ -25,6 +25,10 @@ import Synchronization
 ///
 /// Bytes are copied by SwiftNIO's event loops (`MultiThreadedEventLoopGroup.singleton`), both
 /// directions with backpressure; half-closed connections stay half-open as TCP allows.
+///
+/// A published UDP port keeps a session (a socket towards the container) per client address,
+/// closed after 90 s without traffic; since anyone may send from any source port, it keeps at
+/// most 1024 of them and closes the least recently used one for a new client.
 public final class PortForwarder: Sendable {
     /// What is published.
     public let mapping: PortMapping
@@ -32,6 +36,8 @@ public final class PortForwarder: Sendable {
     public let containerAddress: IPv4Address
     /// The container's network namespace, asked whether the container port listens.
     public let netnsPath: String
+    /// How many client sessions (each a socket) a published UDP port keeps at most.
+    let maxDatagramSessions: Int
 
     /// How often the container's listening state is checked while it does not listen: a wait
     /// for the port sees it open at most this long after the container listens.
@@ -66,10 +72,17 @@ public final class PortForwarder: Sendable {
     ///   - containerAddress: The container's address on a network the host reaches (its
     ///     bridge endpoint's ``Endpoint/ipv4Address``).
     ///   - netnsPath: The container's network namespace (``Sandbox/netnsPath``).
-    public init(_ mapping: PortMapping, containerAddress: IPv4Address, netnsPath: String) {
+    public convenience init(_ mapping: PortMapping, containerAddress: IPv4Address, netnsPath: String) {
+        self.init(mapping, containerAddress: containerAddress, netnsPath: netnsPath,
+                  maxDatagramSessions: DatagramRelay.defaultMaxSessions)
+    }
+
+    /// As the public initializer, with the cap of a UDP port's client sessions (tests lower it).
+    init(_ mapping: PortMapping, containerAddress: IPv4Address, netnsPath: String, maxDatagramSessions: Int) {
         self.mapping = mapping
         self.containerAddress = containerAddress
         self.netnsPath = netnsPath
+        self.maxDatagramSessions = maxDatagramSessions
     }
 
     /// The host port, once started: the mapping's, or the one picked for host port 0.
@@ -143,6 +156,7 @@ public final class PortForwarder: Sendable {
     /// Binds the UDP host port and hands it to a ``DatagramRelay`` on an event loop.
     private func startDatagramRelay() throws(NetworkError) -> UInt16 {
         let target = try containerSocketAddress()
+        let cap = maxDatagramSessions
         let (fd, port) = try reserve()
         do { try adopt(port: port) { _ in } } catch {
             close(fd)
@@ -152,7 +166,8 @@ public final class PortForwarder: Sendable {
         DatagramBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramRelay(target: target))
+                    try channel.pipeline.syncOperations.addHandler(
+                        DatagramRelay(target: target, maxSessions: cap))
                 }
             }
             .withBoundSocket(fd)

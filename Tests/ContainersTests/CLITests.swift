@@ -310,3 +310,95 @@ extension CLITests {
         #expect(try await !berth(["volume", "ls", "-q"]).output.contains(name))
     }
 }
+
+extension CLITests {
+    /// A process that berth starts tries to reach berth's own stdio through `/proc/<pid>/fd`,
+    /// as a shell user's `berth … < in >> out 2>> err` gives it: read the host files, write to
+    /// them, and write again from the background after berth returned. With -i it first reads
+    /// its line of input. (It reads before it writes anything: with pipes, a reader of its own
+    /// stdout takes its own output, which is no leak.)
+    static func hostile(interactive: Bool) -> String {
+        (interactive ? "read -r line\n" : "") + """
+        exec 3<&0
+        for n in 0 1 2; do timeout 1 cat /proc/$$/fd/$n | tr a-z A-Z >&2 & done; wait
+        echo tamper >> /proc/$$/fd/0
+
+        """ + (interactive ? "echo \"got:$line\"\n" : "") + """
+        echo first
+        echo warn >&2
+        (sleep 1; echo late >> /proc/self/fd/1; echo late >> /proc/self/fd/2; echo late >> /proc/self/fd/3) &
+        echo second
+        exit 3
+        """
+    }
+
+    /// (command, -i): `exec` into a detached container, or `run --rootfs`.
+    static let stdioRows: [(String, Bool)] = [("exec", false), ("exec", true), ("rootfs", false), ("rootfs", true)]
+
+    @Test(arguments: stdioRows)
+    func theCLINeverHandsItsOwnStdioToTheContainer(command: String, interactive: Bool) async throws {
+        let runtime = try await TestRuntime.shared()
+        let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
+        let files = try TemporaryDirectory(prefix: "cli-stdio")
+        defer { try? files.remove() }
+        let (input, output, error) = (files.path + "/in", files.path + "/out", files.path + "/err")
+        // With -i the stdin file is meant for the container; without, it is the host's secret.
+        let inputText = interactive ? "hello\n" : "secret-stdin\n"
+        try writeBytes(Array(inputText.utf8), to: input)
+        try writeBytes(Array("secret-stdout\n".utf8), to: output)
+        try writeBytes(Array("secret-stderr\n".utf8), to: error)
+        let script = Self.hostile(interactive: interactive)
+
+        let name = "cli-stdio-\(getpid())"
+        var words: [String]
+        if command == "exec" {
+            let started = try await berth(["run", "-d", "--name", name, "busybox", "sleep", "60"])
+            #expect(started.status == 0, "\(started.error)")
+            words = ["exec", "--root", runtime.root] + (interactive ? ["-i"] : []) + [name, "sh", "-c", script]
+        } else {
+            words = ["run", "--root", runtime.root, "--rootfs", try TestRootfs.busybox()] + (interactive ? ["-i"] : [])
+                + ["--", "/bin/sh", "-c", script]
+        }
+        let quoted = ([executable] + words).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        let shell = "\(quoted.joined(separator: " ")) < '\(input)' >> '\(output)' 2>> '\(error)'; echo $?"
+        let (_, status) = try runProgram(["/bin/sh", "-c", shell])
+        let returned = [input, output, error].map { String(decoding: FileManager.default.contents(atPath: $0) ?? Data(), as: UTF8.self) }
+
+        #expect(status == "3\n")
+        // Nothing of the host files was read (it would come back upper-cased on stderr), the
+        // stdin file was not written, and the output arrived in order on its own stream.
+        #expect(returned[0] == inputText)
+        #expect(returned[1] == "secret-stdout\n" + (interactive ? "got:hello\n" : "") + "first\nsecond\n")
+        #expect(returned[2] == "secret-stderr\nwarn\n")
+        // The background writer is 1 s in: nothing reaches the files after berth returned.
+        try await Task.sleep(for: .seconds(2))
+        let later = [input, output, error].map { String(decoding: FileManager.default.contents(atPath: $0) ?? Data(), as: UTF8.self) }
+        #expect(later == returned)
+        if command == "exec" { #expect(try await berth(["rm", "-f", name]).status == 0) }
+    }
+
+    /// `exec` and `run --rootfs` keep Docker's exit codes for a command that cannot start.
+    static let startFailures: [([String], Int32)] = [
+        (["exec", "CONTAINER", "/bin/nope"], 127), (["exec", "CONTAINER", "/etc/passwd"], 126),
+        (["run", "--rootfs", "ROOTFS", "--", "/bin/nope"], 127), (["run", "--rootfs", "ROOTFS", "--", "/etc/passwd"], 126),
+        (["exec", "CONTAINER"], 125),
+    ]
+
+    @Test func execAndRootfsRunsKeepDockersExitCodes() async throws {
+        let name = "cli-codes-\(getpid())"
+        let started = try await berth(["run", "-d", "--name", name, "busybox", "sleep", "60"])
+        #expect(started.status == 0, "\(started.error)")
+        let rootfs = try TestRootfs.busybox()
+        for (words, status) in Self.startFailures {
+            let result = try await berth(words.map { $0 == "CONTAINER" ? name : $0 == "ROOTFS" ? rootfs : $0 })
+            #expect(result.status == status, "\(words): \(result.error)")
+            #expect(result.output.isEmpty, "\(words)")
+            #expect(result.error.hasPrefix("berth: "), "\(words): \(result.error)")
+        }
+        let piped = try await berth(["exec", "-i", name, "sh", "-c", "tr a-z A-Z; echo err >&2; exit 4"], input: "hi\n")
+        #expect(piped.status == 4)
+        #expect(piped.output == "HI\n")
+        #expect(piped.error == "err\n")
+        #expect(try await berth(["rm", "-f", name]).status == 0)
+    }
+}

@@ -186,3 +186,54 @@ struct RegistryTests {
         try fixture.stop()
     }
 }
+
+extension RegistryTests {
+    /// Basic credentials go to a plain-http token realm only on the host of a registry reached
+    /// over plain http: a realm on another host (`127.0.0.2` for a registry on `127.0.0.1`), or
+    /// one beside an HTTPS registry, gets an anonymous token request, and what that token does
+    /// not cover fails naming the realm.
+    @Test func credentialsAreNotSentToAPlainHTTPRealmOnAnotherHost() async throws {
+        let owner = RegistryCredentials(username: "berth", password: "s3cret")
+        let grants = ["berth": ["test/busybox": ["pull"]]]
+
+        let foreign = try await TokenIssuer(users: ["berth": "s3cret"], grants: grants, host: "127.0.0.2")
+        let registry = try RegistryServer(auth: foreign.registryAuth)
+        var configuration = RegistryClient.Configuration()
+        configuration.credentials = [registry.host: owner]
+        let client = RegistryClient(configuration: configuration)
+        try await client.ping(registry.host)  // an anonymous token opens /v2/
+        await #expect {
+            try await client.resolve(try ImageReference(parsing: "\(registry.host)/test/busybox:v1"))
+        } throws: { error in
+            (error as? ImageError)?.code == .unauthorized && "\(error)".contains(foreign.realm)
+                && "\(error)".contains("withheld")
+        }
+        #expect(!foreign.authorizations.isEmpty)
+        #expect(foreign.authorizations.allSatisfy { $0 == nil }, "\(foreign.authorizations)")
+        try registry.stop()
+        try await foreign.stop()
+
+        // The same realm on the registry's own loopback host gets them.
+        let own = try await TokenIssuer(users: ["berth": "s3cret"], grants: grants)
+        let ownRegistry = try RegistryServer(auth: own.registryAuth)
+        var ownConfiguration = RegistryClient.Configuration()
+        ownConfiguration.credentials = [ownRegistry.host: owner]
+        try await RegistryClient(configuration: ownConfiguration).ping(ownRegistry.host)
+        #expect(own.authorizations.contains { $0?.hasPrefix("Basic ") == true }, "\(own.authorizations)")
+        try ownRegistry.stop()
+        try await own.stop()
+
+        // A registry reached over HTTPS does not give them away to a plain-http realm on its
+        // own host: that would downgrade the password to clear text.
+        let downgrade = try await TokenIssuer(users: ["berth": "s3cret"], grants: grants)
+        let tlsRegistry = try RegistryServer(tls: true, auth: downgrade.registryAuth)
+        var tlsConfiguration = RegistryClient.Configuration()
+        tlsConfiguration.certificateAuthorities = [tlsRegistry.caCertificate ?? ""]
+        tlsConfiguration.credentials = [tlsRegistry.host: owner]
+        try await RegistryClient(configuration: tlsConfiguration).ping(tlsRegistry.host)
+        #expect(!downgrade.authorizations.isEmpty)
+        #expect(downgrade.authorizations.allSatisfy { $0 == nil }, "\(downgrade.authorizations)")
+        try tlsRegistry.stop()
+        try await downgrade.stop()
+    }
+}

@@ -320,3 +320,113 @@ struct NetworkModeTests {
                 == "nameserver 10.0.0.2\noptions edns0\n")
     }
 }
+
+@Suite(.serialized)
+struct InterfaceIsolationTests {
+    /// Reads a sysctl file's value without its newline.
+    func sysctl(_ path: String) -> String {
+        String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Every container-facing host interface (the bridge, the host end of each veth) has IPv6
+    /// forwarding and router advertisements off, even where the host's defaults for new
+    /// interfaces turn both on (a router's); a network without IPv6 has IPv6 off on them; the
+    /// bridge keeps IPv4 forwarding off.
+    @Test func containerFacingInterfacesNeitherRouteNorTakeRouterAdvertisements() async throws {
+        let defaults = "/proc/sys/net/ipv6/conf/default/"
+        guard access(defaults, F_OK) == 0 else { return }  // a host without IPv6
+        let saved = [("forwarding", sysctl(defaults + "forwarding")), ("accept_ra", sysctl(defaults + "accept_ra"))]
+        defer { for (name, value) in saved { try? writeBytes(Array("\(value)\n".utf8), to: defaults + name) } }
+        try writeBytes(Array("1\n".utf8), to: defaults + "forwarding")
+        try writeBytes(Array("2\n".utf8), to: defaults + "accept_ra")
+
+        try await withNetworks { networks, suffix in
+            for ipv6 in [false, true] {
+                let name = "iso\(ipv6 ? 6 : 4)-\(suffix)"
+                let network = try networks.create(name, ipv6: ipv6)
+                let sandbox = try networks.prepareSandbox(containerID: name, hostname: "iso", mode: .bridge([network.name]))
+                let veth = try #require(sandbox.endpoints.first).hostInterface
+                #expect(sysctl("/proc/sys/net/ipv4/conf/\(network.bridgeName)/forwarding") == "0")
+                for interface in [network.bridgeName, veth] {
+                    let conf = "/proc/sys/net/ipv6/conf/\(interface)/"
+                    #expect(sysctl(conf + "forwarding") == "0", "\(interface)")
+                    #expect(sysctl(conf + "accept_ra") == "0", "\(interface)")
+                    #expect(sysctl(conf + "disable_ipv6") == (ipv6 ? "0" : "1"), "\(interface)")
+                }
+                try networks.releaseSandbox(containerID: sandbox.containerID)
+            }
+            // A network whose MTU leaves no room for IPv6 has no IPv6 settings to make.
+            let small = try networks.create("iso-small-\(suffix)", mtu: 1200)
+            #expect(access("/proc/sys/net/ipv6/conf/\(small.bridgeName)", F_OK) != 0)
+        }
+    }
+
+    /// A container sends router advertisements (a default route, a prefix for SLAAC) to its
+    /// network, from its link-local address with hop limit 255, as a rogue router does: the
+    /// host takes neither a route nor an address from them, on a network with or without IPv6.
+    /// A peer container on the same network, whose interface keeps the kernel's defaults
+    /// (`accept_ra` 1), takes the prefix: the advertisements are valid and reach the bridge, so
+    /// the host's silence is its settings, not a lost packet.
+    @Test func theHostTakesNoRouterAdvertisementFromAContainer() async throws {
+        guard access("/proc/sys/net/ipv6/conf/default", F_OK) == 0 else { return }  // a host without IPv6
+        try await withNetworks { networks, suffix in
+            for ipv6 in [false, true] {
+                let name = "ra\(ipv6 ? 6 : 4)-\(suffix)"
+                let network = try networks.create(name, ipv6: ipv6)
+                let sandbox = try networks.prepareSandbox(containerID: name, hostname: "ra", mode: .bridge([network.name]))
+                let peer = try networks.prepareSandbox(
+                    containerID: name + "-peer", hostname: "peer", mode: .bridge([network.name]))
+                // The host's python3 in the sandbox's namespace (busybox cannot send raw ICMPv6).
+                var spec = ProcessSpec(rootfs: nil, arguments: ["/usr/bin/python3", "-c", Self.rogueRouter])
+                sandbox.configure(&spec)
+                let router = try await ProcessHandle.spawn(spec)
+                async let output = router.standardOutput?.collectString() ?? ""
+                async let errors = router.standardError?.collectString() ?? ""
+                let status = await router.wait()
+                let (sent, failed) = await (output, errors)
+                #expect(status == .exited(0), "\(failed)")
+                #expect(sent.hasPrefix("sent"), "\(sent) \(failed)")
+                try await Task.sleep(for: .milliseconds(300))  // the host handles them
+                let routes = try command(["ip", "-6", "route", "show", "dev", network.bridgeName])
+                let addresses = try command(["ip", "-6", "address", "show", "dev", network.bridgeName])
+                #expect(!routes.contains("proto ra") && !routes.contains("default"), "\(name): \(routes)")
+                #expect(!addresses.contains("2001:db8:5ee:"), "\(name): \(addresses)")
+                // /proc/net/if_inet6 of the peer's namespace: addresses as 32 hex digits.
+                var read = ProcessSpec(rootfs: nil, arguments: ["/bin/cat", "/proc/net/if_inet6"])
+                peer.configure(&read)
+                let reader = try await ProcessHandle.spawn(read)
+                async let peerAddresses = reader.standardOutput?.collectString() ?? ""
+                _ = await reader.wait()
+                #expect(await peerAddresses.contains("20010db805ee0000"), "\(name): the peer took no address")
+                try networks.releaseSandbox(containerID: peer.containerID)
+                try networks.releaseSandbox(containerID: sandbox.containerID)
+            }
+        }
+    }
+
+    /// Sends three router advertisements on eth0 once its link-local address is usable: router
+    /// lifetime 30 s, prefix 2001:db8:5ee::/64 with the on-link and autonomous flags.
+    static let rogueRouter = """
+        import socket, struct, time
+        def linklocal_ready():
+            for line in open('/proc/net/if_inet6'):
+                f = line.split()
+                if f[5] == 'eth0' and f[3] == '20' and not int(f[4], 16) & 0x40:
+                    return True
+            return False
+        for _ in range(100):
+            if linklocal_ready(): break
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex('eth0'))
+        prefix = socket.inet_pton(socket.AF_INET6, '2001:db8:5ee::')
+        ra = struct.pack('!BBHBBHII', 134, 0, 0, 64, 0, 30, 0, 0)
+        ra += struct.pack('!BBBBIII', 3, 4, 64, 0xC0, 60, 60, 0) + prefix
+        for _ in range(3):
+            s.sendto(ra, ('ff02::1', 0, 0, socket.if_nametoindex('eth0')))
+            time.sleep(0.1)
+        print('sent', flush=True)
+        """
+}

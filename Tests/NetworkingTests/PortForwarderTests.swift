@@ -1,6 +1,7 @@
 import ContainerKernel
+import Foundation
 import Glibc
-import Networking
+@testable import Networking
 import TestSupport
 import Testing
 
@@ -195,33 +196,12 @@ struct DatagramPortTests {
                 netnsPath: try #require(sandbox.netnsPath))
             let port = try forwarder.start()
             defer { forwarder.stop() }
-            // Debian's busybox has no UDP server applet: the host's python3 answers, run in the
-            // sandbox's namespace (no rootfs of its own).
-            var spec = ProcessSpec(
-                rootfs: nil,
-                arguments: [
-                    "/usr/bin/python3", "-c",
-                    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000)); "
-                        + "d, a = s.recvfrom(512); print(d.decode(), end='', flush=True); s.sendto(b'pong:' + d, a)",
-                ])
-            sandbox.configure(&spec)
-            let server = try await ProcessHandle.spawn(spec)
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            let server = try await startUDPServer(in: sandbox, forever: false)
+            let fd = udpClient()
             defer { close(fd) }
-            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
             var reply = ""
             for _ in 0..<50 where reply.isEmpty {
-                let ping = Array("ping\n".utf8)
-                _ = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, ping, ping.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
+                send(Array("ping\n".utf8), from: fd, toLoopbackPort: port)
                 var buffer = [UInt8](repeating: 0, count: 512)
                 let count = recv(fd, &buffer, buffer.count, 0)
                 if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
@@ -232,4 +212,95 @@ struct DatagramPortTests {
             #expect(output == "ping\n")
         }
     }
+}
+
+@Suite(.serialized)
+struct DatagramFloodTests {
+    /// Descriptors this process holds.
+    func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+
+    /// A UDP socket on 127.0.0.1 with a port of its own, for one source address of a flood.
+    func sendFromNewPort(_ bytes: [UInt8], to port: UInt16) -> Int32 {
+        let fd = udpClient()
+        send(bytes, from: fd, toLoopbackPort: port)
+        return fd
+    }
+
+    /// Datagrams from many source ports open at most the cap of sessions (sockets) in the
+    /// relay; the least recently used go, and a new client is still served.
+    @Test func aFloodFromManySourcePortsKeepsTheRelaysSocketsBounded() async throws {
+        try await withNetworks { networks, suffix in
+            let network = try networks.create("flood-\(suffix)")
+            let sandbox = try networks.prepareSandbox(
+                containerID: "flood-\(suffix)", hostname: "flood", mode: .bridge([network.name]))
+            let cap = 32
+            let forwarder = PortForwarder(
+                try PortMapping(parsing: "127.0.0.1::9000/udp"),
+                containerAddress: try #require(sandbox.endpoints.first).ipv4Address,
+                netnsPath: try #require(sandbox.netnsPath), maxDatagramSessions: cap)
+            let port = try forwarder.start()
+            defer { forwarder.stop() }
+            let server = try await startUDPServer(in: sandbox, forever: true)
+            try await Task.sleep(for: .milliseconds(300))  // the server binds
+
+            let before = openDescriptors()
+            let flood = 300
+            let clients = (0..<flood).map { _ in sendFromNewPort(Array("flood".utf8), to: port) }
+            defer { clients.forEach { close($0) } }
+            // The relay binds its sockets asynchronously: watch the count for a while.
+            var peak = 0
+            for _ in 0..<20 {
+                peak = max(peak, openDescriptors() - before - flood)
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(peak <= cap + 8, "the relay held \(peak) sockets for \(flood) clients (cap \(cap))")
+
+            // A client after the flood still gets its reply.
+            var reply = ""
+            for _ in 0..<25 where reply.isEmpty {
+                let fd = sendFromNewPort(Array("ping".utf8), to: port)
+                var buffer = [UInt8](repeating: 0, count: 512)
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
+                close(fd)
+            }
+            #expect(reply == "pong:ping")
+            await stop(server)
+        }
+    }
+}
+
+/// A UDP socket with a 200 ms receive timeout; it gets a port of its own when it first sends.
+func udpClient() -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    return fd
+}
+
+/// Sends one datagram from `fd` to `127.0.0.1:port`.
+func send(_ bytes: [UInt8], from fd: Int32, toLoopbackPort port: UInt16) {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+}
+
+/// A UDP server on port 9000 of the sandbox that answers `pong:<datagram>`: once, printing
+/// the datagram on its stdout, or `forever`. Debian's busybox has no UDP server applet: the
+/// host's python3 answers, run in the sandbox's namespace (no rootfs of its own).
+func startUDPServer(in sandbox: Sandbox, forever: Bool) async throws -> ProcessHandle {
+    let bind = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000))"
+    let answer =
+        forever
+        ? "\nwhile True:\n    d, a = s.recvfrom(512); s.sendto(b'pong:' + d, a)"
+        : "; d, a = s.recvfrom(512); print(d.decode(), end='', flush=True); s.sendto(b'pong:' + d, a)"
+    var spec = ProcessSpec(rootfs: nil, arguments: ["/usr/bin/python3", "-c", bind + answer])
+    sandbox.configure(&spec)
+    return try await ProcessHandle.spawn(spec)
 }

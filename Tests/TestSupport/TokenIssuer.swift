@@ -10,7 +10,8 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A token endpoint on 127.0.0.1 for a `docker-registry` configured with `auth: token`.
+/// A token endpoint on a loopback address (127.0.0.1 unless told) for a `docker-registry`
+/// configured with `auth: token`.
 ///
 /// ```swift
 /// let issuer = try await TokenIssuer(users: ["berth": "s3cret"], grants: ["berth": ["test/busybox": ["pull", "push"]]])
@@ -22,7 +23,7 @@ public final class TokenIssuer: Sendable {
     /// The token's issuer, which the registry checks.
     public static let issuerName = "berth-test-issuer"
 
-    /// `http://127.0.0.1:<port>/token`: the realm of the registry's challenge.
+    /// `http://<host>:<port>/token`: the realm of the registry's challenge.
     public let realm: String
     /// The PEM certificate whose key signs the tokens; the registry's `rootcertbundle`.
     public let certificate: String
@@ -34,14 +35,18 @@ public final class TokenIssuer: Sendable {
     private let grants: [String: [String: [String]]]
     private let channel: any Channel
     private let issued = Mutex<[String]>([])
+    private let received = Mutex<[String?]>([])
 
     /// Generates a signing key and a self-signed certificate with openssl and starts serving.
     ///
     /// - Parameters:
     ///   - users: User name → password accepted with Basic auth.
-    ///   - grants: User name → repository → actions (`pull`, `push`) the user may get.
+    ///   - grants: User name → repository → actions (`pull`, `push`) the user may get; the
+    ///     user `""` is anonymous.
+    ///   - host: The loopback address to listen on: another one than the registry's
+    ///     (`127.0.0.2`) plays a realm on a foreign host.
     /// - Throws: ``TestSupportError`` if openssl fails, or NIO's error if binding fails.
-    public init(users: [String: String], grants: [String: [String: [String]]]) async throws {
+    public init(users: [String: String], grants: [String: [String: [String]]], host: String = "127.0.0.1") async throws {
         directory = try TemporaryDirectory(prefix: "token-issuer")
         let keyPath = directory.path + "/signing.key"
         certificate = directory.path + "/signing.pem"
@@ -66,8 +71,8 @@ public final class TokenIssuer: Sendable {
                     try child.pipeline.syncOperations.addHandler(IssuerHandler(box: box))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
-        realm = "http://127.0.0.1:\(channel.localAddress?.port ?? 0)/token"
+            .bind(host: host, port: 0).get()
+        realm = "http://\(host):\(channel.localAddress?.port ?? 0)/token"
         box.issuer.withLock { $0 = self }
     }
 
@@ -79,6 +84,9 @@ public final class TokenIssuer: Sendable {
     /// One line per token issued: `user scope scope…` (what was granted), in order.
     public var tokens: [String] { issued.withLock { $0 } }
 
+    /// The `Authorization` header of every token request, in order (nil: none was sent).
+    public var authorizations: [String?] { received.withLock { $0 } }
+
     /// Stops serving and deletes the key.
     public func stop() async throws {
         try await channel.close()
@@ -89,6 +97,7 @@ public final class TokenIssuer: Sendable {
     ///
     /// - Returns: The status and the JSON body.
     fileprivate func answer(uri: String, authorization: String?) -> (HTTPResponseStatus, String) {
+        received.withLock { $0.append(authorization) }
         let items = URLComponents(string: uri)?.queryItems ?? []
         var user = ""
         if let authorization {
