@@ -14,7 +14,7 @@ DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
 
-.PHONY: deps berth demo test docs bench supervisor lint-c
+.PHONY: deps berth demo test docs bench supervisor lint-c check-consumer
 
 deps:
 	scripts/install-deps
@@ -43,6 +43,12 @@ demo: berth
 	$(BERTH) run --rm --hostname berth-demo busybox \
 		/bin/sh -c 'echo "Hello from a Berth container: pid $$$$ on $$(hostname)"'
 
+# Examples/hello-berth (the README's code) built against a tagged clone of HEAD with
+# `from: "0.1.0"`, as a user's package depends on Berth: catches what SwiftPM refuses in a
+# versioned dependency (unsafe flags) and imports the README needs.
+check-consumer: deps
+	scripts/check-consumer
+
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
 # cgroups), which only holds when no other test is running beside it.
 # The documentation is part of the product: CI builds every catalog with warnings as errors.
@@ -50,6 +56,7 @@ test: deps lint-c
 	$(SWIFTPM) --build-tests
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
 	$(MAKE) docs
+	$(MAKE) check-consumer
 
 docs:
 	for t in $(DOCS_TARGETS); do \
