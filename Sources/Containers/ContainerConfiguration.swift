@@ -82,8 +82,9 @@ public struct ContainerConfiguration: Sendable, Codable {
     /// Allocate a pseudo-terminal (`-t`).
     public var terminal: Bool
     /// Run an init as pid 1 that runs the command as its child, passes signals on and reaps
-    /// orphaned processes (`--init`, Docker's tini). The init is `berth-supervisor`, bind-mounted
-    /// read-only at `/dev/init`; being static, it works in any image.
+    /// orphaned processes (`--init`, Docker's tini). The init is `berth-supervisor`, embedded in
+    /// the library, written once under the runtime's root (`supervisor/`, named by its digest)
+    /// and bind-mounted read-only at `/dev/init`; being static, it works in any image.
     public var initProcess: Bool
     /// Logs: the size at which the log file rotates, and how many files are kept.
     public var logLimits: LogLimits
