@@ -102,7 +102,7 @@ struct TreeCopier {
                     _ = try sys("link", entryPath) { linkat(destinationRoot, first, destination, name, 0) }
                     continue
                 }
-                let from = try OwnedFD(opening: name, flags: O_RDONLY | O_NOFOLLOW, at: source)
+                let from = try openRegularFile(name, in: source, checked: st, path: entryPath).file
                 let to = try OwnedFD(opening: name, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
                                      at: destination)
                 try copyContent(from: from.raw, to: to.raw, size: Int64(st.st_size), path: entryPath)
@@ -122,7 +122,7 @@ struct TreeCopier {
             _ = try sys("create symlink", path) { symlinkat(target, destination, name) }
         } else {
             _ = try sys("create node", path) { mknodat(destination, name, st.st_mode, st.st_rdev) }
-            _ = try sys("set mode of", path) { fchmodat(destination, name, st.st_mode & 0o7777, 0) }
+            try setNodeMode(name, in: destination, mode: st.st_mode, device: st.st_rdev, path: path)
         }
         _ = try sys("set owner of", path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
         let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
