@@ -106,7 +106,7 @@ struct HostReadEscapeTests {
         let hostFile = "/tmp/berth-hostpasswd-\(getpid())"
         try writeBytes(Array("escapee:x:4242:4242::/:/bin/sh\n".utf8), to: hostFile)
         defer { unlink(hostFile) }
-        try await withContainer { container in
+        try await withSleepingContainer { container, _ in
             let link = try await container.exec(["ln", "-sf", hostFile, "/etc/passwd"])
             #expect(link.status == .exited(0), "\(link.standardError)")
             do throws(ContainerError) {
@@ -123,7 +123,7 @@ struct HostReadEscapeTests {
 
     /// A FIFO as `/etc/passwd`: a typed error, not a host thread blocked for good.
     @Test func passwdAsAFifoIsAnErrorNotAHang() async throws {
-        try await withContainer { container in
+        try await withSleepingContainer { container, _ in
             let passwd = container.directory + "/rootfs/etc/passwd"
             #expect(unlink(passwd) == 0 && mkfifo(passwd, 0o644) == 0)
             let result = await withDeadline(seconds: 10, unstick: { openFifoWriter(passwd) }) { () throws(ContainerError) in
@@ -146,7 +146,7 @@ struct HostReadEscapeTests {
     /// the file, never the host's memory.
     @Test(arguments: ["huge", "zero"])
     func passwdAboveTheCapIsAnError(_ kind: String) async throws {
-        try await withContainer { container in
+        try await withSleepingContainer { container, _ in
             let passwd = container.directory + "/rootfs/etc/passwd"
             #expect(unlink(passwd) == 0)
             if kind == "huge" {
@@ -173,7 +173,7 @@ struct HostReadEscapeTests {
     /// `pause: false` leaves it running; a paused container stays paused.
     @Test func commitAndExportPauseARunningContainerUnlessTold() async throws {
         let runtime = try await TestRuntime.shared()
-        try await withContainer { container in
+        try await withSleepingContainer { container, scratch in
             let recorded = EventLog()
             let events = runtime.events()
             let id = container.id
@@ -194,10 +194,8 @@ struct HostReadEscapeTests {
             #expect(try await actions { _ = try await container.commit() } == [.pause, .unpause])
             #expect(container.state.status == .running)
             #expect(try await actions { _ = try await container.commit(pause: false) } == [])
-            let scratch = try TemporaryDirectory(prefix: "export")
-            defer { try? scratch.remove() }
             #expect(try await actions {
-                let output = try openOutput(scratch.path + "/export.tar")
+                let output = try openOutput(scratch + "/export.tar")
                 defer { try? output.close() }
                 try await container.export(to: output)
             } == [.pause, .unpause])
@@ -285,31 +283,19 @@ private func withRacingContainer(
     _ intruder: HostReadEscapeTests.Intruder, inUpper: Bool = false,
     _ body: (Container, Race, _ scratch: String) async throws -> Void
 ) async throws {
-    try await withContainer { container in
+    try await withSleepingContainer { container, scratch in
         let upper = container.directory + "/upper"
         let tree = inUpper && access(upper, F_OK) == 0 ? upper : container.directory + "/rootfs"
         let race = try Race(tree: tree, intruder: intruder)
         defer { race.unstick() }
-        let scratch = try TemporaryDirectory(prefix: "hostread")
-        defer { try? scratch.remove() }
-        try await body(container, race, scratch.path)
+        try await body(container, race, scratch)
     }
 }
 
-/// Runs `body` with a running busybox container that sleeps; removes it and checks for leaks.
-private func withContainer(_ body: (Container) async throws -> Void) async throws {
-    let runtime = try await TestRuntime.shared()
-    let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
-    let container = try await runtime.run(busybox(["/bin/probe", "sleep", "60"]))
-    do {
-        try await body(container)
-    } catch {
-        try? await container.remove(force: true)
-        throw error
-    }
-    try await container.remove(force: true)
-    let leaks = await LeakSnapshot.expectClean(since: before)
-    #expect(leaks.isEmpty, "\(leaks)")
+/// Runs `body` with a running busybox container that sleeps and a scratch directory; removes
+/// both and checks for leaks (``withContainer(_:_:)`` of the copy tests).
+private func withSleepingContainer(_ body: (Container, _ scratch: String) async throws -> Void) async throws {
+    try await withContainer({ try await $0.run(busybox(["/bin/probe", "sleep", "60"])) }, body)
 }
 
 /// `body`'s result, or `nil` when it has not ended after `seconds`: then `unstick` is called,
