@@ -148,9 +148,13 @@ struct TreeCopier {
     }
 }
 
-/// Copies `size` bytes with copy_file_range(2), which shares extents (reflink) on file systems
-/// that support it (Btrfs, XFS) and copies in the kernel elsewhere; falls back to read/write
-/// where the kernel refuses (a cross-device copy before Linux 5.19's rules).
+/// Copies at most `size` bytes with copy_file_range(2), which shares extents (reflink) on file
+/// systems that support it (Btrfs, XFS) and copies in the kernel elsewhere; falls back to
+/// read/write where the kernel refuses (a copy across file system types, such as a container's
+/// overlay to the host's ext4).
+///
+/// `size` is what the caller checked: a file that a running container keeps growing is not
+/// copied past it, on either path.
 func copyContent(from source: Int32, to destination: Int32, size: Int64, path: String) throws(LayerError) {
     var remaining = size
     while remaining > 0 {
@@ -165,9 +169,11 @@ func copyContent(from source: Int32, to destination: Int32, size: Int64, path: S
             throw LayerError(code: .io, entry: path, errno: .init(rawValue: Glibc.errno), detail: "copy \"\(path)\"")
         }
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let got = try sys("read", path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) } }
+        while remaining > 0 {
+            let want = Int(min(remaining, Int64(buffer.count)))
+            let got = try sys("read", path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, want) } }
             if got == 0 { return }
+            remaining -= Int64(got)
             var written = 0
             while written < got {
                 written += try sys("write", path) {

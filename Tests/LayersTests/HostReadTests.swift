@@ -113,6 +113,27 @@ struct HostReadTests {
         }
     }
 
+    /// A regular file that grew after it was checked (a running container appending to it) is
+    /// copied up to the checked size only, through copy_file_range on one file system and
+    /// through the read/write fallback across two (the host's `/tmp` to the tmpfs at
+    /// `/dev/shm`, where copy_file_range says EXDEV): the old fallback read on to EOF.
+    @Test(arguments: ["same file system", "across file systems"])
+    func aCopyNeverReadsPastTheCheckedSize(_ placement: String) throws {
+        let root = try TemporaryDirectory(prefix: "hostread")
+        defer { try? root.remove() }
+        try writeBytes([UInt8](repeating: 0x61, count: 3 << 20), to: root.path + "/grown")
+        let target = placement == "same file system" ? root.path + "/copy" : "/dev/shm/berth-hostread-\(getpid())"
+        defer { unlink(target) }
+        let from = open(root.path + "/grown", O_RDONLY | O_CLOEXEC)
+        defer { close(from) }
+        let to = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer { close(to) }
+        try copyContent(from: from, to: to, size: 4096 + 17, path: "grown")
+        var st = stat()
+        #expect(fstat(to, &st) == 0)
+        #expect(st.st_size == 4096 + 17, "\(placement): copied \(st.st_size) bytes")
+    }
+
     /// A FIFO entry unpacked into a directory where another thread keeps putting a symlink to a
     /// host file in the node's place: the mode set after `mknodat` lands on the node or
     /// nowhere, never on the host file (the old `fchmodat` followed the symlink).
