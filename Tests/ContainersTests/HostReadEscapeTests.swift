@@ -144,6 +144,9 @@ struct HostReadEscapeTests {
 
     /// A `/etc/passwd` larger than the cap, or an endless device there: a typed error naming
     /// the file, never the host's memory.
+    ///
+    /// Without the cap the `zero` case reads `/dev/zero` until the host runs out of memory: to
+    /// see it fail on code without the fix, run it only inside a memory-limited cgroup.
     @Test(arguments: ["huge", "zero"])
     func passwdAboveTheCapIsAnError(_ kind: String) async throws {
         try await withSleepingContainer { container, _ in
