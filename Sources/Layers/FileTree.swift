@@ -133,25 +133,24 @@ private let contentReadFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O
 /// - Parameters:
 ///   - name: The name in `parent`.
 ///   - parent: An already-resolved directory fd.
-///   - checked: What the caller saw at `name`; `nil` to accept any regular file.
+///   - checked: What the caller saw at `name`.
 ///   - path: The path for messages, as the tree names it.
-/// - Returns: The open file and its `fstat`.
+/// - Returns: The open file.
 /// - Throws: ``LayerError`` with ``LayerError/Code/unexpectedFile`` naming `path` when something
 ///   other than the checked regular file is at `name`, other codes when the open fails.
-func openRegularFile(_ name: String, in parent: Int32, checked: stat?, path: String) throws(LayerError)
-    -> (file: OwnedFD, stat: stat)
-{
+func openRegularFile(_ name: String, in parent: Int32, checked: stat, path: String) throws(LayerError) -> OwnedFD {
     let fd = openat(parent, name, contentReadFlags)
     guard fd >= 0 else {
         let err = Glibc.errno
-        // ELOOP: a symlink is there now; ENXIO: a socket; EAGAIN, EWOULDBLOCK: a leased file.
-        if checked != nil && (err == ELOOP || err == ENXIO || err == ENOENT || err == ENOTDIR) {
+        // ELOOP: a symlink is there now; ENXIO: a socket; ENOENT, ENOTDIR: gone since the
+        // check. EWOULDBLOCK (a lease the container holds) stays an I/O error, as O_NONBLOCK
+        // makes it instead of a wait for the lease to break.
+        if err == ELOOP || err == ENXIO || err == ENOENT || err == ENOTDIR {
             throw LayerError.unexpectedFile(path, errno: .init(rawValue: err))
         }
-        throw LayerError(code: err == ENOENT ? .notFound : .io, entry: path, errno: .init(rawValue: err),
-                         detail: "open \"\(path)\"")
+        throw LayerError(code: .io, entry: path, errno: .init(rawValue: err), detail: "open \"\(path)\"")
     }
-    return try checkedRegularFile(OwnedFD(fd), checked: checked, path: path)
+    return try checkedRegularFile(OwnedFD(fd), checked: checked, path: path).file
 }
 
 /// `file` with its `fstat`, if it is a regular file and (when `checked` is given) the one

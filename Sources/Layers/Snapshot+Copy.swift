@@ -102,7 +102,7 @@ struct TreeCopier {
                     _ = try sys("link", entryPath) { linkat(destinationRoot, first, destination, name, 0) }
                     continue
                 }
-                let from = try openRegularFile(name, in: source, checked: st, path: entryPath).file
+                let from = try openRegularFile(name, in: source, checked: st, path: entryPath)
                 let to = try OwnedFD(opening: name, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
                                      at: destination)
                 try copyContent(from: from.raw, to: to.raw, size: Int64(st.st_size), path: entryPath)

@@ -134,7 +134,7 @@ final class TarStreamWriter {
         } else if type == S_IFREG {
             if st.st_nlink > 1 { linked[key] = path }
             archive_entry_set_size(entry, la_int64_t(st.st_size))
-            content = try openRegularFile(name, in: parent, checked: st, path: path).file
+            content = try openRegularFile(name, in: parent, checked: st, path: path)
         } else if type == S_IFLNK {
             archive_entry_set_symlink(entry, try readLink(in: parent, name, path: path))
         } else if type == S_IFCHR || type == S_IFBLK {
