@@ -23,8 +23,9 @@ extension Container {
     ///   - output: Where the tar goes; the caller keeps ownership.
     ///   - pause: Whether to pause a running container during the export; `false` lets it run.
     /// - Throws: ``ContainerError`` when reading or writing fails (``ContainerError/Code/layer``,
-    ///   with a `LayerError` of code `unexpectedFile` for a file that changed), or
-    ///   ``ContainerError/Code/notOwner`` when pausing a container another process owns.
+    ///   with a `LayerError` of code `unexpectedFile` for a file that changed), or when a
+    ///   running container cannot be paused (``ContainerError/Code/notOwner`` for one another
+    ///   process owns); nothing is read then.
     public func export(to output: FileDescriptor, pause: Bool = true) async throws(ContainerError) {
         try await whilePaused(pause) { () throws(ContainerError) in
             _ = try wrapping("export", container: name) { try exportFilesystem(of: directory + "/rootfs", to: output) }
@@ -45,8 +46,9 @@ extension Container {
     ///   - pause: Whether to pause a running container while its changes are read
     ///     (`docker commit --pause`); `false` lets it run.
     /// - Returns: The new image; it runs like any other.
-    /// - Throws: ``ContainerError``: ``ContainerError/Code/notOwner`` when pausing a container
-    ///   another process owns, ``ContainerError/Code/layer`` when reading the changes fails.
+    /// - Throws: ``ContainerError``: when a running container cannot be paused
+    ///   (``ContainerError/Code/notOwner`` for one another process owns), nothing is read;
+    ///   ``ContainerError/Code/layer`` when reading the changes fails.
     public func commit(as reference: String? = nil, comment: String? = nil, pause: Bool = true)
         async throws(ContainerError) -> Image
     {
@@ -75,7 +77,9 @@ extension Container {
                 try await self.pause()
                 paused = true
             } catch where error.code == .invalidState {
-                // It stopped meanwhile: nothing runs that could change the files.
+                // It stopped meanwhile: nothing runs that could change the files. Still running
+                // (no cgroup to freeze): the read would not be what the caller asked for.
+                guard state.status != .running else { throw error }
             }
         }
         let result = Result { () throws(ContainerError) -> T in try body() }
