@@ -42,12 +42,12 @@ struct Export: AsyncParsableCommand {
             let target = try store.openRuntime().container(container)
             guard let output else {
                 try refuseTarToTerminal(instead: "use -o FILE")
-                try target.export(to: .standardOutput)
+                try await target.export(to: .standardOutput)
                 return
             }
             let file = try FileDescriptor.open(output, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite, .groupRead, .otherRead])
             defer { try? file.close() }
-            try target.export(to: file)
+            try await target.export(to: file)
         }
     }
 }
@@ -60,6 +60,9 @@ struct Commit: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Option(name: .shortAndLong, help: "The history comment of the new layer.")
     var message: String?
+    @Flag(name: .shortAndLong, inversion: .prefixedNo,
+          help: "Pause a running container while its changes are read, as docker commit does.")
+    var pause = true
     @Argument(help: "The container (name or id).")
     var container: String
     @Argument(help: "The new image's name (REPOSITORY[:TAG]); without one the image stays unnamed.")
@@ -67,7 +70,8 @@ struct Commit: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingContainerErrors {
-            let image = try await store.openRuntime().container(container).commit(as: reference, comment: message)
+            let target = try store.openRuntime().container(container)
+            let image = try await target.commit(as: reference, comment: message, pause: pause)
             print(image.id)
         }
     }

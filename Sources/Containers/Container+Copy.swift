@@ -1,3 +1,4 @@
+import ContainerKernel
 import Glibc
 import Layers
 public import SystemPackage
@@ -33,9 +34,10 @@ extension Container {
     ///   the path when `path` does not exist, ``ContainerError/Code/layer`` when reading the
     ///   tree or writing the stream fails.
     public func copyOut(_ path: String, to output: FileDescriptor, followingLink: Bool = false) throws(ContainerError) {
-        let rootfs = try requireRootfs()
-        try copying(path, "copy \(path) out of") { () throws(LayerError) in
-            try archivePath(path, in: rootfs, to: output, followingLink: followingLink)
+        try withRootfs { rootfs throws(ContainerError) in
+            try copying(path, "copy \(path) out of") { () throws(LayerError) in
+                try archivePath(path, in: rootfs, to: output, followingLink: followingLink)
+            }
         }
     }
 
@@ -63,9 +65,11 @@ extension Container {
     public func copyIn(from input: FileDescriptor, to path: String, preservingOwners: Bool = false)
         throws(ContainerError)
     {
-        let rootfs = try requireWritableRootfs(copyingInto: path)
-        try copying(path, "copy into \(path) of") { () throws(LayerError) in
-            try extractArchive(from: input, into: path, in: rootfs, preservingOwners: preservingOwners)
+        try requireWritableRootfs(copyingInto: path)
+        try withRootfs { rootfs throws(ContainerError) in
+            try copying(path, "copy into \(path) of") { () throws(LayerError) in
+                try extractArchive(from: input, into: path, in: rootfs, preservingOwners: preservingOwners)
+            }
         }
     }
 
@@ -90,15 +94,17 @@ extension Container {
     ///   ``ContainerError/Code/invalidArgument`` when the rules forbid the copy (a directory
     ///   onto a file), ``ContainerError/Code/layer`` when reading or writing fails.
     public func copyOut(_ path: String, toHostPath hostPath: String, followingLink: Bool = false) throws(ContainerError) {
-        let rootfs = try requireRootfs()
         let destination = absolute(hostPath)
-        try copying(path, "copy \(path) to \(hostPath) out of", hostPath: destination) { () throws(LayerError) in
-            // Checked first, so that a missing source is told from a missing host directory
-            // even when the two paths are spelled the same.
-            if try lookUpPath(path, in: rootfs) == nil {
-                throw LayerError(code: .notFound, entry: path, detail: "look up \"\(path)\"")
+        try withRootfs { rootfs throws(ContainerError) in
+            try copying(path, "copy \(path) to \(hostPath) out of", hostPath: destination) { () throws(LayerError) in
+                // Checked first, so that a missing source is told from a missing host directory
+                // even when the two paths are spelled the same.
+                if try lookUpPath(path, in: rootfs) == nil {
+                    throw LayerError(code: .notFound, entry: path, detail: "look up \"\(path)\"")
+                }
+                try copyPath(path, in: rootfs, to: destination, in: "/", followingLink: followingLink,
+                             preservingOwners: false)
             }
-            try copyPath(path, in: rootfs, to: destination, in: "/", followingLink: followingLink, preservingOwners: false)
         }
     }
 
@@ -127,15 +133,17 @@ extension Container {
     public func copyIn(
         fromHostPath hostPath: String, to path: String, followingLink: Bool = false, preservingOwners: Bool = false
     ) throws(ContainerError) {
-        let rootfs = try requireWritableRootfs(copyingInto: path)
+        try requireWritableRootfs(copyingInto: path)
         let source = absolute(hostPath)
         guard (try? lookUpPath(source, in: "/")) != nil else {
             throw ContainerError(code: .notFound, container: name,
                                  detail: "could not find the file \(hostPath) on the host to copy into")
         }
-        try copying(path, "copy \(hostPath) to \(path) in") { () throws(LayerError) in
-            try copyPath(source, in: "/", to: path, in: rootfs, followingLink: followingLink,
-                         preservingOwners: preservingOwners)
+        try withRootfs { rootfs throws(ContainerError) in
+            try copying(path, "copy \(hostPath) to \(path) in") { () throws(LayerError) in
+                try copyPath(source, in: "/", to: path, in: rootfs, followingLink: followingLink,
+                             preservingOwners: preservingOwners)
+            }
         }
     }
 
@@ -164,24 +172,33 @@ extension Container {
         }
     }
 
-    /// The container's filesystem as it sees it: its process's root (`/proc/<pid>/root`, with
+    /// Runs `body` with the container's filesystem as it sees it: its process's root (with
     /// every mount of its namespace) while it runs, else the root filesystem directory.
-    private func requireRootfs() throws(ContainerError) -> String {
+    ///
+    /// A pid names a process only until it is reaped, so the running container's root is opened
+    /// by pid first (`/proc/<pid>/root`) and then checked through the process's pidfd, which
+    /// cannot be reused: when a signal 0 through it still reaches the process, the pid had not
+    /// passed to another process when the root was opened. `body` gets that open directory as
+    /// `/proc/self/fd/<n>`, which leads to it and nowhere else. A process that has exited
+    /// meanwhile is copied like an exited container, through its root filesystem directory.
+    private func withRootfs(_ body: (String) throws(ContainerError) -> Void) throws(ContainerError) {
         let rootfs = try requireSnapshot().rootfs
         let (process, status) = live.withLock { ($0.process, $0.record.state.status) }
-        guard let process, status == .running || status == .paused else { return rootfs }
-        return "/proc/\(process.pid)/root"
+        guard let process, status == .running || status == .paused else { return try body(rootfs) }
+        let root = open("/proc/\(process.pid)/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if root >= 0 { close(root) } }
+        guard root >= 0, (try? process.signal(Signal(rawValue: 0))) != nil else { return try body(rootfs) }
+        try body("/proc/self/fd/\(root)")
     }
 
-    /// The container's root filesystem, unless the container has it read-only: the copy would
-    /// change what the container's configuration promises does not change (Docker refuses it
-    /// with "container rootfs is marked read-only").
-    private func requireWritableRootfs(copyingInto path: String) throws(ContainerError) -> String {
+    /// Throws unless the container's root filesystem is writable: with
+    /// ``ContainerConfiguration/readOnlyRootfs`` a copy would change what the configuration
+    /// promises does not change (Docker refuses it with "container rootfs is marked read-only").
+    private func requireWritableRootfs(copyingInto path: String) throws(ContainerError) {
         guard !configuration.readOnlyRootfs else {
             throw ContainerError(code: .invalidArgument, container: name,
                                  detail: "copy into \(path): the root filesystem is read-only in container")
         }
-        return try requireRootfs()
     }
 }
 

@@ -1,5 +1,6 @@
 import ContainerKernel
 import Images
+import Layers
 
 extension Container {
     /// The kernel-level description of a run: the image's runtime config with the container's
@@ -126,11 +127,15 @@ struct UserIdentity {
     var gid: UInt32
     var additionalGroups: [UInt32]
 
+    /// The largest `/etc/passwd` or `/etc/group` read (glibc has no limit; 4 MiB is some
+    /// 50,000 users, and keeps a `/dev/zero` there from exhausting the host's memory).
+    static let databaseLimit = 4 << 20
+
     static func resolve(_ text: String, rootfs: String) throws(ContainerError) -> UserIdentity {
         guard !text.isEmpty else { return UserIdentity(uid: 0, gid: 0, additionalGroups: []) }
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-        let passwd = ((try? readTextFile(rootfs + "/etc/passwd")) ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false) }
-        let groups = ((try? readTextFile(rootfs + "/etc/group")) ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false) }
+        let passwd = try database("/etc/passwd", rootfs: rootfs)
+        let groups = try database("/etc/group", rootfs: rootfs)
         var uid: UInt32
         var gid: UInt32 = 0
         var userName: String?
@@ -160,6 +165,22 @@ struct UserIdentity {
             groups.filter { $0.count > 3 && $0[3].split(separator: ",").contains(Substring(user)) }.compactMap { UInt32($0[2]) }
         } ?? []
         return UserIdentity(uid: uid, gid: gid, additionalGroups: additional.filter { $0 != gid })
+    }
+
+    /// The lines of `path` in the container, split at `:`; none when it does not exist.
+    ///
+    /// The image (or the running container) controls the file: it is read inside the root
+    /// filesystem, never through a symlink to the host, and only as a regular file of at most
+    /// ``databaseLimit`` bytes (a FIFO would block the caller's thread for good).
+    private static func database(_ path: String, rootfs: String) throws(ContainerError) -> [[Substring]] {
+        let bytes: [UInt8]?
+        do {
+            bytes = try readRegularFile(path, inRoot: rootfs, limit: databaseLimit)
+        } catch {
+            throw ContainerError(code: .invalidArgument, detail: "read \(path) to look up a user", underlying: error)
+        }
+        return String(decoding: bytes ?? [], as: UTF8.self).split(separator: "\n")
+            .map { $0.split(separator: ":", omittingEmptySubsequences: false) }
     }
 }
 

@@ -16,7 +16,8 @@ public struct LayerError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Storage: UInt8 {
-            case unsafeEntry, invalidArchive, digestMismatch, notFound, inUse, io, unsupported, invalidArgument
+            case unsafeEntry, invalidArchive, digestMismatch, notFound, inUse, io, unsupported, invalidArgument, unexpectedFile
+            case tooLarge
         }
         let storage: Storage
 
@@ -37,6 +38,13 @@ public struct LayerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static var unsupported: Code { Code(storage: .unsupported) }
         /// The request itself is malformed (a bad digest or chain ID).
         public static var invalidArgument: Code { Code(storage: .invalidArgument) }
+        /// A path of a tree being read is not the regular file expected there: a FIFO, device,
+        /// socket or symlink, or another file than the one checked a moment before (a running
+        /// container can change its files while they are read). Nothing of it was read.
+        public static var unexpectedFile: Code { Code(storage: .unexpectedFile) }
+        /// A file is larger than the runtime accepts for it (a container's `/etc/passwd` above
+        /// its cap).
+        public static var tooLarge: Code { Code(storage: .tooLarge) }
 
         public var description: String { "\(storage)" }
     }
@@ -80,6 +88,27 @@ public struct LayerError: Error, Sendable, Hashable, CustomStringConvertible {
             parts.append((text.first?.lowercased() ?? "") + text.dropFirst())
         }
         return parts.joined(separator: ": ")
+    }
+
+    /// `path` is not the regular file expected: `st` is what is there. `checked` says whether
+    /// the caller had seen a regular file there a moment before.
+    static func unexpectedFile(_ path: String, now st: stat, checked: Bool) -> LayerError {
+        let kinds: [mode_t: String] = [S_IFIFO: "a fifo", S_IFCHR: "a character device", S_IFBLK: "a block device",
+                                       S_IFSOCK: "a socket", S_IFDIR: "a directory", S_IFLNK: "a symlink"]
+        let kind = kinds[st.st_mode & S_IFMT] ?? "another file"
+        let detail = checked ? "\"\(path)\" changed while it was read: it is \(kind) now" : "\"\(path)\" is \(kind), not a regular file"
+        return LayerError(code: .unexpectedFile, entry: path, detail: detail)
+    }
+
+    /// `path` could not be opened as the regular file expected there (`errno` says why: a
+    /// symlink, a socket).
+    static func unexpectedFile(_ path: String, errno: Errno) -> LayerError {
+        LayerError(code: .unexpectedFile, entry: path, errno: errno, detail: "\"\(path)\" is not the regular file expected")
+    }
+
+    /// `path` is larger than `limit` bytes.
+    static func tooLarge(_ path: String, limit: Int) -> LayerError {
+        LayerError(code: .tooLarge, entry: path, detail: "\"\(path)\" is larger than \(limit) bytes")
     }
 
     /// The same error, attributed to `layer` unless it already names one.

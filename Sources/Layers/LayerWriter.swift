@@ -180,11 +180,11 @@ final class LayerWriter {
         case S_IFLNK:
             let target = archive_entry_symlink(entry).map { String(cString: $0) } ?? ""
             _ = try create(name: base, in: parent, entryName: name) { symlinkat(target, parent, base) }
-            try applyNodeMetadata(entry, parent: parent, name: base, entryName: name, chmod: false)
+            try applyNodeMetadata(entry, parent: parent, name: base, entryName: name, chmod: nil)
         case S_IFCHR, S_IFBLK, S_IFIFO:
             let device = archive_entry_rdev(entry)
             _ = try create(name: base, in: parent, entryName: name) { mknodat(parent, base, mode, device) }
-            try applyNodeMetadata(entry, parent: parent, name: base, entryName: name, chmod: true)
+            try applyNodeMetadata(entry, parent: parent, name: base, entryName: name, chmod: (mode, device))
         default:
             throw LayerError(code: .unsupported, entry: name,
                              detail: "entry \"\(name)\" has unsupported type 0o\(String(mode & S_IFMT, radix: 8))")
@@ -343,17 +343,17 @@ final class LayerWriter {
     /// Owner, mode, xattrs and times of a symlink, device or fifo, which cannot be opened for
     /// writing: set through the parent fd and the name, never following the name.
     private func applyNodeMetadata(
-        _ entry: OpaquePointer, parent: Int32, name: String, entryName: String, chmod: Bool
+        _ entry: OpaquePointer, parent: Int32, name: String, entryName: String, chmod node: (mode: mode_t, device: dev_t)?
     ) throws(LayerError) {
         if owners {
             _ = try sys("set owner of", entryName) {
                 fchownat(parent, name, archive_entry_uid(entry).id, archive_entry_gid(entry).id, AT_SYMLINK_NOFOLLOW)
             }
         }
-        // mknodat's mode is reduced by the umask; a device or fifo is never a symlink, so the
-        // following fchmodat acts on the node just made.
-        if chmod {
-            _ = try sys("set mode of", entryName) { fchmodat(parent, name, mode_t(archive_entry_mode(entry)) & 0o7777, 0) }
+        // mknodat's mode is reduced by the umask. A symlink put at the name meanwhile (the tree
+        // may be a running container's) must not take the mode onto its target.
+        if let node {
+            try setNodeMode(name, in: parent, mode: node.mode, device: node.device, path: entryName)
         }
         // The parent's /proc/self/fd link leads to the already-resolved directory; lsetxattr
         // does not follow `name`.

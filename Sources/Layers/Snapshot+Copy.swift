@@ -102,7 +102,7 @@ struct TreeCopier {
                     _ = try sys("link", entryPath) { linkat(destinationRoot, first, destination, name, 0) }
                     continue
                 }
-                let from = try OwnedFD(opening: name, flags: O_RDONLY | O_NOFOLLOW, at: source)
+                let from = try openRegularFile(name, in: source, checked: st, path: entryPath)
                 let to = try OwnedFD(opening: name, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
                                      at: destination)
                 try copyContent(from: from.raw, to: to.raw, size: Int64(st.st_size), path: entryPath)
@@ -122,7 +122,7 @@ struct TreeCopier {
             _ = try sys("create symlink", path) { symlinkat(target, destination, name) }
         } else {
             _ = try sys("create node", path) { mknodat(destination, name, st.st_mode, st.st_rdev) }
-            _ = try sys("set mode of", path) { fchmodat(destination, name, st.st_mode & 0o7777, 0) }
+            try setNodeMode(name, in: destination, mode: st.st_mode, device: st.st_rdev, path: path)
         }
         _ = try sys("set owner of", path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
         let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
@@ -148,9 +148,13 @@ struct TreeCopier {
     }
 }
 
-/// Copies `size` bytes with copy_file_range(2), which shares extents (reflink) on file systems
-/// that support it (Btrfs, XFS) and copies in the kernel elsewhere; falls back to read/write
-/// where the kernel refuses (a cross-device copy before Linux 5.19's rules).
+/// Copies at most `size` bytes with copy_file_range(2), which shares extents (reflink) on file
+/// systems that support it (Btrfs, XFS) and copies in the kernel elsewhere; falls back to
+/// read/write where the kernel refuses (a copy across file system types, such as a container's
+/// overlay to the host's ext4).
+///
+/// `size` is what the caller checked: a file that a running container keeps growing is not
+/// copied past it, on either path.
 func copyContent(from source: Int32, to destination: Int32, size: Int64, path: String) throws(LayerError) {
     var remaining = size
     while remaining > 0 {
@@ -165,9 +169,11 @@ func copyContent(from source: Int32, to destination: Int32, size: Int64, path: S
             throw LayerError(code: .io, entry: path, errno: .init(rawValue: Glibc.errno), detail: "copy \"\(path)\"")
         }
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let got = try sys("read", path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) } }
+        while remaining > 0 {
+            let want = Int(min(remaining, Int64(buffer.count)))
+            let got = try sys("read", path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, want) } }
             if got == 0 { return }
+            remaining -= Int64(got)
             var written = 0
             while written < got {
                 written += try sys("write", path) {

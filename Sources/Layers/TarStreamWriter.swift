@@ -134,15 +134,24 @@ final class TarStreamWriter {
         } else if type == S_IFREG {
             if st.st_nlink > 1 { linked[key] = path }
             archive_entry_set_size(entry, la_int64_t(st.st_size))
-            content = try OwnedFD(opening: name, flags: O_RDONLY | O_NOFOLLOW, at: parent)
+            content = try openRegularFile(name, in: parent, checked: st, path: path)
         } else if type == S_IFLNK {
             archive_entry_set_symlink(entry, try readLink(in: parent, name, path: path))
         } else if type == S_IFCHR || type == S_IFBLK {
             archive_entry_set_rdev(entry, st.st_rdev)
         }
-        let xattrs = type == S_IFREG || type == S_IFDIR
-            ? readXattrs(fd: content?.raw ?? (try? OwnedFD(opening: name, flags: O_RDONLY | O_NOFOLLOW, at: parent))?.raw, path: path)
-            : readXattrs(fd: nil, path: "/proc/self/fd/\(parent)/\(name)")
+        // A directory is opened with O_DIRECTORY, which the kernel checks before it calls any
+        // driver's open, and O_NONBLOCK besides.
+        let directory = type == S_IFDIR
+            ? try? OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK, at: parent) : nil
+        let xattrs: [String: [UInt8]]
+        if let fd = content?.raw ?? directory?.raw {
+            xattrs = readXattrs(fd: fd, path: path)
+        } else if type == S_IFDIR {
+            xattrs = [:]  // gone or replaced since the walk saw it
+        } else {
+            xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(parent)/\(name)")
+        }
         for (key, value) in xattrs.sorted(by: { $0.key < $1.key }) where !key.hasPrefix("trusted.overlay.") {
             value.withUnsafeBytes { archive_entry_xattr_add_entry(entry, key, $0.baseAddress, $0.count) }
         }

@@ -267,7 +267,7 @@ struct CopyTests {
 
 /// Runs `body` with the container `make` creates on the test runtime and a scratch directory
 /// on the host, removes both whatever happens, and checks that nothing leaked.
-private func withContainer(
+func withContainer(
     _ make: (ContainerRuntime) async throws -> Container, _ body: (Container, _ scratch: String) async throws -> Void
 ) async throws {
     let runtime = try await TestRuntime.shared()
