@@ -69,7 +69,9 @@ struct HostReadEscapeTests {
     func exportWithoutPauseNeverReadsAFifoOrDeviceSwappedIn(_ intruder: Intruder) async throws {
         try await withRacingContainer(intruder) { container, race, scratch in
             var windows = 0
-            for round in 0..<100 {
+            // Until the race has met the window twice (a few in a hundred rounds here, fewer on a
+            // loaded machine), at most 500 rounds.
+            for round in 0..<500 where windows < 2 {
                 let result = await withDeadline(seconds: 20, unstick: { race.unstick() }) { () throws(ContainerError) in
                     let output = try openOutput(scratch + "/export.tar")
                     defer { try? output.close() }
@@ -97,7 +99,9 @@ struct HostReadEscapeTests {
     @Test func commitWithoutPauseNeverReadsAFifoSwappedIn() async throws {
         try await withRacingContainer(.fifo, inUpper: true) { container, race, _ in
             var windows = 0
-            for round in 0..<100 {
+            // Until the race has met the window twice (a few in a hundred rounds here, fewer on a
+            // loaded machine), at most 500 rounds.
+            for round in 0..<500 where windows < 2 {
                 let result = await withDeadline(seconds: 20, unstick: { race.unstick() }) { () throws(ContainerError) in
                     _ = try await container.commit(pause: false)
                 }
