@@ -135,7 +135,7 @@ static int close_fd_range(unsigned from, unsigned to)
 int ck_close_unneeded_fds(const struct ck_ctx *ctx)
 {
     const struct ck_spawn_config *cfg = ctx->cfg;
-    int keep[5 + 3 + CK_MAX_EXTRA_FDS + CK_MAX_JOINS + CK_MAX_SUPERVISOR_FDS];
+    int keep[6 + 3 + CK_MAX_EXTRA_FDS + CK_MAX_JOINS + CK_MAX_SUPERVISOR_FDS];
     size_t n = 0, i;
     unsigned next = 0;
 
@@ -151,6 +151,7 @@ int ck_close_unneeded_fds(const struct ck_ctx *ctx)
         add_fd(keep, &n, cfg->supervisor_fds[i]);
     if (cfg->supervisor_path != NULL)
         add_fd(keep, &n, cfg->supervisor_exec_fd);
+    add_fd(keep, &n, ctx->trampoline);
     for (i = 0; i < n; i++) {
         if ((unsigned)keep[i] > next && close_fd_range(next, (unsigned)keep[i] - 1) < 0)
             return -1;
@@ -595,25 +596,35 @@ static int open_terminal(struct ck_ctx *ctx)
     return slave;
 }
 
+/* Moves *fd to `floor` or above, so that placing stdio cannot overwrite it. */
+static void move_above(struct ck_ctx *ctx, int *fd, int floor, const char *what)
+{
+    int moved;
+    if (*fd < 0 || *fd >= floor)
+        return;
+    moved = fcntl(*fd, F_DUPFD_CLOEXEC, floor);
+    if (moved < 0)
+        ck_die(ctx, CK_STAGE_STDIO, errno, "move", what);
+    close(*fd);
+    *fd = moved;
+}
+
 /* Puts the stdio fds (and extra fds) in place. Two passes, because a source may sit on a target
  * number: first everything moves above the highest target, then dup2 into place (dup2 clears
  * close-on-exec on the new descriptor). Then every other descriptor is closed, the sync socket
- * aside (close-on-exec: its EOF tells the parent about the execve). */
+ * (close-on-exec: its EOF tells the parent about the execve) and the trampoline aside. */
 static void place_fds(struct ck_ctx *ctx, int terminal_fd)
 {
     const struct ck_spawn_config *cfg = ctx->cfg;
-    int moved[3 + CK_MAX_EXTRA_FDS];
+    int moved[3 + CK_MAX_EXTRA_FDS], keep[2];
     int floor = 3 + (int)cfg->extra_fd_count;
     uint32_t n = 3 + cfg->extra_fd_count, i;
+    size_t kept = 0;
+    unsigned next = (unsigned)floor;
 
     at_stage(ctx, CK_STAGE_STDIO);
-    if (ctx->sock < floor) {
-        int s = fcntl(ctx->sock, F_DUPFD_CLOEXEC, floor);
-        if (s < 0)
-            ck_die(ctx, CK_STAGE_STDIO, errno, "move", "sync socket");
-        close(ctx->sock);
-        ctx->sock = s;
-    }
+    move_above(ctx, &ctx->sock, floor, "sync socket");
+    move_above(ctx, &ctx->trampoline, floor, "exec trampoline");
     for (i = 0; i < n; i++) {
         int src = i < 3 ? (terminal_fd >= 0 ? terminal_fd : cfg->stdio[i]) : cfg->extra_fds[i - 3];
         moved[i] = fcntl(src, F_DUPFD_CLOEXEC, floor);
@@ -626,8 +637,14 @@ static void place_fds(struct ck_ctx *ctx, int terminal_fd)
         close(moved[i]);
     }
     at_stage(ctx, CK_STAGE_CLOSE_FDS);
-    if ((ctx->sock > floor && close_fd_range((unsigned)floor, (unsigned)ctx->sock - 1) < 0) ||
-        close_fd_range((unsigned)ctx->sock + 1, ~0U) < 0)
+    add_fd(keep, &kept, ctx->sock);
+    add_fd(keep, &kept, ctx->trampoline);
+    for (i = 0; i < kept; i++) {
+        if ((unsigned)keep[i] > next && close_fd_range(next, (unsigned)keep[i] - 1) < 0)
+            ck_die(ctx, CK_STAGE_CLOSE_FDS, errno, "close_range", NULL);
+        next = (unsigned)keep[i] + 1;
+    }
+    if (close_fd_range(next, ~0U) < 0)
         ck_die(ctx, CK_STAGE_CLOSE_FDS, errno, "close_range", NULL);
 }
 
@@ -954,9 +971,25 @@ __attribute__((noreturn)) void ck_child(struct ck_ctx *ctx, int joined)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     at_stage(ctx, CK_STAGE_EXEC);
-    /* The last store before execve: EOF on the sync socket without it means init died. */
-    __atomic_store_n(&ctx->status->exec, 1, __ATOMIC_RELEASE);
-    execve(program, (char *const *)cfg->argv, (char *const *)cfg->envp);
+    if (ctx->trampoline >= 0) {
+        /* argv for "berth-supervisor --exec PROGRAM ARGV...", on this stack. */
+        const char *targv[CK_MAX_TRAMPOLINE_ARGS + 4];
+        uint32_t argc = 0;
+        while (cfg->argv[argc] != NULL)
+            if (++argc > CK_MAX_TRAMPOLINE_ARGS)
+                ck_die(ctx, CK_STAGE_EXEC, E2BIG, "more arguments than the exec trampoline takes", NULL);
+        targv[0] = "berth-supervisor";
+        targv[1] = "--exec";
+        targv[2] = program;
+        for (i = 0; i <= argc; i++)
+            targv[3 + i] = cfg->argv[i];
+        /* The last store before execve: EOF on the sync socket without it means init died. */
+        __atomic_store_n(&ctx->status->exec, 1, __ATOMIC_RELEASE);
+        syscall(SYS_execveat, ctx->trampoline, "", targv, cfg->envp, AT_EMPTY_PATH);
+    } else {
+        __atomic_store_n(&ctx->status->exec, 1, __ATOMIC_RELEASE);
+        execve(program, (char *const *)cfg->argv, (char *const *)cfg->envp);
+    }
     {
         char quoted[300] = "\"";
         ck_strlcat(quoted, cfg->argv[0], sizeof(quoted));

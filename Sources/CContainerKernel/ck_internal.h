@@ -24,12 +24,15 @@ struct ck_ctx {
     const struct ck_spawn_config *cfg;
     int sock;
     struct ck_status *status;
+    int trampoline; /* cfg->exec_trampoline_fd, moved with the sync socket when stdio is placed */
 };
 
 /* The exit code of a child whose init sequence failed (after reporting it). */
 #define CK_EXIT_INIT_FAILED 125
 /* Upper bound for extra fds passed on (socket activation needs a handful). */
 #define CK_MAX_EXTRA_FDS 64
+/* Upper bound for the arguments of a program exec'd through the trampoline. */
+#define CK_MAX_TRAMPOLINE_ARGS 4096
 /* Upper bound for namespaces to join (there are eight kinds). */
 #define CK_MAX_JOINS 16
 

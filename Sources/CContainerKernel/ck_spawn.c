@@ -405,6 +405,7 @@ int ck_spawn(const struct ck_spawn_config *cfg, struct ck_spawn_result *out, str
     page->ctx.cfg = cfg;
     page->ctx.sock = sp[1];
     page->ctx.status = &page->status;
+    page->ctx.trampoline = cfg->exec_trampoline_fd;
 
     /* The child starts with every signal blocked, so no host handler (Swift code) can run in
      * it before it has reset the dispositions; and non-dumpable (see hold_non_dumpable). */

@@ -29,6 +29,11 @@ final class SpawnPlan {
         }
         config.join_pid_fd = -1
         config.supervisor_exec_fd = -1
+        // The program is exec'd through the embedded supervisor (a sealed memfd), so that the
+        // kernel never resolves it, or a "#!/proc/self/exe" interpreter, while /proc/self/exe
+        // names this program's executable. Without an embedded image (another architecture)
+        // the program is exec'd directly.
+        config.exec_trampoline_fd = Supervision.embeddedDescriptor() ?? -1
 
         // Namespaces: what is joined is not created.
         let joinedKinds = spec.joinNamespaces.reduce(Namespaces()) { $0.union($1.kind) }

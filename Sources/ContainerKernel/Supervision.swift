@@ -80,6 +80,12 @@ public struct Supervision: Sendable, Hashable {
         code: .unsupported,
         detail: "this build of Berth has no embedded berth-supervisor for this architecture: set BERTH_SUPERVISOR to one built from Sources/berth-supervisor")
 
+    /// The embedded supervisor's sealed memfd, or `nil` when this build has none or it cannot
+    /// be made; the exec trampoline of every spawn.
+    static func embeddedDescriptor() -> Int32? {
+        try? embedded.get()
+    }
+
     /// The sealed memfd to execute (with `execveat`), or `nil` when a file is to be run.
     func executableDescriptor() throws(KernelError) -> Int32? {
         if executable != nil { return nil }

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #define MAX_OUTPUTS 2
 #define CHUNK 65536
 
@@ -258,6 +260,18 @@ int main(int argc, char **argv)
     int output_count = 0, open_outputs, signal_fd, reaped = 0, code = 0, status = 0, i;
     sigset_t chld;
 
+    /* The exec trampoline: Berth's child runs us from a sealed memfd as the last step and we
+     * run the container's program, so that /proc/self/exe names this sealed copy, never the
+     * embedding program, while the kernel resolves the program (a "#!/proc/self/exe" script
+     * would otherwise load the host's binary into the container: CVE-2019-5736). Nothing but
+     * execve: the container's seccomp filter and credentials are already in force. */
+    if (argc > 3 && strcmp(argv[1], "--exec") == 0) {
+        /* Like the child that exec'd us: not openable through /proc until the program runs. */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        execve(argv[2], argv + 3, environ);
+        fprintf(stderr, "berth: exec \"%s\": %s\n", argv[2], strerror(errno));
+        return errno == ENOENT ? 127 : 126;
+    }
     if (argc > 3 && strcmp(argv[1], "--init") == 0 && strcmp(argv[2], "--") == 0)
         return run_init(argv + 3);
     /* A host program with the container's output pipes: nothing may read its memory or fds

@@ -440,8 +440,10 @@ static int cmd_write_stdout_stderr(void)
 
 /* For SECS seconds, polls /proc for processes other than itself and tries to open each one's
  * /proc/<pid>/exe, as the CVE-2019-5736 exploit does with an exec'd runtime child. An exe it
- * can open that is neither itself nor one of ALLOWED... (the container's own programs) is the
- * host's: printed as `hostexe=<pid>`. Prints `seen=<number of processes observed>` at the end. */
+ * can open that is neither itself nor one of ALLOWED... (the container's own programs) nor
+ * Berth's sealed exec trampoline (a memfd it must not be able to write: `writableexe=<pid>`
+ * otherwise) is the host's: printed as `hostexe=<pid>`. Prints `seen=<number of processes
+ * observed>` at the end. */
 static int cmd_watch_host(int n, char **a)
 {
     double secs = atof(a[0]);
@@ -477,8 +479,25 @@ static int cmd_watch_host(int n, char **a)
                 for (int i = 0; i < nallowed; i++)
                     known |= st.st_dev == allowed[i].st_dev && st.st_ino == allowed[i].st_ino;
             if (!known) {
-                printf("hostexe=%ld\n", pid);
-                escaped++;
+                char target[256], self_fd[64];
+                ssize_t len;
+                /* What was opened, whatever the process has become since. */
+                snprintf(self_fd, sizeof self_fd, "/proc/self/fd/%d", fd);
+                len = readlink(self_fd, target, sizeof target - 1);
+                target[len > 0 ? len : 0] = '\0';
+                if (strncmp(target, "/memfd:berth-supervisor", 23) == 0) {
+                    /* Sealed: opening for writing may work, writing must not. */
+                    int w = open(self_fd, O_WRONLY | O_CLOEXEC);
+                    if (w >= 0 && pwrite(w, "\177", 1, 0) == 1) {
+                        printf("writableexe=%ld\n", pid);
+                        escaped++;
+                    }
+                    if (w >= 0)
+                        close(w);
+                } else {
+                    printf("hostexe=%ld %s\n", pid, target);
+                    escaped++;
+                }
             }
             close(fd);
         }

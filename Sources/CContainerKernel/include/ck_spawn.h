@@ -179,6 +179,11 @@ struct ck_spawn_config {
     const int *supervisor_fds;       /* become 3, 4, ... in the supervisor (the child's stdio pipes) */
     uint32_t supervisor_fd_count;
 
+    /* The embedded berth-supervisor as a sealed memfd, or -1: the program is exec'd through it
+     * ("--exec PROGRAM ARGV..."), so that /proc/self/exe is never the caller's executable while
+     * the kernel resolves the program and its interpreter (a "#!/proc/self/exe" script). */
+    int exec_trampoline_fd;
+
     /* How long the init sequence may take from CONTINUE to execve before ck_spawn_continue
      * kills the child and fails with ETIMEDOUT (0: no deadline). */
     uint32_t init_timeout_ms;
