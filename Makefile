@@ -55,12 +55,14 @@ bench: berth
 		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle scripts/bench
 
 # Debian 12's kernel, pure cgroup v2, in QEMU: the berth CLI from an image (scripts/vm-smoke),
-# then the test bundle built here, run in the guest.
+# then the test bundle built here, run in the guest; then the cgroup suites again on the same
+# kernel with systemd's older hybrid layout (v1 controllers beside an empty cgroup2).
 # VM_FILTER picks the suites that depend on the kernel or the cgroup layout; under emulation
 # process creation is some 40x slower, so the subset stays small. The bundle runs as
 # `swift test --skip-build` would run it: SwiftPM itself spends four minutes of emulation
 # loading the manifest before the first test.
 VM_FILTER  ?= SnapshotDriverTests|LayerStackTests|CgroupTests|ContainerKernelTests\.(LifecycleTests|IsolationTests|ResourceTests|SpecOptionTests|SeccompTests|ChildPathEscapeTests)|ContainersTests\.(DetachedTests|OwnerDeathTests|ImageSourceTests|CopyTests)
+VM_HYBRID_FILTER ?= CgroupTests|ContainerKernelTests\.(ResourceTests|LifecycleTests)|ContainersTests\.DetachedTests
 VM_TIMEOUT ?= 1200
 
 test-vm: deps
@@ -69,3 +71,5 @@ test-vm: deps
 	scripts/vm-test --timeout 600 -- scripts/vm-smoke $(BUILD)/debug/berth
 	scripts/vm-test --timeout $(VM_TIMEOUT) -- \
 		$(BUILD)/debug/BerthPackageTests.xctest --testing-library swift-testing --no-parallel --filter '$(VM_FILTER)'
+	scripts/vm-test --cgroups hybrid --timeout $(VM_TIMEOUT) -- \
+		$(BUILD)/debug/BerthPackageTests.xctest --testing-library swift-testing --no-parallel --filter '$(VM_HYBRID_FILTER)'
