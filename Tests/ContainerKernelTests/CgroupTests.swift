@@ -245,6 +245,18 @@ extension CgroupTests {
         process.waitUntilExit()
     }
 
+    /// 32 MiB of memory and no swap.
+    static let thirtyTwoMegabytes = CgroupResources(memoryLimit: 32 << 20, memorySwapLimit: 32 << 20)
+
+    /// Runs a process that allocates 64 MiB in `cgroup` (joined through its `procs` file) and
+    /// expects the kernel's OOM killer to end it and the cgroup's stats to count it.
+    static func expectOOMKill(in cgroup: Cgroup, procs: String) throws {
+        let run = try shell("echo $$ > \(procs) && exec /usr/bin/python3 -c 'x = b\"x\" * (64 << 20)'")
+        #expect(run.reason == .uncaughtSignal)
+        #expect(run.status == SIGKILL)
+        #expect(try #require(cgroup.stats().oomKills) >= 1)
+    }
+
     /// Runs `/bin/sh -c script` to the end, returning its status and standard error.
     static func shell(_ script: String) throws -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
         let process = Process()
@@ -392,14 +404,8 @@ extension CgroupTests {
         }
 
         @Test func processOverTheMemoryLimitIsOOMKilled() async throws {
-            let resources = CgroupResources(memoryLimit: 32 << 20, memorySwapLimit: 32 << 20)
-            try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
-                let procs = try directory(cgroup, .memory) + "/cgroup.procs"
-                let run = try CgroupTests.shell(
-                    "echo $$ > \(procs) && exec /usr/bin/python3 -c 'x = b\"x\" * (64 << 20)'")
-                #expect(run.reason == .uncaughtSignal)
-                #expect(run.status == SIGKILL)
-                #expect(try #require(cgroup.stats().oomKills) >= 1)
+            try await CgroupTests.withCgroup(CgroupTests.thirtyTwoMegabytes, in: hierarchy) { cgroup in
+                try CgroupTests.expectOOMKill(in: cgroup, procs: try directory(cgroup, .memory) + "/cgroup.procs")
             }
         }
 
@@ -539,13 +545,8 @@ extension CgroupTests {
 
         @Test func processOverTheMemoryLimitIsOOMKilledOnTheControllers() async throws {
             guard hasControllers else { return }
-            let resources = CgroupResources(memoryLimit: 32 << 20, memorySwapLimit: 32 << 20)
-            try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
-                let run = try CgroupTests.shell(
-                    "echo $$ > \(root)/\(cgroup.path)/cgroup.procs && exec /usr/bin/python3 -c 'x = b\"x\" * (64 << 20)'")
-                #expect(run.reason == .uncaughtSignal)
-                #expect(run.status == SIGKILL)
-                #expect(try #require(cgroup.stats().oomKills) >= 1)
+            try await CgroupTests.withCgroup(CgroupTests.thirtyTwoMegabytes, in: hierarchy) { cgroup in
+                try CgroupTests.expectOOMKill(in: cgroup, procs: "\(root)/\(cgroup.path)/cgroup.procs")
             }
         }
 
