@@ -550,6 +550,24 @@ extension CgroupTests {
             }
         }
 
+        /// Direct writes to a block device are charged to the writer's cgroup (`io.stat`), as
+        /// ``Cgroup/stats()`` reports them. Needs `/var/tmp` on a block device, as the scratch
+        /// disk of `make test-vm` is (tmpfs before 6.6 takes no `O_DIRECT`).
+        @Test func blockWritesAreCountedOnTheControllers() async throws {
+            guard hasControllers, try CgroupTests.read(root + "/cgroup.controllers").contains("io") else { return }
+            let mounts = parseMountInfo(try CgroupFile.read("/proc/self/mountinfo"))
+            guard mounts.last(where: { $0.mountPoint == "/var/tmp" })?.fileSystemType == "ext4" else { return }
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let file = "/var/tmp/berth-cgroup-io-\(getpid())"
+                defer { unlink(file) }
+                let run = try CgroupTests.shell(
+                    "echo $$ > \(root)/\(cgroup.path)/cgroup.procs && exec dd if=/dev/zero of=\(file) bs=1M count=4 oflag=direct status=none")
+                #expect(run.status == 0, "\(run.stderr)")
+                let written = try cgroup.stats().blockWriteBytes ?? 0
+                #expect(written >= 4 << 20, "\(written) bytes")
+            }
+        }
+
         /// Berth embedded in a process that sits in the cgroup it would create below (the root of
         /// a container's cgroup namespace, a systemd unit): cgroup v2 hands controllers down only
         /// from a cgroup without processes, and the error says so and what to do.
