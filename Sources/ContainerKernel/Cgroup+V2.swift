@@ -59,13 +59,26 @@ extension Cgroup {
         /// The kernel refuses this with `EBUSY` in a non-root cgroup that has processes of its
         /// own ("No Internal Process Constraint"), so Berth's cgroups must live below a parent
         /// that holds no processes.
+        ///
+        /// - Throws: ``KernelError`` with code ``KernelError/Code/invalidState`` when the kernel
+        ///   refuses because `directory` holds processes, naming the way out: Berth is then
+        ///   embedded in a process that sits in that cgroup (in a container with its own cgroup
+        ///   namespace, or in a systemd unit whose cgroup is the mount's root).
         private static func enableControllers(in directory: String) throws(KernelError) {
             let available = controllers(in: try CgroupFile.read(directory + "/cgroup.controllers"))
             let enabled = controllers(in: try CgroupFile.read(directory + "/cgroup.subtree_control"))
             let wanted = available.intersection(CgroupController.unified).subtracting(enabled)
             guard !wanted.isEmpty else { return }
-            try CgroupFile.write(
-                directory + "/cgroup.subtree_control", wanted.sorted().map { "+" + $0.rawValue }.joined(separator: " "))
+            do {
+                try CgroupFile.write(
+                    directory + "/cgroup.subtree_control", wanted.sorted().map { "+" + $0.rawValue }.joined(separator: " "))
+            } catch where error.errno == .resourceBusy {
+                throw KernelError(
+                    code: .invalidState, errno: .resourceBusy,
+                    detail: "enable cgroup controllers \(wanted.names) in \(directory): it holds processes, and cgroup v2 "
+                        + "hands controllers down only from a cgroup without any; move the processes of "
+                        + "\(directory)/cgroup.procs to a child cgroup first (as a container's init does)")
+            }
         }
 
         private static func controllers(in text: String) -> Set<CgroupController> {

@@ -5,6 +5,7 @@
 
 import Crypto
 import Glibc
+import Synchronization
 public import Logging
 
 /// One unpacked layer.
@@ -289,30 +290,59 @@ public final class LayerStore: Sendable {
 }
 
 /// An exclusive flock(2) on a lock file, held until ``unlock()`` (or deinit).
+///
+/// flock(2) locks belong to an open file, not to the process: a thread that opens and locks a
+/// file it already holds waits for itself forever (issue 12: a snapshot falling back to the copy
+/// driver hung that way). So each lock records the thread holding it, and taking a lock on the
+/// thread that holds it throws instead of hanging. Other threads wait, as they should.
 final class FileLock {
-    private let fd: OwnedFD
+    private struct Identity: Hashable { var device: UInt64; var inode: UInt64 }
+    private static let holders = Mutex<[Identity: pthread_t]>([:])
 
-    /// Locks `path`, creating it; waits for other holders unless `wait` is false.
-    convenience init(_ path: String) throws(LayerError) {
-        guard let lock = try FileLock(path, wait: true) else {
+    private let fd: OwnedFD
+    private let identity: Identity
+
+    /// Locks `path`, creating it; waits for other holders.
+    init(_ path: String) throws(LayerError) {
+        guard let (fd, identity) = try Self.take(path, wait: true) else {
             throw LayerError(code: .io, entry: path, detail: "lock \"\(path)\"")
         }
-        self.init(fd: lock.fd)
+        (self.fd, self.identity) = (fd, identity)
     }
-
-    private init(fd: OwnedFD) { self.fd = fd }
 
     /// Locks `path`; `nil` when `wait` is false and another holder has it.
     init?(_ path: String, wait: Bool) throws(LayerError) {
-        fd = try OwnedFD(opening: path, flags: O_RDWR | O_CREAT, mode: 0o600)
+        guard let (fd, identity) = try Self.take(path, wait: wait) else { return nil }
+        (self.fd, self.identity) = (fd, identity)
+    }
+
+    private static func take(_ path: String, wait: Bool) throws(LayerError) -> (OwnedFD, Identity)? {
+        let fd = try OwnedFD(opening: path, flags: O_RDWR | O_CREAT, mode: 0o600)
+        var info = stat()
+        _ = try sys("stat lock", path) { fstat(fd.raw, &info) }
+        let identity = Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        let me = pthread_self()
+        guard holders.withLock({ $0[identity] }) != me else {
+            throw LayerError(code: .inUse, entry: path, errno: .deadlock,
+                             detail: "lock \"\(path)\": already held by this thread")
+        }
         while flock(fd.raw, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
             if Glibc.errno == EINTR { continue }
             if Glibc.errno == EWOULDBLOCK { return nil }
             throw LayerError(code: .io, entry: path, errno: .init(rawValue: Glibc.errno), detail: "lock \"\(path)\"")
         }
+        holders.withLock { $0[identity] = me }
+        return (fd, identity)
     }
 
-    func unlock() { fd.close() }
+    func unlock() {
+        guard fd.raw >= 0 else { return }
+        // Forgotten before the close: once closed, another thread may take it and record itself.
+        _ = Self.holders.withLock { $0.removeValue(forKey: identity) }
+        fd.close()
+    }
+
+    deinit { unlock() }
 }
 
 /// Reads a small text file; `nil` if it cannot be read.

@@ -49,6 +49,14 @@ public struct Snapshot: Sendable {
     /// - Throws: ``LayerError`` with ``LayerError/Code/inUse`` while something still uses the
     ///   mount, or when deleting fails.
     public func remove() throws(LayerError) {
+        try deleteFiles()
+        let lock = try FileLock(storeRoot + "/.locks/store")
+        defer { lock.unlock() }
+        try releaseLayers()
+    }
+
+    /// Unmounts the root filesystem and deletes `rootfs/`, `upper/` and `work/`; takes no lock.
+    func deleteFiles() throws(LayerError) {
         while umount2(rootfs, 0) != 0 {
             switch Glibc.errno {
             case EINTR: continue
@@ -62,8 +70,11 @@ public struct Snapshot: Sendable {
             break
         }
         for path in [rootfs, upper, work] { try removeTree(path) }
-        let lock = try FileLock(storeRoot + "/.locks/store")
-        defer { lock.unlock() }
+    }
+
+    /// Deletes the reference that keeps the layers in use, and the directory when it is empty.
+    /// The caller holds the store's lock.
+    func releaseLayers() throws(LayerError) {
         if unlink(referencePath) != 0 && Glibc.errno != ENOENT {
             throw LayerError(code: .io, entry: referencePath, errno: .init(rawValue: Glibc.errno),
                              detail: "release the layers of \"\(directory)\"")
@@ -83,10 +94,11 @@ extension LayerStore {
     /// Makes a container's root filesystem from a chain of layers.
     ///
     /// With overlay, `<directory>/rootfs` is an overlay mount of the chain's layer directories
-    /// (passed one by one with the new mount API's `lowerdir+`, so the number of layers is not
-    /// limited by the size of one mount option string) over fresh `upper/` and `work/`
-    /// directories. Where overlay cannot be mounted and no driver was asked for, the copy
-    /// driver is used instead; ``Snapshot/driver`` tells which.
+    /// over fresh `upper/` and `work/` directories: with the new mount API's `lowerdir+` on
+    /// Linux 6.8 and later, with a classic `lowerdir=` option string before (the layers as
+    /// `/proc/self/fd/N` when their paths do not fit in one page). Where overlay cannot be
+    /// mounted (no overlay in the kernel, or a file system it cannot use for `upper/`) and no
+    /// driver was asked for, the copy driver is used instead; ``Snapshot/driver`` tells which.
     ///
     /// Costs one mount with overlay; a copy of every layer with the copy driver.
     ///
@@ -100,6 +112,14 @@ extension LayerStore {
     public func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver? = nil)
         throws(LayerError) -> Snapshot
     {
+        try createSnapshot(topChainID: topChainID, at: directory, driver: driver, overlayOptions: nil)
+    }
+
+    /// ``createSnapshot(topChainID:at:driver:)`` with the way overlay gets its layers fixed
+    /// (`nil`: the first the kernel accepts), so tests can try each on any kernel.
+    func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver?,
+                        overlayOptions: OverlayOptions?) throws(LayerError) -> Snapshot
+    {
         let lock = try FileLock(locksDirectory + "/store")
         defer { lock.unlock() }
         let layers = try topChainID.map { id throws(LayerError) in try chain(topChainID: id) } ?? []
@@ -112,11 +132,12 @@ extension LayerStore {
         do throws(LayerError) {
             if snapshot.driver == .overlay {
                 do throws(LayerError) {
-                    try mountOverlay(snapshot)
+                    try mountOverlay(snapshot, options: overlayOptions)
                 } catch where driver == nil && error.code == .unsupported {
                     logger.notice("overlay is unavailable, using the copy driver", metadata: [
                         "directory": "\(directory)", "error": "\(error)"])
-                    try snapshot.remove()
+                    // Not remove(): that takes the store's lock, which this function holds.
+                    try snapshot.deleteFiles()
                     try makeDirectories(directory, mode: 0o711)
                     snapshot = Snapshot(directory: directory, driver: .copy, layers: layers, storeRoot: root)
                 }
@@ -128,7 +149,8 @@ extension LayerStore {
             let record = [directory, snapshot.driver.rawValue] + layers.map(\.chainID)
             try writeFile(referencePath, record.joined(separator: "\n") + "\n")
         } catch {
-            try? snapshot.remove()
+            try? snapshot.deleteFiles()
+            try? snapshot.releaseLayers()
             throw error
         }
         return snapshot
@@ -158,21 +180,92 @@ extension LayerStore {
         return SnapshotReference(directory: lines[0], driver: driver, chainIDs: Array(lines[2...]))
     }
 
-    /// Mounts overlay at the snapshot's rootfs with fsopen/fsconfig/fsmount/move_mount.
+    /// Mounts overlay at the snapshot's rootfs, in the first way the kernel accepts.
     ///
-    /// Throws ``LayerError/Code/unsupported`` when the kernel has no overlay, no new mount API,
-    /// or refuses the directories (an upper directory on a file system overlay cannot use).
-    private func mountOverlay(_ snapshot: Snapshot) throws(LayerError) {
+    /// 1. The new mount API with one `lowerdir+` per layer (Linux 6.8): no limit but overlay's
+    ///    own (500 layers).
+    /// 2. Classic `lowerdir=a:b:c` in mount(2)'s option string, which must fit in a page (every
+    ///    kernel with overlay; Debian 12's 6.1, Ubuntu 22.04's 5.15, RHEL 9's 5.14).
+    /// 3. When the layer paths do not fit in a page, the same with each layer as
+    ///    `/proc/self/fd/N` of an `O_PATH` descriptor: about 17 bytes a layer, so some 230
+    ///    layers. (Not Docker's relative paths from a changed working directory: the working
+    ///    directory belongs to every thread of the embedding process.)
+    ///
+    /// Throws ``LayerError/Code/unsupported`` when the kernel has no overlay or refuses the
+    /// directories (an upper directory on a file system overlay cannot use, such as overlayfs).
+    private func mountOverlay(_ snapshot: Snapshot, options: OverlayOptions?) throws(LayerError) {
         try makeDirectories(snapshot.upper, mode: 0o755)
         try makeDirectories(snapshot.work, mode: 0o700)
         try makeDirectories(snapshot.rootfs, mode: 0o755)
         let lowers = snapshot.layers.isEmpty ? [emptyDirectory] : snapshot.layers.map(\.path)
-        func fail(_ what: String) -> LayerError {
-            let err = Glibc.errno
-            let unsupported = [ENOSYS, ENODEV, EINVAL, EOPNOTSUPP, EPERM].contains(err)
-            return LayerError(code: unsupported ? .unsupported : .io, entry: snapshot.rootfs,
-                              errno: .init(rawValue: err), detail: "mount overlay at \"\(snapshot.rootfs)\": \(what)")
+        if options == nil || options == .appended {
+            do throws(LayerError) {
+                return try mountOverlayAppending(snapshot, lowers: lowers)
+            } catch where options == nil && error.code == .unsupported {
+                // Before 6.8: `lowerdir+` is an unknown option (EINVAL). Anything else that
+                // made overlay refuse fails the classic mount below in the same way.
+            }
         }
+        if options == nil || options == .classic,
+            let data = Self.classicOverlayOptions(lowers: lowers, upper: snapshot.upper, work: snapshot.work)
+        {
+            return try mountOverlayClassic(snapshot, data: data)
+        }
+        guard options == nil || options == .descriptors else {
+            throw LayerError(code: .unsupported, entry: snapshot.rootfs,
+                             detail: "mount overlay at \"\(snapshot.rootfs)\": \(lowers.count) layer paths do not fit in one page")
+        }
+        var descriptors: [OwnedFD] = []
+        for lower in lowers {
+            descriptors.append(try OwnedFD(opening: lower, flags: O_PATH | O_DIRECTORY))
+        }
+        guard let data = Self.classicOverlayOptions(lowers: descriptors.map { "/proc/self/fd/\($0.raw)" },
+                                                   upper: snapshot.upper, work: snapshot.work)
+        else {
+            throw LayerError(code: .unsupported, entry: snapshot.rootfs,
+                             detail: "mount overlay at \"\(snapshot.rootfs)\": too many layers (\(lowers.count)) for one mount")
+        }
+        try mountOverlayClassic(snapshot, data: data)
+        withExtendedLifetime(descriptors) {}
+    }
+
+    /// The mount(2) option string for overlay, `nil` when it does not fit in a page.
+    ///
+    /// Backslash escapes what overlay would split on: `,` between options, `:` between lower
+    /// directories (overlayfs.rst, "Sharing and copying layers"; fs/overlayfs/params.c).
+    static func classicOverlayOptions(lowers: [String], upper: String, work: String) -> String? {
+        func escaped(_ path: String, _ special: Set<Character>) -> String {
+            var result = ""
+            for character in path {
+                if special.contains(character) { result.append("\\") }
+                result.append(character)
+            }
+            return result
+        }
+        let data = "lowerdir=" + lowers.map { escaped($0, ["\\", ":", ","]) }.joined(separator: ":")
+            + ",upperdir=" + escaped(upper, ["\\", ","]) + ",workdir=" + escaped(work, ["\\", ","])
+        // copy_mount_options copies at most one page, the terminating NUL included.
+        return data.utf8.count < sysconf(Int32(_SC_PAGESIZE)) ? data : nil
+    }
+
+    private func overlayError(_ snapshot: Snapshot, _ what: String) -> LayerError {
+        let err = Glibc.errno
+        let unsupported = [ENOSYS, ENODEV, EINVAL, EOPNOTSUPP, EPERM].contains(err)
+        return LayerError(code: unsupported ? .unsupported : .io, entry: snapshot.rootfs,
+                          errno: .init(rawValue: err), detail: "mount overlay at \"\(snapshot.rootfs)\": \(what)")
+    }
+
+    /// Mounts with mount(2) and a classic option string.
+    private func mountOverlayClassic(_ snapshot: Snapshot, data: String) throws(LayerError) {
+        while mount("overlay", snapshot.rootfs, "overlay", 0, data) != 0 {
+            if Glibc.errno == EINTR { continue }
+            throw overlayError(snapshot, "mount with lowerdir=… (\(data.utf8.count) bytes of options)")
+        }
+    }
+
+    /// Mounts with fsopen/fsconfig/fsmount/move_mount and one `lowerdir+` per layer.
+    private func mountOverlayAppending(_ snapshot: Snapshot, lowers: [String]) throws(LayerError) {
+        func fail(_ what: String) -> LayerError { overlayError(snapshot, what) }
         let context = Int32(truncatingIfNeeded: "overlay".withCString { syscall6(SYS_fsopen, Int(bitPattern: $0), FSOPEN_CLOEXEC) })
         guard context >= 0 else { throw fail("fsopen") }
         defer { close(context) }
@@ -200,4 +293,14 @@ extension LayerStore {
         }
         guard moved == 0 else { throw fail("move_mount") }
     }
+}
+
+/// How the overlay driver passes the layers to the kernel; `nil` tries them in order.
+enum OverlayOptions: Sendable {
+    /// The new mount API, one `lowerdir+` per layer (Linux 6.8).
+    case appended
+    /// mount(2) with `lowerdir=a:b:c` of the layer paths.
+    case classic
+    /// mount(2) with `lowerdir=` of `/proc/self/fd/N` of each layer.
+    case descriptors
 }

@@ -245,6 +245,18 @@ extension CgroupTests {
         process.waitUntilExit()
     }
 
+    /// 32 MiB of memory and no swap.
+    static let thirtyTwoMegabytes = CgroupResources(memoryLimit: 32 << 20, memorySwapLimit: 32 << 20)
+
+    /// Runs a process that allocates 64 MiB in `cgroup` (joined through its `procs` file) and
+    /// expects the kernel's OOM killer to end it and the cgroup's stats to count it.
+    static func expectOOMKill(in cgroup: Cgroup, procs: String) throws {
+        let run = try shell("echo $$ > \(procs) && exec /usr/bin/python3 -c 'x = b\"x\" * (64 << 20)'")
+        #expect(run.reason == .uncaughtSignal)
+        #expect(run.status == SIGKILL)
+        #expect(try #require(cgroup.stats().oomKills) >= 1)
+    }
+
     /// Runs `/bin/sh -c script` to the end, returning its status and standard error.
     static func shell(_ script: String) throws -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
         let process = Process()
@@ -392,14 +404,8 @@ extension CgroupTests {
         }
 
         @Test func processOverTheMemoryLimitIsOOMKilled() async throws {
-            let resources = CgroupResources(memoryLimit: 32 << 20, memorySwapLimit: 32 << 20)
-            try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
-                let procs = try directory(cgroup, .memory) + "/cgroup.procs"
-                let run = try CgroupTests.shell(
-                    "echo $$ > \(procs) && exec /usr/bin/python3 -c 'x = b\"x\" * (64 << 20)'")
-                #expect(run.reason == .uncaughtSignal)
-                #expect(run.status == SIGKILL)
-                #expect(try #require(cgroup.stats().oomKills) >= 1)
+            try await CgroupTests.withCgroup(CgroupTests.thirtyTwoMegabytes, in: hierarchy) { cgroup in
+                try CgroupTests.expectOOMKill(in: cgroup, procs: try directory(cgroup, .memory) + "/cgroup.procs")
             }
         }
 
@@ -497,6 +503,104 @@ extension CgroupTests {
                     try Cgroup.create(cgroup.path, resources: CgroupResources(), in: hierarchy)
                 }
                 #expect(error?.code == .invalidState)
+            }
+        }
+
+        /// Whether the hierarchy has the resource controllers: the build machine's unified mount
+        /// has none, the pure cgroup v2 guest of `make test-vm` (Debian 12, 6.1) has them all.
+        var hasControllers: Bool {
+            let offered = (try? CgroupTests.read(root + "/cgroup.controllers"))?.split(separator: " ") ?? []
+            return ["memory", "cpu", "pids"].allSatisfy { offered.contains(Substring($0)) }
+        }
+
+        @Test func limitsAreWrittenAndUpdatedOnTheControllers() async throws {
+            guard hasControllers else { return }
+            var resources = CgroupResources(memoryLimit: 64 << 20, memorySwapLimit: 128 << 20, cpuShares: 512,
+                                            pidsLimit: 20)
+            resources.cpus = 0.5
+            try await CgroupTests.withCgroup(resources, in: hierarchy) { cgroup in
+                let directory = "\(root)/\(cgroup.path)"
+                func file(_ name: String) throws -> String { try CgroupTests.read(directory + "/" + name) }
+                #expect(try file("memory.max") == String(64 << 20))
+                #expect(try file("memory.swap.max") == String(64 << 20))  // swap alone: the total less memory
+                #expect(try file("cpu.weight") == "20")
+                #expect(try file("cpu.max") == "50000 100000")
+                #expect(try file("pids.max") == "20")
+                let stats = try cgroup.stats()
+                #expect(stats.memoryLimit == 64 << 20)
+                #expect(stats.cpuQuota == 50_000 && stats.cpuPeriod == 100_000)
+                #expect(stats.pidsLimit == 20 && stats.pidsCurrent == 0)
+
+                // docker update: memory up (swap follows the total), the pids limit dropped,
+                // the CPU quota left as it was.
+                try cgroup.update(CgroupResources(memoryLimit: 96 << 20, pidsLimit: -1))
+                #expect(try file("memory.max") == String(96 << 20))
+                #expect(try file("memory.swap.max") == String(32 << 20))
+                #expect(try file("pids.max") == "max")
+                #expect(try file("cpu.max") == "50000 100000")
+                try cgroup.update(CgroupResources(cpuShares: 1024))
+                #expect(try file("cpu.weight") == "39")
+            }
+        }
+
+        @Test func processOverTheMemoryLimitIsOOMKilledOnTheControllers() async throws {
+            guard hasControllers else { return }
+            try await CgroupTests.withCgroup(CgroupTests.thirtyTwoMegabytes, in: hierarchy) { cgroup in
+                try CgroupTests.expectOOMKill(in: cgroup, procs: "\(root)/\(cgroup.path)/cgroup.procs")
+            }
+        }
+
+        /// Direct writes to a block device are charged to the writer's cgroup (`io.stat`), as
+        /// ``Cgroup/stats()`` reports them. Needs `/var/tmp` on a block device, as the scratch
+        /// disk of `make test-vm` is (tmpfs before 6.6 takes no `O_DIRECT`).
+        @Test func blockWritesAreCountedOnTheControllers() async throws {
+            guard hasControllers, try CgroupTests.read(root + "/cgroup.controllers").contains("io") else { return }
+            let mounts = parseMountInfo(try CgroupFile.read("/proc/self/mountinfo"))
+            guard mounts.last(where: { $0.mountPoint == "/var/tmp" })?.fileSystemType == "ext4" else { return }
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let file = "/var/tmp/berth-cgroup-io-\(getpid())"
+                defer { unlink(file) }
+                let run = try CgroupTests.shell(
+                    "echo $$ > \(root)/\(cgroup.path)/cgroup.procs && exec dd if=/dev/zero of=\(file) bs=1M count=4 oflag=direct status=none")
+                #expect(run.status == 0, "\(run.stderr)")
+                let written = try cgroup.stats().blockWriteBytes ?? 0
+                #expect(written >= 4 << 20, "\(written) bytes")
+            }
+        }
+
+        /// Berth embedded in a process that sits in the cgroup it would create below (the root of
+        /// a container's cgroup namespace, a systemd unit): cgroup v2 hands controllers down only
+        /// from a cgroup without processes, and the error says so and what to do.
+        @Test func aParentHoldingProcessesGetsAClearError() async throws {
+            guard hasControllers else { return }
+            try await CgroupTests.withCgroup(in: hierarchy) { parent in
+                let sleeper = try CgroupTests.sleeper()
+                defer { CgroupTests.stop(sleeper) }
+                try parent.attach(pid: sleeper.processIdentifier)
+                let error = #expect(throws: KernelError.self) {
+                    try Cgroup.create(parent.path + "/child", resources: CgroupResources(), in: hierarchy)
+                }
+                #expect(error?.code == .invalidState)
+                #expect(error?.description.contains("it holds processes") == true, "\(error?.description ?? "-")")
+                #expect(access("\(root)/\(parent.path)/child", F_OK) != 0)
+            }
+        }
+
+        /// A second process adopts a running cgroup (a detached container's) and controls it.
+        @Test func anExistingCgroupIsAdoptedAndControlled() async throws {
+            try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
+                let sleeper = try CgroupTests.sleeper()
+                defer { CgroupTests.stop(sleeper) }
+                try cgroup.attach(pid: sleeper.processIdentifier)
+                let adopted = try Cgroup.existing(cgroup.path, resources: cgroup.resources, in: hierarchy)
+                #expect(adopted.version == .v2)
+                #expect(try adopted.processes() == [sleeper.processIdentifier])
+                try await adopted.freeze()
+                #expect(try cgroup.isFrozen)
+                try await adopted.thaw()
+                try adopted.killAll()
+                sleeper.waitUntilExit()
+                #expect(sleeper.terminationStatus == SIGKILL)
             }
         }
 
