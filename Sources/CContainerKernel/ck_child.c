@@ -986,6 +986,10 @@ __attribute__((noreturn)) void ck_child(struct ck_ctx *ctx, int joined)
         /* The last store before execve: EOF on the sync socket without it means init died. */
         __atomic_store_n(&ctx->status->exec, 1, __ATOMIC_RELEASE);
         syscall(SYS_execveat, ctx->trampoline, "", targv, cfg->envp, AT_EMPTY_PATH);
+        /* A seccomp profile that allows execve but not execveat answers ENOSYS or EPERM
+         * (Docker's allows both): run the program directly rather than not at all. */
+        if (errno == ENOSYS || errno == EPERM)
+            execve(program, (char *const *)cfg->argv, (char *const *)cfg->envp);
     } else {
         __atomic_store_n(&ctx->status->exec, 1, __ATOMIC_RELEASE);
         execve(program, (char *const *)cfg->argv, (char *const *)cfg->envp);

@@ -80,7 +80,10 @@ final class Spawner: Sendable {
 
     /// Children that missed their init deadline and did not die from SIGKILL at once (stuck in
     /// an uninterruptible sleep, say on a hung bind source): reaped, and their spawn's stack and
-    /// status page freed, by a later spawn once they have exited. Spawner thread only.
+    /// status page freed, by a later spawn once they have exited. Until then a direct child
+    /// still shares this process's address space, which therefore stays non-dumpable. A
+    /// supervised child that is stuck also holds up its supervisor, which the caller still
+    /// waits for. Spawner thread only.
     nonisolated(unsafe) private static var stuck: [ck_spawn_result] = []
 
     /// The clone and the handshake, on the spawner thread.
