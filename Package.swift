@@ -59,14 +59,13 @@ let package = Package(
             dependencies: [
                 "CChildPath", "CSyscalls", "CSeccomp", "CCap",
                 .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
         .target(
             name: "Layers",
             dependencies: [
-                "ContainerKernel", "CSyscalls", "CArchive",
+                "CSyscalls", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,7 +79,6 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -94,19 +92,24 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
         .target(
             name: "Containers",
-            dependencies: ["ContainerKernel", "Layers", "Networking", "Images"],
+            dependencies: [
+                "ContainerKernel", "Layers", "Networking", "Images",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
 
         .executableTarget(
             name: "berth",
             dependencies: [
-                "Containers", "ContainerKernel", "Images", "Layers", "Networking",
+                "Containers", "ContainerKernel", "Images", "Networking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -135,12 +138,9 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "ContainerKernel",
-                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/TestSupport",
@@ -149,9 +149,22 @@ let package = Package(
         ),
         // Test targets take no strict settings: Swift Testing's macros do not build with them.
         .testTarget(name: "ContainerKernelTests", dependencies: ["ContainerKernel", "TestSupport"]),
-        .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
+        .testTarget(
+            name: "LayersTests",
+            dependencies: [
+                "Layers", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Layers", "TestSupport"]),
         .testTarget(name: "NetworkingTests", dependencies: ["Networking", "ContainerKernel", "TestSupport"]),
-        .testTarget(name: "ContainersTests", dependencies: ["Containers", "Images", "ContainerKernel", "TestSupport"]),
+        .testTarget(
+            name: "ContainersTests",
+            dependencies: [
+                "Containers", "Images", "Networking", "ContainerKernel", "TestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
     ]
 )
