@@ -1,4 +1,5 @@
-import CContainerKernel
+import CChildPath
+import CSyscalls
 import Glibc
 
 /// The flat C description of one spawn (`ck_spawn_config`), built from a ``ProcessSpec`` in

@@ -1,6 +1,6 @@
-import CContainerKernel
-import SystemPackage
+import CChildPath
 import Glibc
+import SystemPackage
 
 /// How a *detached* process is held: by `berth-supervisor`, a small static C program embedded
 /// in Berth, instead of by the spawning process.
