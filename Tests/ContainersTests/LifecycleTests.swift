@@ -14,7 +14,8 @@ struct ContainerLifecycleTests {
     /// Which operations succeed in which state; everything else is a typed invalid-state error.
     static func allowed(_ operation: Operation, in state: State) -> Bool {
         switch (operation, state) {
-        case (.start, .created), (.start, .exited): true
+        // As `docker start`: starting a running container does nothing and succeeds.
+        case (.start, .created), (.start, .exited), (.start, .running): true
         case (.stop, .running), (.stop, .paused), (.kill, .running), (.kill, .paused): true
         case (.pause, .running), (.resume, .paused): true
         case (.exec, .running): true
