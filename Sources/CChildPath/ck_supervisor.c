@@ -12,6 +12,9 @@
 #ifndef MFD_ALLOW_SEALING
 #define MFD_ALLOW_SEALING 0x0002U /* Linux 3.17 */
 #endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U /* Linux 6.3 */
+#endif
 #ifndef F_ADD_SEALS /* Linux 3.17 */
 #define F_ADD_SEALS 1033
 #define F_SEAL_SEAL 0x0001
