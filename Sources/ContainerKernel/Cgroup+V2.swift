@@ -1,10 +1,6 @@
+import CSyscalls
 import Glibc
 import Synchronization
-
-/// `O_PATH` (Linux 2.6.39, `<asm-generic/fcntl.h>`): open a file only to name it. Swift's Glibc
-/// module leaves it out because glibc declares it under `_GNU_SOURCE`; the value is the same on
-/// x86_64 and aarch64.
-private let openPath: Int32 = 0o10_000_000
 
 extension Cgroup {
     /// A cgroup on cgroup v2: one directory in the unified hierarchy
@@ -63,7 +59,7 @@ extension Cgroup {
             do throws(KernelError) {
                 // O_PATH suffices for clone3(CLONE_INTO_CGROUP) and BPF_PROG_ATTACH, which take
                 // the descriptor without reading through it.
-                let fd = try sys("open \(directory)") { open(directory, openPath | O_DIRECTORY | O_CLOEXEC) }
+                let fd = try sys("open \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }
                 // From here the new object owns the descriptor and closes it, whatever happens.
                 let cgroup = V2(directory: directory, descriptor: fd)
                 try cgroup.apply(resources, merged: resources, previous: nil)
@@ -76,7 +72,7 @@ extension Cgroup {
 
         /// Opens an existing cgroup's directory (its device program stays attached to it).
         static func existing(_ directory: String) throws(KernelError) -> V2 {
-            let fd = try sys("open cgroup \(directory)") { open(directory, openPath | O_DIRECTORY | O_CLOEXEC) }
+            let fd = try sys("open cgroup \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }
             return V2(directory: directory, descriptor: fd)
         }
 
