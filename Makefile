@@ -25,16 +25,20 @@ berth: deps
 	$(SWIFTPM) -c release --product berth
 
 # berth-supervisor holds detached containers (run -d) and is the --init. It is embedded in the
-# library as bytes (Sources/CContainerKernel/ck_supervisor_image.c): after changing
+# library as bytes (Sources/CChildPath/ck_supervisor_image.c): after changing
 # Sources/berth-supervisor/main.c, run this and commit the result. `make test` checks it.
 supervisor: deps
 	scripts/build-supervisor
 
-# The C sources with strict warnings, as errors: here, not in Package.swift, so that a newer
-# compiler's new warning never breaks a package that depends on Berth.
+# The C sources of every C target with strict warnings, as errors: here, not in Package.swift,
+# so that a newer compiler's new warning never breaks a package that depends on Berth.
+C_TARGETS := CChildPath CSyscalls CNetlink
+
 lint-c: deps
-	for f in Sources/CContainerKernel/*.c; do \
-		cc -std=gnu11 -Wall -Wextra -Werror -O2 -fsyntax-only -ISources/CContainerKernel/include $$f || exit 1; \
+	for t in $(C_TARGETS); do \
+		for f in Sources/$$t/*.c; do \
+			cc -std=gnu11 -Wall -Wextra -Werror -O2 -fsyntax-only -ISources/$$t/include $$f || exit 1; \
+		done; \
 	done
 	scripts/build-supervisor --check
 
@@ -56,8 +60,10 @@ check-consumer: deps
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
 # cgroups), which only holds when no other test is running beside it.
 # The documentation is part of the product: CI builds every catalog with warnings as errors.
+# --explicit-target-dependency-import-check: a target that imports a module it does not declare
+# fails the build (Package.swift is the graph the code really has).
 test: deps lint-c
-	$(SWIFTPM) --build-tests
+	$(SWIFTPM) --build-tests --explicit-target-dependency-import-check error
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
 	$(MAKE) docs
 	$(MAKE) check-consumer

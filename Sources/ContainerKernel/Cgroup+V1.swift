@@ -6,7 +6,7 @@ extension Cgroup {
     ///
     /// Only the controllers' own hierarchies are joined; a `name=systemd` hierarchy is left
     /// alone, since Berth does not run under systemd's management.
-    struct V1: Sendable {
+    struct V1: CgroupBackend {
         /// This cgroup's directory in one hierarchy, and the controllers mounted there.
         struct Directory: Sendable {
             var path: String
@@ -24,6 +24,10 @@ extension Cgroup {
             self.directories = directories
             primary = directories.first { $0.controllers.contains(.freezer) }?.path ?? directories.first?.path ?? ""
         }
+
+        var version: CgroupVersion { .v1 }
+        var processesFile: String { primary + "/cgroup.procs" }
+        var directoryDescriptor: Int32? { nil }
 
         /// The directory of the hierarchy that carries `controller`, if it is mounted.
         func directory(for controller: CgroupController) -> String? {
@@ -59,6 +63,20 @@ extension Cgroup {
             }
         }
 
+        /// Opens an existing cgroup: its directory in each hierarchy that has one.
+        ///
+        /// - Throws: ``KernelError`` with ``KernelError/Code/invalidState`` when no hierarchy has it.
+        static func existing(_ path: String, mounts: [CgroupHierarchy.LegacyMount]) throws(KernelError) -> V1 {
+            let directories = mounts.compactMap { mount in
+                access(mount.mountPoint + "/" + path, F_OK) == 0
+                    ? Directory(path: mount.mountPoint + "/" + path, controllers: mount.controllers) : nil
+            }
+            guard !directories.isEmpty else {
+                throw KernelError(code: .invalidState, errno: .noSuchFileOrDirectory, detail: "open cgroup \(path)")
+            }
+            return V1(directories: directories)
+        }
+
         /// Creates `path` below a hierarchy root, parents included; the last component must be
         /// new. In the cpuset hierarchy each directory on the way whose `cpuset.cpus` or
         /// `cpuset.mems` is empty gets its parent's: v1 creates them empty and then admits no task
@@ -90,8 +108,6 @@ extension Cgroup {
             return directory
         }
 
-        /// Writes the limits that `changes` sets, computed from `merged` (`changes` with the
-        /// limits already in force); `previous` is `nil` when the cgroup is new.
         func apply(
             _ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?
         ) throws(KernelError) {

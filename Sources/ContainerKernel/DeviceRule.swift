@@ -1,4 +1,4 @@
-import CContainerKernel
+import CSyscalls
 import Glibc
 
 /// One entry of a container's device allowlist, such as `c 1:3 rwm` for `/dev/null`.

@@ -1,5 +1,4 @@
-import CContainerKernel
-import CContainerKernel
+import CSyscalls
 import Glibc
 import Synchronization
 
@@ -9,6 +8,9 @@ package final class IOLoop: Sendable {
     package typealias Handler = @Sendable (_ events: UInt32) -> Void
 
     package static let shared = IOLoop()
+
+    /// The event a reader registers for (`EPOLLIN`), for importers that do not see `<sys/epoll.h>`.
+    package static let readable = UInt32(EPOLLIN.rawValue)
 
     private let epoll: Int32
     private let handlers = Mutex<(next: UInt64, table: [UInt64: Handler])>((1, [:]))

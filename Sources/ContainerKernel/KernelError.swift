@@ -1,4 +1,4 @@
-import CContainerKernel
+import CChildPath
 import Glibc
 public import SystemPackage
 

@@ -1,4 +1,4 @@
-import CContainerKernel
+import CSyscalls
 import Glibc
 import Synchronization
 

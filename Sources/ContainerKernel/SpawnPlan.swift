@@ -1,4 +1,5 @@
-import CContainerKernel
+import CChildPath
+import CSyscalls
 import Glibc
 
 /// The flat C description of one spawn (`ck_spawn_config`), built from a ``ProcessSpec`` in
@@ -190,6 +191,8 @@ final class SpawnPlan {
     deinit {
         allocations.forEach { $0.deallocate() }
         descriptors.forEach { close($0) }
+        // Still here when the plan itself failed to build (a handle takes them otherwise).
+        closeHostDescriptors()
     }
 
     /// Closes the child's ends of the stdio pipes and the other descriptors only the child

@@ -1,4 +1,5 @@
-import CContainerKernel
+import CChildPath
+import CSyscalls
 import Glibc
 import Synchronization
 import SystemPackage

@@ -2,6 +2,7 @@
 // works below an already-resolved directory fd with `*at` calls that never follow a symlink in
 // the last component, so a tree being removed cannot redirect the removal onto the host.
 
+import CSyscalls
 import Glibc
 
 /// An open file descriptor this code owns; closed exactly once, by ``close()`` or on deinit.
@@ -75,7 +76,7 @@ func emptyDirectory(in parent: Int32, _ name: String, path: String) throws(Layer
 /// Removes the absolute `path` recursively; a missing path is not an error.
 func removeTree(_ path: String) throws(LayerError) {
     let (parent, name) = splitPath(path)
-    let fd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC)
+    let fd = open(parent, CK_O_PATH | O_DIRECTORY | O_CLOEXEC)
     if fd < 0 {
         if Glibc.errno == ENOENT { return }
         throw LayerError(code: .io, entry: path, errno: .init(rawValue: Glibc.errno), detail: "remove \"\(path)\"")
@@ -184,12 +185,12 @@ private func checkedRegularFile(_ file: OwnedFD, checked: stat?, path: String) t
 ///   file, ``LayerError/Code/tooLarge`` when it holds more than `limit` bytes, other codes when
 ///   the root cannot be opened or the read fails.
 package func readRegularFile(_ path: String, inRoot root: String, limit: Int) throws(LayerError) -> [UInt8]? {
-    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
     let relative = String(path.drop { $0 == "/" })
     // O_NOFOLLOW would refuse a symlink that stays inside the root (`passwd -> ../usr/passwd`);
     // RESOLVE_IN_ROOT makes following it safe, so the flag is left out here only.
-    let fd = openat2(rootFD.raw, relative.isEmpty ? "." : relative, flags: contentReadFlags & ~O_NOFOLLOW,
-                     resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    let fd = ck_openat2(rootFD.raw, relative.isEmpty ? "." : relative, contentReadFlags & ~O_NOFOLLOW, 0,
+                        UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
     guard fd >= 0 else {
         let err = Glibc.errno
         if err == ENOENT || err == ENOTDIR { return nil }
@@ -232,7 +233,7 @@ package func readRegularFile(_ path: String, inRoot root: String, limit: Int) th
 /// - Throws: ``LayerError``: ``LayerError/Code/unexpectedFile`` when something other than the
 ///   node made is at `name`, other codes when the change fails.
 func setNodeMode(_ name: String, in parent: Int32, mode: mode_t, device: dev_t, path: String) throws(LayerError) {
-    let node = OwnedFD(try sys("open", path) { openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC) })
+    let node = OwnedFD(try sys("open", path) { openat(parent, name, CK_O_PATH | O_NOFOLLOW | O_CLOEXEC) })
     var st = stat()
     _ = try sys("stat", path) { fstat(node.raw, &st) }
     let type = mode & S_IFMT

@@ -6,6 +6,7 @@
 // the tar-slip CVEs (CVE-2018-15664 class).
 
 import CArchive
+import CSyscalls
 import Glibc
 
 /// Applies one layer tar, read from an open libarchive reader, into a layer directory.
@@ -61,7 +62,7 @@ final class LayerWriter {
     init(root path: String, mode: Mode = .layer, base: String = "", renaming rename: (from: String, to: String)? = nil)
         throws(LayerError)
     {
-        root = try OwnedFD(opening: path, flags: O_PATH | O_DIRECTORY)
+        root = try OwnedFD(opening: path, flags: CK_O_PATH | O_DIRECTORY)
         self.mode = mode
         self.base = base
         self.rename = rename
@@ -99,8 +100,8 @@ final class LayerWriter {
         }
         for (path, times) in directoryTimes.reversed() {
             let fd = OwnedFD(try sys("open directory", path) {
-                openat2(root.raw, path.isEmpty ? "." : path, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-                        resolve: Resolve.inRoot | Resolve.noMagicLinks)
+                ck_openat2(root.raw, path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+                           UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
             })
             _ = try sys("set times of", path) { futimens(fd.raw, times) }
         }
@@ -175,7 +176,7 @@ final class LayerWriter {
             }
             // After chown: chown clears set-user-id bits and security.capability.
             _ = try sys("set mode of", name) { fchmod(file.raw, permissions) }
-            try setXattrs(entry, entryName: name) { key, value, size in fsetxattr(file.raw, key, value, size, 0) }
+            try setXattrs(entry, entryName: name) { key, value, size in ck_fsetxattr(file.raw, key, value, size, 0) }
             _ = try sys("set times of", name) { futimens(file.raw, Self.times(entry)) }
         case S_IFLNK:
             let target = archive_entry_symlink(entry).map { String(cString: $0) } ?? ""
@@ -204,9 +205,9 @@ final class LayerWriter {
     }
 
     private func resolveDirectory(_ path: String, entryName: String) throws(LayerError) -> OwnedFD {
-        let flags = O_PATH | O_DIRECTORY | O_CLOEXEC
-        let resolve = Resolve.inRoot | Resolve.noMagicLinks
-        var fd = openat2(root.raw, path.isEmpty ? "." : path, flags: flags, resolve: resolve)
+        let flags = CK_O_PATH | O_DIRECTORY | O_CLOEXEC
+        let resolve = UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        var fd = ck_openat2(root.raw, path.isEmpty ? "." : path, flags, 0, resolve)
         if fd < 0 && Glibc.errno == ENOENT && !path.isEmpty {
             let (parentPath, name) = splitPath(path)
             let parent = try resolveDirectory(parentPath == "." ? "" : parentPath, entryName: entryName)
@@ -214,7 +215,7 @@ final class LayerWriter {
                 throw LayerError(code: .io, entry: entryName, errno: .init(rawValue: Glibc.errno),
                                  detail: "create parent directory \"\(path)\" of \"\(entryName)\"")
             }
-            fd = openat2(root.raw, path, flags: flags, resolve: resolve)
+            fd = ck_openat2(root.raw, path, flags, 0, resolve)
         }
         guard fd >= 0 else {
             throw LayerError(code: .io, entry: entryName, errno: .init(rawValue: Glibc.errno),
@@ -268,7 +269,7 @@ final class LayerWriter {
             let dir = OwnedFD(try sys("open opaque directory of", entryName) {
                 openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             })
-            _ = try sys("mark opaque", entryName) { fsetxattr(dir.raw, Self.opaqueXattr, "y", 1, 0) }
+            _ = try sys("mark opaque", entryName) { ck_fsetxattr(dir.raw, Self.opaqueXattr, "y", 1, 0) }
             return
         }
         // Other `.wh..wh.` names are reserved by the image spec for future use: skip them.
@@ -285,9 +286,9 @@ final class LayerWriter {
                              detail: "entry \"\(entryName)\" is a hard link to \"\(rawTarget)\", outside the layer")
         }
         let targetParentPath = rooted(targetParts.dropLast())
-        let targetParent = openat2(root.raw, targetParentPath.isEmpty ? "." : targetParentPath,
-                                   flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
-                                   resolve: Resolve.inRoot | Resolve.noMagicLinks)
+        let targetParent = ck_openat2(root.raw, targetParentPath.isEmpty ? "." : targetParentPath,
+                                      CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                      UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
         guard targetParent >= 0 else {
             throw LayerError(code: .notFound, entry: entryName, errno: .init(rawValue: Glibc.errno),
                              detail: "hard link \"\(entryName)\": target \"\(rawTarget)\" is not in the layer")
@@ -336,7 +337,7 @@ final class LayerWriter {
             _ = try sys("set owner of", entryName) { fchown(dir.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
         }
         _ = try sys("set mode of", entryName) { fchmod(dir.raw, mode_t(archive_entry_mode(entry)) & 0o7777) }
-        try setXattrs(entry, entryName: entryName) { key, value, size in fsetxattr(dir.raw, key, value, size, 0) }
+        try setXattrs(entry, entryName: entryName) { key, value, size in ck_fsetxattr(dir.raw, key, value, size, 0) }
         directoryTimes.append((path, Self.times(entry)))
     }
 
@@ -358,7 +359,7 @@ final class LayerWriter {
         // The parent's /proc/self/fd link leads to the already-resolved directory; lsetxattr
         // does not follow `name`.
         let path = "/proc/self/fd/\(parent)/\(name)"
-        try setXattrs(entry, entryName: entryName) { key, value, size in lsetxattr(path, key, value, size, 0) }
+        try setXattrs(entry, entryName: entryName) { key, value, size in ck_lsetxattr(path, key, value, size, 0) }
         _ = try sys("set times of", entryName) { utimensat(parent, name, Self.times(entry), AT_SYMLINK_NOFOLLOW) }
     }
 

@@ -5,6 +5,7 @@
 // container; the tar is written by TarStreamWriter and applied by LayerWriter, the same code as
 // layer export and the secure unpack.
 
+import CSyscalls
 import Glibc
 package import SystemPackage
 
@@ -24,7 +25,7 @@ package struct PathInfo: Sendable {
 /// - Returns: What `path` names, or `nil` when it does not exist.
 /// - Throws: ``LayerError`` when the root cannot be opened or the lookup fails otherwise.
 package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> PathInfo? {
-    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
     let located: (parent: OwnedFD, name: String, top: String)
     do throws(LayerError) {
         located = try locate(path, in: rootFD.raw)
@@ -33,8 +34,8 @@ package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> P
     }
     guard let st = try statEntry(in: located.parent.raw, located.name, path: path) else { return nil }
     if st.st_mode & S_IFMT != S_IFLNK { return PathInfo(isDirectory: st.st_mode & S_IFMT == S_IFDIR) }
-    let target = openat2(rootFD.raw, openablePath(path), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
-                         resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    let target = ck_openat2(rootFD.raw, openablePath(path), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
     if target >= 0 { Glibc.close(target) }
     return PathInfo(isDirectory: target >= 0)
 }
@@ -68,7 +69,7 @@ package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> P
 package func archivePath(
     _ path: String, in root: String, to output: FileDescriptor, as top: String? = nil, followingLink: Bool = false
 ) throws(LayerError) {
-    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
     let (parent, name, derivedTop) = try locate(path, in: rootFD.raw, followingLink: followingLink)
     guard let st = try statEntry(in: parent.raw, name, path: path) else {
         throw LayerError(code: .notFound, entry: path, errno: .noSuchFileOrDirectory, detail: "look up \"\(path)\"")
@@ -152,7 +153,7 @@ package func copyPath(
     _ source: String, in sourceRoot: String, to destination: String, in destinationRoot: String,
     followingLink: Bool = false, preservingOwners: Bool
 ) throws(LayerError) {
-    let sourceRootFD = try OwnedFD(opening: sourceRoot, flags: O_PATH | O_DIRECTORY)
+    let sourceRootFD = try OwnedFD(opening: sourceRoot, flags: CK_O_PATH | O_DIRECTORY)
     let (sourceParent, sourceName, top) = try locate(source, in: sourceRootFD.raw, followingLink: followingLink)
     guard let sourceStat = try statEntry(in: sourceParent.raw, sourceName, path: source) else {
         throw LayerError(code: .notFound, entry: source, errno: .noSuchFileOrDirectory, detail: "look up \"\(source)\"")
@@ -189,9 +190,7 @@ package func copyPath(
     }
 
     var fds: [Int32] = [-1, -1]
-    _ = try sys("create a pipe", nil) {
-        Int32(fds.withUnsafeMutableBufferPointer { syscall6(SYS_pipe2, Int(bitPattern: $0.baseAddress), Int(O_CLOEXEC)) })
-    }
+    _ = try sys("create a pipe", nil) { ck_pipe_cloexec(&fds) }
     let readEnd = OwnedFD(fds[0])
     let writeEnd = fds[1]
     let written = SendableResult()
@@ -226,19 +225,16 @@ package func copyPath(
 /// walk's top) can be a mount point, so most directories cost no call.
 private func isKernelFileSystem(_ name: String, in parent: Int32, _ st: stat, below top: stat) -> Bool {
     guard st.st_mode & S_IFMT == S_IFDIR, st.st_dev != top.st_dev || name == "proc" || name == "sys" else { return false }
-    let fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    let fd = openat(parent, name, CK_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     guard fd >= 0 else { return false }
     defer { Glibc.close(fd) }
-    // struct statfs (Swift's Glibc module leaves <sys/vfs.h> out): f_type is its first field,
-    // a long, on x86_64 and aarch64; 120 bytes is its size on both.
-    var buffer = [Int](repeating: 0, count: 16)
-    let rc = buffer.withUnsafeMutableBufferPointer { syscall6(SYS_fstatfs, Int(fd), Int(bitPattern: $0.baseAddress)) }
-    guard rc == 0 else { return false }
+    var type: UInt64 = 0
+    guard ck_fs_type(fd, &type) == 0 else { return false }
     // <linux/magic.h>: proc, sysfs, devpts, mqueue, cgroup, cgroup2, securityfs, debugfs,
     // tracefs, bpf, pstore, configfs, binfmt_misc.
-    let kernel: Set<Int> = [0x9fa0, 0x6265_6572, 0x1cd1, 0x1980_0202, 0x27e0eb, 0x6367_7270, 0x7363_6673,
+    let kernel: Set<UInt64> = [0x9fa0, 0x6265_6572, 0x1cd1, 0x1980_0202, 0x27e0eb, 0x6367_7270, 0x7363_6673,
                             0x6462_6720, 0x7472_6163, 0xcafe_4a11, 0x6165_676c, 0x6265_6570, 0x4249_4e4d]
-    return kernel.contains(buffer[0] & 0xffff_ffff)
+    return kernel.contains(type & 0xffff_ffff)
 }
 
 /// Whether the directory `path` below `root` is the directory `ancestor` or below it, on the
@@ -246,17 +242,17 @@ private func isKernelFileSystem(_ name: String, in parent: Int32, _ st: stat, be
 private func isBelow(_ path: String, in root: String, _ ancestor: stat) throws(LayerError) -> Bool {
     var hostRoot = stat()
     _ = try sys("stat", "/") { stat("/", &hostRoot) }
-    let rootFD = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
+    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
     var current = OwnedFD(try sys("open", path) {
-        openat2(rootFD.raw, openablePath(path), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
-                resolve: Resolve.inRoot | Resolve.noMagicLinks)
+        ck_openat2(rootFD.raw, openablePath(path), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                   UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
     })
     while true {
         var st = stat()
         _ = try sys("stat", path) { fstat(current.raw, &st) }
         if st.st_dev == ancestor.st_dev && st.st_ino == ancestor.st_ino { return true }
         if st.st_dev == hostRoot.st_dev && st.st_ino == hostRoot.st_ino { return false }
-        let parent = OwnedFD(try sys("open the parent of", path) { openat(current.raw, "..", O_PATH | O_DIRECTORY | O_CLOEXEC) })
+        let parent = OwnedFD(try sys("open the parent of", path) { openat(current.raw, "..", CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
         var above = stat()
         _ = try sys("stat the parent of", path) { fstat(parent.raw, &above) }
         // The root of another mount namespace (a running container's `/proc/<pid>/root`) is
@@ -328,8 +324,8 @@ private func locate(_ path: String, in rootFD: Int32) throws(LayerError) -> (par
     let (parentPath, name) = splitPath(trimmed)
     let followFinal = path.hasSuffix("/") || name == "." || name == ".." || trimmed == "/"
     let directoryPath = followFinal ? trimmed : parentPath
-    let fd = openat2(rootFD, openablePath(directoryPath == "." ? "" : directoryPath), flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
-                     resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    let fd = ck_openat2(rootFD, openablePath(directoryPath == "." ? "" : directoryPath), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                        UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
     guard fd >= 0 else {
         let err = Errno(rawValue: Glibc.errno)
         throw LayerError(code: err == .noSuchFileOrDirectory || err == .notDirectory ? .notFound : .io, entry: path,

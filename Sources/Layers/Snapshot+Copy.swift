@@ -2,6 +2,7 @@
 // what overlay would do with their whiteouts (a 0/0 character device deletes the name below
 // it; a `trusted.overlay.opaque=y` directory hides everything below it).
 
+import CSyscalls
 import Glibc
 
 /// The device number of an overlay whiteout (a character device 0/0).
@@ -44,9 +45,9 @@ package func copyDirectory(at path: String, inRoot root: String, into destinatio
     -> Bool
 {
     try await onThread { () throws(LayerError) -> Bool in
-        let tree = try OwnedFD(opening: root, flags: O_PATH | O_DIRECTORY)
-        let fd = openat2(tree.raw, path, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-                         resolve: Resolve.inRoot | Resolve.noMagicLinks)
+        let tree = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
+        let fd = ck_openat2(tree.raw, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
         guard fd >= 0 else {
             let err = Glibc.errno
             if err == ENOENT || err == ENOTDIR { return false }
@@ -128,7 +129,7 @@ struct TreeCopier {
         let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
         let target = "/proc/self/fd/\(destination)/\(name)"
         for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
-            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { lsetxattr(target, key, $0.baseAddress, $0.count, 0) } }
+            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { ck_lsetxattr(target, key, $0.baseAddress, $0.count, 0) } }
         }
         _ = try sys("set times of", path) { utimensat(destination, name, [st.st_atim, st.st_mtim], AT_SYMLINK_NOFOLLOW) }
     }
@@ -137,12 +138,12 @@ struct TreeCopier {
         // A directory merged onto a lower one takes the upper one's metadata whole, as in an
         // overlay mount: xattrs the upper directory lacks go.
         for key in readXattrs(fd: fd, path: path).keys where xattrs[key] == nil {
-            _ = try sys("remove xattr \(key) from", path) { fremovexattr(fd, key) }
+            _ = try sys("remove xattr \(key) from", path) { ck_fremovexattr(fd, key) }
         }
         _ = try sys("set owner of", path) { fchown(fd, st.st_uid, st.st_gid) }
         _ = try sys("set mode of", path) { fchmod(fd, st.st_mode & 0o7777) }
         for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
-            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } }
+            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { ck_fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } }
         }
         _ = try sys("set times of", path) { futimens(fd, [st.st_atim, st.st_mtim]) }
     }
@@ -158,7 +159,7 @@ struct TreeCopier {
 func copyContent(from source: Int32, to destination: Int32, size: Int64, path: String) throws(LayerError) {
     var remaining = size
     while remaining > 0 {
-        let n = syscall6(SYS_copy_file_range, Int(source), 0, Int(destination), 0, Int(min(remaining, 1 << 30)), 0)
+        let n = ck_copy_file_range(source, destination, Int(min(remaining, 1 << 30)))
         if n > 0 {
             remaining -= Int64(n)
             continue

@@ -2,6 +2,7 @@
 // With overlay the upper directory already is the change set (Docker's overlay2 driver diffs
 // the same way); with the copy driver the root filesystem is compared with the layers.
 
+import CSyscalls
 import Glibc
 public import SystemPackage
 
@@ -82,8 +83,8 @@ extension Snapshot {
             }
             let (parentPath, name) = splitPath(relative)
             let parent = OwnedFD(try sys("open", relative) {
-                openat2(tree.raw, parentPath, flags: O_PATH | O_DIRECTORY | O_CLOEXEC,
-                        resolve: Resolve.inRoot | Resolve.noMagicLinks)
+                ck_openat2(tree.raw, parentPath, CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                           UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
             })
             guard let st = try statEntry(in: parent.raw, name, path: relative) else { continue }
             try writer.add(name, in: parent.raw, as: relative, st)

@@ -3,6 +3,7 @@
 // systems or kernels where overlay is unavailable) copies the layers into one directory and
 // interprets their whiteouts itself.
 
+import CSyscalls
 import Crypto
 import Glibc
 
@@ -217,7 +218,7 @@ extension LayerStore {
         }
         var descriptors: [OwnedFD] = []
         for lower in lowers {
-            descriptors.append(try OwnedFD(opening: lower, flags: O_PATH | O_DIRECTORY))
+            descriptors.append(try OwnedFD(opening: lower, flags: CK_O_PATH | O_DIRECTORY))
         }
         guard let data = Self.classicOverlayOptions(lowers: descriptors.map { "/proc/self/fd/\($0.raw)" },
                                                    upper: snapshot.upper, work: snapshot.work)
@@ -266,32 +267,21 @@ extension LayerStore {
     /// Mounts with fsopen/fsconfig/fsmount/move_mount and one `lowerdir+` per layer.
     private func mountOverlayAppending(_ snapshot: Snapshot, lowers: [String]) throws(LayerError) {
         func fail(_ what: String) -> LayerError { overlayError(snapshot, what) }
-        let context = Int32(truncatingIfNeeded: "overlay".withCString { syscall6(SYS_fsopen, Int(bitPattern: $0), FSOPEN_CLOEXEC) })
+        let context = ck_fsopen("overlay")
         guard context >= 0 else { throw fail("fsopen") }
         defer { close(context) }
         func set(_ key: String, _ value: String) throws(LayerError) {
-            let rc = key.withCString { k in
-                value.withCString { v in
-                    syscall6(SYS_fsconfig, Int(context), FSCONFIG_SET_STRING, Int(bitPattern: k), Int(bitPattern: v), 0)
-                }
-            }
-            guard rc == 0 else { throw fail("\(key)=\(value)") }
+            guard ck_fsconfig_string(context, key, value) == 0 else { throw fail("\(key)=\(value)") }
         }
         // lowerdir+ takes the layers top first, one per call (Linux 6.8, overlayfs.rst).
         for lower in lowers { try set("lowerdir+", lower) }
         try set("upperdir", snapshot.upper)
         try set("workdir", snapshot.work)
-        guard syscall6(SYS_fsconfig, Int(context), FSCONFIG_CMD_CREATE, 0, 0, 0) == 0 else { throw fail("create") }
-        let mount = Int32(truncatingIfNeeded: syscall6(SYS_fsmount, Int(context), FSMOUNT_CLOEXEC, 0))
+        guard ck_fsconfig_create(context) == 0 else { throw fail("create") }
+        let mount = ck_fsmount(context)
         guard mount >= 0 else { throw fail("fsmount") }
         defer { close(mount) }
-        let moved = "".withCString { empty in
-            snapshot.rootfs.withCString { target in
-                syscall6(SYS_move_mount, Int(mount), Int(bitPattern: empty), Int(AT_FDCWD), Int(bitPattern: target),
-                         MOVE_MOUNT_F_EMPTY_PATH)
-            }
-        }
-        guard moved == 0 else { throw fail("move_mount") }
+        guard ck_move_mount(mount, AT_FDCWD, snapshot.rootfs) == 0 else { throw fail("move_mount") }
     }
 }
 

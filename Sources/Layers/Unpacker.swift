@@ -5,6 +5,7 @@
 // doing both on one thread, lose time.
 
 import CArchive
+import CSyscalls
 import Crypto
 import Glibc
 import Synchronization
@@ -27,11 +28,11 @@ enum Unpacker {
         throws(LayerError) -> (diffID: String, size: Int64)
     {
         var fds: [Int32] = [-1, -1]
-        _ = try sys("create a pipe", nil) { Int32(fds.withUnsafeMutableBufferPointer { syscall6(SYS_pipe2, Int(bitPattern: $0.baseAddress), Int(O_CLOEXEC)) }) }
+        _ = try sys("create a pipe", nil) { ck_pipe_cloexec(&fds) }
         let readEnd = OwnedFD(fds[0])
         let writeEnd = fds[1]
         // A bigger pipe means fewer wake-ups between the stages; failure only costs speed.
-        _ = fcntl(writeEnd, F_SETPIPE_SZ, Int32(bufferSize))
+        _ = fcntl(writeEnd, CK_F_SETPIPE_SZ, Int32(bufferSize))
 
         let stop = StopFlag()
         let digest = Mutex<Result<String, LayerError>?>(nil)

@@ -1,4 +1,4 @@
-import CContainerKernel
+import CNetlink
 import Glibc
 
 /// A netlink socket bound to one network namespace: the host's, or a container's.

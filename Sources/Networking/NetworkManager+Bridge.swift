@@ -1,4 +1,4 @@
-import CContainerKernel
+import CNetlink
 import Glibc
 
 // The bridge driver: networks, leases, veth pairs. Every function here runs with the store's

@@ -1,4 +1,4 @@
-import CContainerKernel
+import CNetlink
 import ContainerKernel
 import Glibc
 import NIOCore
@@ -313,7 +313,7 @@ public final class PortForwarder: Sendable {
                 let fd = state.fd
                 // EPOLLIN only while listening: a TCP socket in CLOSE state polls as EPOLLHUP
                 // forever, which would spin a level-triggered loop.
-                state.token = try? IOLoop.shared.register(fd, events: UInt32(EPOLLIN.rawValue)) { [weak self] _ in
+                state.token = try? IOLoop.shared.register(fd, events: IOLoop.readable) { [weak self] _ in
                     self?.acceptAll()
                 }
             } else {

@@ -288,7 +288,7 @@ extension CgroupTests {
         let hierarchy = CgroupTests.legacy ?? .unified(at: "/nonexistent")
 
         func directory(_ cgroup: Cgroup, _ controller: CgroupController) throws -> String {
-            guard case .v1(let v1) = cgroup.backend, let directory = v1.directory(for: controller) else {
+            guard let v1 = cgroup.backend as? Cgroup.V1, let directory = v1.directory(for: controller) else {
                 throw KernelError(code: .unsupported, detail: "no \(controller) directory")
             }
             return directory

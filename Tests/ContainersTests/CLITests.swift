@@ -34,14 +34,16 @@ struct CLITests {
         return process
     }
 
-    /// Runs `berth --root <test root> ARGUMENTS…` to its end, with `input` on its stdin.
-    func berth(_ arguments: [String], input: String? = nil) async throws -> Outcome {
+    /// Runs `berth --root <test root> ARGUMENTS…` to its end, with `input` on its stdin; through
+    /// `wrapper` (a command that ends by running its arguments) when given.
+    func berth(_ arguments: [String], input: String? = nil, wrapper: [String] = []) async throws -> Outcome {
         let runtime = try await TestRuntime.shared()
         let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
         // `--root` belongs to the subcommand: `berth run --root R …`.
-        process.arguments = [arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        let command = [executable, arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        process.executableURL = URL(fileURLWithPath: (wrapper + command)[0])
+        process.arguments = Array((wrapper + command).dropFirst())
         let output = Pipe(), error = Pipe()
         process.standardOutput = output
         process.standardError = error

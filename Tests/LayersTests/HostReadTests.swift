@@ -149,7 +149,7 @@ struct HostReadTests {
 
         let stop = Outcome()
         let racer = DispatchSemaphore(value: 0)
-        let tree = open(root.path + "/tree", O_PATH | O_DIRECTORY | O_CLOEXEC)
+        let tree = open(root.path + "/tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { close(tree) }
         DispatchQueue.global().async {
             while !stop.isSet {

@@ -557,20 +557,3 @@ int ck_spawn_continue(const struct ck_spawn_config *cfg, struct ck_spawn_result 
     }
     return rc;
 }
-
-int ck_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
-
-int ck_pidfd_send_signal(int pidfd, int sig) { return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0); }
-
-int ck_waitid_pidfd(int pidfd, int options, int *code, int *status)
-{
-    siginfo_t info;
-    memset(&info, 0, sizeof(info));
-    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, options) < 0)
-        return -1;
-    *code = info.si_code;
-    *status = info.si_status;
-    return info.si_pid;
-}
-
-int ck_set_cloexec_from(int lowfd) { return (int)syscall(SYS_close_range, (unsigned)lowfd, ~0U, 1U << 2); }

@@ -1,5 +1,6 @@
 /*
- * Berth's C kernel shim: everything a container's init does between clone and execve.
+ * CChildPath, Berth's child path: everything a container's init does between clone and execve
+ * (and nothing else: host-side wrappers are in CSyscalls, netlink in CNetlink).
  *
  * Why C: after clone() in a multi-threaded Swift process, the child owns a copy of every lock
  * the other threads held (malloc, stdio, the Swift runtime), so it may run only
@@ -230,12 +231,5 @@ int ck_spawn_continue(const struct ck_spawn_config *cfg, struct ck_spawn_result 
 /* Frees the status page and stack and restores the caller's dumpable setting. Call once, when
  * the child has exec'd or been reaped (it must not run on the stack any more). */
 void ck_spawn_release(struct ck_spawn_result *out);
-
-/* Thin wrappers for calls that glibc 2.36 has no wrapper for (or where Swift cannot pass
- * the arguments): kept here so all raw syscall numbers live in one place. */
-int ck_pidfd_open(pid_t pid);
-int ck_pidfd_send_signal(int pidfd, int sig);
-int ck_waitid_pidfd(int pidfd, int options, int *code, int *status);
-int ck_set_cloexec_from(int lowfd);
 
 #endif

@@ -12,7 +12,7 @@
  * switch on a short-lived pthread of their own that dies afterwards. A netlink socket stays
  * bound to the namespace it was created in, so the socket they return is usable from any thread.
  *
- * Like ck_bpf.h, these behave like libc system call wrappers: they return -1 (or a count or
+ * Like CSyscalls' wrappers, these behave like libc system call wrappers: they return -1 (or a count or
  * an index) and set errno on failure, with the kernel's NLMSG_ERROR code as the errno.
  */
 #ifndef CK_NETLINK_H

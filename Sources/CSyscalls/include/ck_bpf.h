@@ -6,7 +6,7 @@
  * instructions themselves are built in Swift (DeviceRule.swift) as struct bpf_insn, imported from
  * <linux/bpf.h> so that the register bitfields follow the kernel's layout on every architecture.
  *
- * Unlike the init-sequence functions in ck_spawn.h, these run in the host process and behave like
+ * Unlike the init-sequence functions in CChildPath's ck_spawn.h, these run in the host process and behave like
  * libc system call wrappers: they return -1 and set errno on failure, so Swift can route them
  * through its sys() helper.
  */
