@@ -49,10 +49,12 @@ demo: berth
 	$(BERTH) run --rm --hostname berth-demo busybox \
 		/bin/sh -c 'echo "Hello from a Berth container: pid $$$$ on $$(hostname)"'
 
-# Examples/hello-berth (the README's code) built against a tagged clone of HEAD with
+# Examples/hello-berth (the README's and the Containers articles' code, which
+# scripts/check-doc-code finds there block by block) built against a tagged clone of HEAD with
 # `from: "0.1.0"`, as a user's package depends on Berth: catches what SwiftPM refuses in a
-# versioned dependency (unsafe flags) and imports the README needs.
+# versioned dependency (unsafe flags) and imports the documentation's code needs.
 check-consumer: deps
+	scripts/check-doc-code
 	scripts/check-consumer
 
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
