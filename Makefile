@@ -92,7 +92,7 @@ bench: berth
 # process creation is some 40x slower, so the subset stays small. The bundle runs as
 # `swift test --skip-build` would run it: SwiftPM itself spends four minutes of emulation
 # loading the manifest before the first test.
-VM_FILTER  ?= SnapshotDriverTests|LayerStackTests|CgroupTests|ContainerKernelTests\.(LifecycleTests|IsolationTests|ResourceTests|SpecOptionTests|SeccompTests|ChildPathEscapeTests)|ContainersTests\.(DetachedTests|OwnerDeathTests|ImageSourceTests|CopyTests)
+VM_FILTER  ?= SnapshotDriverTests|LayerStackTests|CgroupTests|ContainerKernelTests\.(LifecycleTests|IsolationTests|ResourceTests|SpecOptionTests|SeccompTests|ChildPathEscapeTests)|ContainersTests\.(DetachedTests|OwnerDeathTests|ImageSourceTests|CopyTests|ContainerStateMachineTests)
 VM_HYBRID_FILTER ?= CgroupTests|ContainerKernelTests\.(ResourceTests|LifecycleTests)|ContainersTests\.DetachedTests
 VM_TIMEOUT ?= 1200
 

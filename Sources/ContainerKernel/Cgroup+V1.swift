@@ -41,7 +41,7 @@ extension Cgroup {
             let available = mounts.reduce(into: Set<CgroupController>()) { $0.formUnion($1.controllers) }
             // The devices controller enforces the allowlist even when it is Docker's default;
             // running without it would silently allow every device.
-            let missing = resources.requiredControllers.union([.devices]).subtracting(available)
+            let missing = resources.requiredControllers(.v1).union([.devices]).subtracting(available)
             guard missing.isEmpty else {
                 throw KernelError(
                     code: .unsupported,
@@ -127,6 +127,23 @@ extension Cgroup {
             }
             if merged.devices != previous?.devices, let devices = directory(for: .devices) {
                 try applyDevices(merged.devices, in: devices)
+            }
+            if changes.blockIOWeight != nil || changes.blockIOThrottles != nil {
+                guard let blkio = directory(for: .blkio) else {
+                    throw KernelError(code: .unsupported, detail: "limit block I/O: the cgroup v1 blkio controller is not mounted")
+                }
+                if let weight = changes.blockIOWeight {
+                    // blkio.weight came with CFQ, gone since Linux 5.0; BFQ has its own file.
+                    let file = try CgroupFile.firstPresent(["blkio.weight", "blkio.bfq.weight"], in: blkio, for: "set the block I/O weight")
+                    try CgroupFile.write(file, String(weight))
+                }
+                for throttle in changes.blockIOThrottles ?? [] {
+                    let number = try throttle.device.number()
+                    for (rate, file, _) in throttle.rates {
+                        guard let rate else { continue }
+                        try CgroupFile.writeThrottle(blkio + "/" + file, "\(number) \(rate)", device: throttle.device)
+                    }
+                }
             }
         }
 

@@ -114,7 +114,7 @@ extension Cgroup {
         ///   controllers a requested limit needs that the cgroup does not have.
         func apply(_ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?) throws(KernelError) {
             let available = Self.controllers(in: try CgroupFile.read(directory + "/cgroup.controllers"))
-            let missing = changes.requiredControllers.subtracting(available)
+            let missing = changes.requiredControllers(.v2).subtracting(available)
             guard missing.isEmpty else {
                 throw KernelError(
                     code: .unsupported,
@@ -148,7 +148,23 @@ extension Cgroup {
             if let limit = changes.pidsLimit {
                 try CgroupFile.write(directory + "/pids.max", limit > 0 ? String(limit) : "max")
             }
+            if let weight = changes.blockIOWeight {
+                let file = try CgroupFile.firstPresent(["io.weight", "io.bfq.weight"], in: directory, for: "set the block I/O weight")
+                try CgroupFile.write(file, file.hasSuffix("/io.weight") ? "default \(Self.ioWeight(blkioWeight: weight))" : String(weight))
+            }
+            for throttle in changes.blockIOThrottles ?? [] {
+                let number = try throttle.device.number()
+                let fields = throttle.rates.compactMap { rate, _, key in rate.map { "\(key)=\($0 == 0 ? "max" : String($0))" } }
+                guard !fields.isEmpty else { continue }
+                try CgroupFile.writeThrottle(directory + "/io.max", ([number] + fields).joined(separator: " "), device: throttle.device)
+            }
             if merged.devices != previous?.devices { try replaceDeviceProgram(with: merged.devices) }
+        }
+
+        /// `io.weight` (1 to 10000, default 100) for Docker's `--blkio-weight` (10 to 1000):
+        /// runc's `ConvertBlkIOToIOWeightValue`.
+        static func ioWeight(blkioWeight: UInt16) -> UInt64 {
+            1 + (UInt64(blkioWeight) - 10) * 9999 / 990
         }
 
         /// Attaches a program for `rules`, then detaches the one attached before: while both

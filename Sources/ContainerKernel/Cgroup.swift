@@ -216,6 +216,19 @@ public struct CgroupResources: Sendable, Hashable, Codable {
     ///
     /// The default is ``DeviceRule/dockerDefaults``, which refuses `mknod` of block devices.
     public var devices: [DeviceRule]
+    /// The relative block I/O weight (`--blkio-weight`), 10 to 1000.
+    ///
+    /// cgroup v1 `blkio.weight`, or `blkio.bfq.weight` where only the BFQ scheduler offers a
+    /// weight; v2 `io.weight`, converted as runc does (`1 + (weight - 10) * 9999 / 990`), or
+    /// `io.bfq.weight` (the weight as it is) where that is the file there is. A weight only
+    /// matters under contention, and only on devices whose scheduler honours it.
+    public var blockIOWeight: UInt16?
+    /// Rate limits on block devices, device by device (`--device-read-bps` and its siblings).
+    ///
+    /// In ``Cgroup/update(_:)`` each entry changes the rates it sets on its device and leaves
+    /// the device's other rates and the other devices as they are. A device must be a whole
+    /// disk (the kernel throttles no partitions).
+    public var blockIOThrottles: [BlockIOThrottle]?
 
     /// Creates resource limits.
     ///
@@ -229,10 +242,13 @@ public struct CgroupResources: Sendable, Hashable, Codable {
     ///   - cpusetMems: The memory nodes to allocate from, in the kernel's list format.
     ///   - pidsLimit: The maximum number of tasks; zero or negative for unlimited.
     ///   - devices: The device allowlist.
+    ///   - blockIOWeight: The relative block I/O weight, 10 to 1000.
+    ///   - blockIOThrottles: Rate limits on block devices.
     public init(
         memoryLimit: Int64? = nil, memorySwapLimit: Int64? = nil, cpuShares: UInt64? = nil,
         cpuQuota: Int64? = nil, cpuPeriod: UInt64? = nil, cpusetCpus: String? = nil,
-        cpusetMems: String? = nil, pidsLimit: Int64? = nil, devices: [DeviceRule] = DeviceRule.dockerDefaults
+        cpusetMems: String? = nil, pidsLimit: Int64? = nil, devices: [DeviceRule] = DeviceRule.dockerDefaults,
+        blockIOWeight: UInt16? = nil, blockIOThrottles: [BlockIOThrottle]? = nil
     ) {
         self.memoryLimit = memoryLimit
         self.memorySwapLimit = memorySwapLimit
@@ -243,6 +259,8 @@ public struct CgroupResources: Sendable, Hashable, Codable {
         self.cpusetMems = cpusetMems
         self.pidsLimit = pidsLimit
         self.devices = devices
+        self.blockIOWeight = blockIOWeight
+        self.blockIOThrottles = blockIOThrottles
     }
 
     /// The number of CPUs' worth of time the processes may use (`--cpus`), or `nil` when
@@ -280,7 +298,9 @@ public struct CgroupResources: Sendable, Hashable, Codable {
             cpusetCpus: update.cpusetCpus ?? cpusetCpus,
             cpusetMems: update.cpusetMems ?? cpusetMems,
             pidsLimit: update.pidsLimit ?? pidsLimit,
-            devices: update.devices
+            devices: update.devices,
+            blockIOWeight: update.blockIOWeight ?? blockIOWeight,
+            blockIOThrottles: update.blockIOThrottles.map { (blockIOThrottles ?? []).merging($0) } ?? blockIOThrottles
         )
     }
 
@@ -314,12 +334,16 @@ public struct CgroupResources: Sendable, Hashable, Codable {
             throw invalid("cpu period \(cpuPeriod) outside 1000...1000000 µs")
         }
         for rule in devices { try rule.validate() }
+        if let blockIOWeight, !(10...1000).contains(blockIOWeight) {
+            throw invalid("block I/O weight \(blockIOWeight) outside 10...1000")
+        }
     }
 
-    /// The controllers a cgroup needs to enforce these limits (devices aside: cgroup v1 needs the
-    /// devices controller, v2 an eBPF program, whatever the rules).
-    var requiredControllers: Set<CgroupController> {
+    /// The controllers a cgroup of `version` needs to enforce these limits (devices aside:
+    /// cgroup v1 needs the devices controller, v2 an eBPF program, whatever the rules).
+    func requiredControllers(_ version: CgroupVersion) -> Set<CgroupController> {
         var result: Set<CgroupController> = []
+        if blockIOWeight != nil || blockIOThrottles != nil { result.insert(version == .v1 ? .blkio : .io) }
         if memoryLimit != nil || memorySwapLimit != nil { result.insert(.memory) }
         if cpuShares != nil || cpuQuota != nil || cpuPeriod != nil { result.insert(.cpu) }
         if cpusetCpus != nil || cpusetMems != nil { result.insert(.cpuset) }
@@ -852,5 +876,27 @@ enum CgroupFile {
     }
 
     /// The value cgroup files take for a limit: the number, or `max` for none.
+    /// The first of `names` that exists in `directory`.
+    ///
+    /// - Throws: ``KernelError`` with ``KernelError/Code/unsupported`` naming them all when none does.
+    static func firstPresent(_ names: [String], in directory: String, for operation: String) throws(KernelError) -> String {
+        guard let name = names.first(where: { access(directory + "/" + $0, F_OK) == 0 }) else {
+            throw KernelError(code: .unsupported,
+                              detail: "\(operation) of cgroup \(directory): it has no \(names.joined(separator: " or "))")
+        }
+        return directory + "/" + name
+    }
+
+    /// Writes a block device's throttle; the kernel answers `ENODEV` for a device it does not
+    /// know or a partition, which becomes an error naming the device.
+    static func writeThrottle(_ path: String, _ value: String, device: BlockDevice) throws(KernelError) {
+        do {
+            try write(path, value)
+        } catch where error.errno == Errno(rawValue: ENODEV) {
+            throw KernelError(code: .invalidArgument, errno: Errno(rawValue: ENODEV),
+                              detail: "limit block I/O on \(device): no such disk (partitions cannot be throttled)")
+        }
+    }
+
     static func limit(_ value: Int64) -> String { value < 0 ? "max" : String(value) }
 }

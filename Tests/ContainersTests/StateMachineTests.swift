@@ -107,8 +107,8 @@ struct ContainerStateMachineTests {
                     break
                 case (.stop, .ended(killed)), (.wait, .ended(killed)), (.wait, .ended(.exited(0))):
                     break  // SIGTERM does not end the probe as pid 1: the grace period ends in SIGKILL
-                case (.exec, .ended(.exited(0))):
-                    break
+                case (.exec, .ended(.exited(0))), (.exec, .ended(killed)):
+                    break  // killed: it had joined the container when the container's end killed it
                 case (.exec, .failed(.kernel)):
                     break  // the container died while the command was joining it
                 case (_, .failed(.invalidState)) where operation != .forceRemove:
