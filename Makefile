@@ -16,6 +16,10 @@ BUILD        ?= .build
 DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
+# Executables link the Swift standard library and Foundation statically: a dynamic build loads
+# some 30 shared libraries at every start, most of `berth --help`'s time (Performance.md).
+# A flag of the build, not of Package.swift: a package that depends on Berth links as it likes.
+STATIC_STDLIB ?= --static-swift-stdlib
 
 .PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm
 
@@ -23,7 +27,7 @@ deps:
 	scripts/install-deps
 
 berth: deps
-	$(SWIFTPM) -c release --product berth
+	$(SWIFTPM) -c release $(STATIC_STDLIB) --product berth
 
 # berth-supervisor holds detached containers (run -d) and is the --init. It is embedded in the
 # library as bytes (Sources/CChildPath/ck_supervisor_image.c): after changing
@@ -78,7 +82,7 @@ docs:
 BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot
 
 bench: berth
-	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release --product $$p || exit 1; done
+	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release $(STATIC_STDLIB) --product $$p || exit 1; done
 	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
 		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle \
 		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot scripts/bench

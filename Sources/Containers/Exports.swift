@@ -14,6 +14,8 @@
 @_exported public import struct ContainerKernel.Signal
 @_exported public import struct ContainerKernel.CgroupResources
 @_exported public import struct ContainerKernel.DeviceRule
+@_exported public import struct ContainerKernel.BlockIOThrottle
+@_exported public import struct ContainerKernel.BlockDevice
 @_exported public import struct ContainerKernel.CgroupStats
 @_exported public import struct ContainerKernel.KernelError
 @_exported public import class ContainerKernel.ProcessHandle
