@@ -1,6 +1,7 @@
 import CChildPath
 import Glibc
 public import SystemPackage
+package import SystemSupport
 
 /// The error every `ContainerKernel` operation throws.
 ///
@@ -130,5 +131,12 @@ package func sys<T: FixedWidthInteger>(
         if err == .interrupted && retryOnInterrupt { continue }
         assert(err != .badFileDescriptor, "\(name()): fd bookkeeping bug")
         throw KernelError(code: .syscallFailed, errno: err, detail: name())
+    }
+}
+
+extension KernelError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer.
+    package init(_ error: SystemError) {
+        self.init(code: .syscallFailed, errno: error.errno, detail: error.detail)
     }
 }

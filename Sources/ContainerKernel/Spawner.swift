@@ -3,6 +3,7 @@ import CSyscalls
 import Glibc
 import Synchronization
 import SystemPackage
+import SystemSupport
 
 /// Runs every spawn on one long-lived thread.
 ///

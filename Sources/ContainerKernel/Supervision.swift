@@ -1,6 +1,7 @@
 import CChildPath
 import Glibc
 import SystemPackage
+import SystemSupport
 
 /// How a *detached* process is held: by `berth-supervisor`, a small static C program embedded
 /// in Berth, instead of by the spawning process.
@@ -122,15 +123,7 @@ public struct Supervision: Sendable, Hashable {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw KernelError(code: .syscallFailed, errno: Errno(rawValue: errno), detail: "create \(directory)")
         }
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = try sys("create \(temporary)") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o555) }
-        let written = image.count == 0 ? 0 : write(fd, image.baseAddress, image.count)
-        close(fd)
-        guard written == image.count, rename(temporary, path) == 0 else {
-            let error = Errno(rawValue: errno)
-            unlink(temporary)
-            throw KernelError(code: .syscallFailed, errno: error, detail: "write \(path)")
-        }
+        try KernelError.from(try writeAtomically(path, Array(image), mode: 0o555, durable: false))
         return path
     }
 

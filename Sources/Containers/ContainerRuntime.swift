@@ -6,6 +6,7 @@ public import Layers
 public import Logging
 public import Networking
 import Synchronization
+import SystemSupport
 
 /// Berth's containers on one root directory: the image store, the layer store, and every
 /// container created there.
@@ -234,9 +235,8 @@ public final class ContainerRuntime: Sendable {
     ///
     /// Containers another process removed are forgotten.
     func refresh(removingLeftovers: Bool = false) {
-        let lockFD = open(containersDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if lockFD >= 0 { flock(lockFD, LOCK_EX) }
-        defer { if lockFD >= 0 { close(lockFD) } }
+        let lock = try? FileLock(containersDirectory + "/.lock")
+        defer { lock?.unlock() }
         guard let entries = try? listDirectory(containersDirectory) else { return }
         let present = Set(entries)
         let held = live.withLock { containers in

@@ -2,6 +2,7 @@ import ContainerKernel
 public import FoundationEssentials
 import Glibc
 import Layers
+import SystemSupport
 
 /// A named volume: a directory of the runtime's root that outlives the containers that mount
 /// it (`docker volume`).
@@ -117,7 +118,7 @@ extension ContainerRuntime {
             guard rename(directory, doomed) == 0 else {
                 throw ContainerError(code: .io, detail: "remove volume \(name): rename: \(String(cString: strerror(errno)))")
             }
-            try removeTree(doomed)
+            try ContainerError.from(try removeTree(doomed))
         }
     }
 
@@ -230,7 +231,7 @@ extension ContainerRuntime {
 
     private func writeVolumeRecord(_ record: VolumeRecord) throws(ContainerError) {
         let bytes = try wrapping("encode volume \(record.name)") { try jsonEncoder.encode(record) }
-        try writeAtomically(volumeRecordPath(record.name), Array(bytes))
+        try ContainerError.from(try writeAtomically(volumeRecordPath(record.name), Array(bytes)))
     }
 
     /// Runs `body` holding `<root>/volumes/.lock`, which orders creation, copy-up and removal
@@ -238,16 +239,8 @@ extension ContainerRuntime {
     /// changes and renames, never for a copy.
     private func withVolumesLocked<T>(_ body: () throws(ContainerError) -> T) throws(ContainerError) -> T {
         try makeDirectory(volumesDirectory)
-        let lockFD = open(volumesDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else {
-            throw ContainerError(code: .io, detail: "open \(volumesDirectory)/.lock: \(String(cString: strerror(errno)))")
-        }
-        defer { close(lockFD) }
-        while flock(lockFD, LOCK_EX) != 0 {
-            guard errno == EINTR else {
-                throw ContainerError(code: .io, detail: "lock \(volumesDirectory)/.lock: \(String(cString: strerror(errno)))")
-            }
-        }
+        let lock = try ContainerError.from(try FileLock(volumesDirectory + "/.lock"))
+        defer { lock.unlock() }
         return try body()
     }
 }

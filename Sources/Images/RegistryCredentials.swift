@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 
 /// A user name and secret for one registry.
 ///
@@ -142,7 +143,7 @@ public struct DockerConfig: Sendable, Hashable {
             throw ImageError(code: .invalidContent, detail: "encode \(path)")
         }
         try FileIO.makeDirectories(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]))
-        try FileIO.writeAtomically(path, Array(data), mode: 0o600)
+        try ImageError.from(try writeAtomically(path, Array(data), mode: 0o600))
         return true
     }
 

@@ -1,5 +1,6 @@
 import Glibc
 public import SystemPackage
+package import SystemSupport
 
 /// The error every `Layers` operation throws.
 ///
@@ -142,5 +143,19 @@ func sys<T: FixedWidthInteger>(
         let entry = entry()
         throw LayerError(code: err == .noSuchFileOrDirectory ? .notFound : .io, entry: entry, errno: err,
                          detail: entry.map { "\(what()) \"\($0)\"" } ?? what())
+    }
+}
+
+extension LayerError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer, naming its path.
+    package init(_ error: SystemError) {
+        let code: Code =
+            switch error.kind {
+            case .unexpectedFile: .unexpectedFile
+            case .tooLarge: .tooLarge
+            case .mountPoint, .heldByThisThread: .inUse
+            case .failed: error.errno == .noSuchFileOrDirectory ? .notFound : .io
+            }
+        self.init(code: code, entry: error.path, errno: error.errno, detail: error.detail)
     }
 }

@@ -8,6 +8,7 @@
 import CArchive
 import CSyscalls
 import Glibc
+import SystemSupport
 
 /// Applies one layer tar, read from an open libarchive reader, into a layer directory.
 ///
@@ -259,7 +260,7 @@ final class LayerWriter {
         // `parent` may be the cached fd itself, which the caller uses again after the removal.
         if let cachedParent { retiredParent = cachedParent.fd }
         cachedParent = nil
-        try removeTree(in: parent, name, path: entryName)
+        try LayerError.from(try removeTree(in: parent, name, path: entryName))
     }
 
     // MARK: - Entry kinds

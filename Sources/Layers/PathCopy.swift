@@ -8,6 +8,7 @@
 import CSyscalls
 import Glibc
 package import SystemPackage
+import SystemSupport
 
 /// What a path below a root names, looked up with ``lookUpPath(_:in:)``.
 package struct PathInfo: Sendable {
@@ -196,13 +197,13 @@ package func copyPath(
     let written = SendableResult()
     let archiver: JoinableThread
     do {
-        archiver = try JoinableThread {
+        archiver = try LayerError.from(try JoinableThread {
             written.set(Result { () throws(LayerError) -> Void in
                 try archivePath(source, in: sourceRoot, to: FileDescriptor(rawValue: writeEnd), as: top,
                                 followingLink: followingLink)
             })
             Glibc.close(writeEnd)
-        }
+        })
     } catch {
         Glibc.close(writeEnd)
         throw error

@@ -4,6 +4,7 @@
 
 import CSyscalls
 import Glibc
+import SystemSupport
 
 /// The device number of an overlay whiteout (a character device 0/0).
 func isWhiteout(_ st: stat) -> Bool {
@@ -44,7 +45,7 @@ extension LayerStore {
 package func copyDirectory(at path: String, inRoot root: String, into destination: String) async throws(LayerError)
     -> Bool
 {
-    try await onThread { () throws(LayerError) -> Bool in
+    try await BlockingPool.shared.run { () throws(LayerError) -> Bool in
         let tree = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
         let fd = ck_openat2(tree.raw, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
                             UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
@@ -74,17 +75,17 @@ struct TreeCopier {
     init(destinationRoot: Int32) { self.destinationRoot = destinationRoot }
 
     mutating func copyDirectory(from source: Int32, to destination: Int32, path: String) throws(LayerError) {
-        for entry in try directoryEntries(source, path: path) {
+        for entry in try LayerError.from(try directoryEntries(source, path: path)) {
             let name = entry.name
             let entryPath = path.isEmpty ? name : path + "/" + name
             guard let st = try statEntry(in: source, name, path: entryPath) else { continue }
             if isWhiteout(st) {
-                try removeTree(in: destination, name, path: entryPath)
+                try LayerError.from(try removeTree(in: destination, name, path: entryPath))
                 continue
             }
             let existing = try statEntry(in: destination, name, path: entryPath)
             if let existing, !(existing.st_mode & S_IFMT == S_IFDIR && st.st_mode & S_IFMT == S_IFDIR) {
-                try removeTree(in: destination, name, path: entryPath)
+                try LayerError.from(try removeTree(in: destination, name, path: entryPath))
             }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
@@ -92,7 +93,7 @@ struct TreeCopier {
                 if existing == nil {
                     _ = try sys("create directory", entryPath) { mkdirat(destination, name, 0o700) }
                 } else if isOpaque(fd: from.raw) {
-                    try emptyDirectory(in: destination, name, path: entryPath)
+                    try LayerError.from(try emptyDirectory(in: destination, name, path: entryPath))
                 }
                 let to = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: destination)
                 try copyDirectory(from: from.raw, to: to.raw, path: entryPath)

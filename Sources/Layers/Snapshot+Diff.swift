@@ -5,6 +5,7 @@
 import CSyscalls
 import Glibc
 public import SystemPackage
+import SystemSupport
 
 /// One change of a snapshot against its layers, as `docker diff` prints it.
 public struct Change: Sendable, Hashable, CustomStringConvertible {
@@ -133,7 +134,7 @@ extension Snapshot {
                     let dir = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent)
                     opaque = isOpaque(fd: dir.raw)
                     if opaque && below.st_mode & S_IFMT == S_IFDIR {
-                        let kept = Set(try directoryEntries(dir.raw, path: path).map(\.name))
+                        let kept = Set(try LayerError.from(try directoryEntries(dir.raw, path: path)).map(\.name))
                         for child in lower.children(path).subtracting(kept).sorted() { record(.deleted, path + "/" + child) }
                     }
                 }

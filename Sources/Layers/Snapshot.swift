@@ -6,6 +6,7 @@
 import CSyscalls
 import Crypto
 import Glibc
+import SystemSupport
 
 /// How a snapshot's root filesystem is made.
 public enum SnapshotDriver: String, Sendable, Hashable, CustomStringConvertible {
@@ -51,7 +52,7 @@ public struct Snapshot: Sendable {
     ///   mount, or when deleting fails.
     public func remove() throws(LayerError) {
         try deleteFiles()
-        let lock = try FileLock(storeRoot + "/.locks/store")
+        let lock = try LayerError.from(try FileLock(storeRoot + "/.locks/store"))
         defer { lock.unlock() }
         try releaseLayers()
     }
@@ -70,7 +71,7 @@ public struct Snapshot: Sendable {
             }
             break
         }
-        for path in [rootfs, upper, work] { try removeTree(path) }
+        for path in [rootfs, upper, work] { try LayerError.from(try removeTree(path)) }
     }
 
     /// Deletes the reference that keeps the layers in use, and the directory when it is empty.
@@ -121,7 +122,7 @@ extension LayerStore {
     func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver?,
                         overlayOptions: OverlayOptions?) throws(LayerError) -> Snapshot
     {
-        let lock = try FileLock(locksDirectory + "/store")
+        let lock = try LayerError.from(try FileLock(locksDirectory + "/store"))
         defer { lock.unlock() }
         let layers = try topChainID.map { id throws(LayerError) in try chain(topChainID: id) } ?? []
         let referencePath = Snapshot.referencePath(storeRoot: root, directory: directory)
@@ -148,7 +149,7 @@ extension LayerStore {
                 for layer in layers.reversed() { try copyLayer(layer.path, into: snapshot.rootfs) }
             }
             let record = [directory, snapshot.driver.rawValue] + layers.map(\.chainID)
-            try writeFile(referencePath, record.joined(separator: "\n") + "\n")
+            try LayerError.from(try writeAtomically(referencePath, Array((record.joined(separator: "\n") + "\n").utf8)))
         } catch {
             try? snapshot.deleteFiles()
             try? snapshot.releaseLayers()
@@ -170,7 +171,7 @@ extension LayerStore {
 
     func snapshotReferences() throws(LayerError) -> [SnapshotReference] {
         let fd = try OwnedFD(opening: refsDirectory, flags: O_RDONLY | O_DIRECTORY)
-        return try directoryEntries(fd.raw, path: refsDirectory).compactMap { entry in
+        return try LayerError.from(try directoryEntries(fd.raw, path: refsDirectory)).compactMap { entry in
             readFile(refsDirectory + "/" + entry.name).flatMap(Self.parseReference)
         }
     }

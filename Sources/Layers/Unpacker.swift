@@ -9,6 +9,7 @@ import CSyscalls
 import Crypto
 import Glibc
 import Synchronization
+import SystemSupport
 
 /// Where the decompressor reads the blob from.
 enum BlobInput: Sendable {
@@ -38,13 +39,13 @@ enum Unpacker {
         let digest = Mutex<Result<String, LayerError>?>(nil)
         let decompressor: JoinableThread
         do {
-            decompressor = try JoinableThread {
+            decompressor = try LayerError.from(try JoinableThread {
                 let result = Result { () throws(LayerError) -> String in
                     try decompress(input, compression: compression, into: writeEnd, stop: stop)
                 }
                 Glibc.close(writeEnd)
                 digest.withLock { $0 = result }
-            }
+            })
         } catch {
             Glibc.close(writeEnd)
             throw error

@@ -1,5 +1,6 @@
 import Glibc
 public import SystemPackage
+package import SystemSupport
 
 /// The error every `Networking` operation throws.
 ///
@@ -92,5 +93,12 @@ func check<T: FixedWidthInteger>(
         if Glibc.errno == EINTR { continue }
         assert(Glibc.errno != EBADF, "\(detail()): fd bookkeeping bug")
         throw NetworkError.system(code, detail())
+    }
+}
+
+extension NetworkError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer.
+    package init(_ error: SystemError) {
+        self.init(code: .io, errno: error.errno, detail: error.detail)
     }
 }

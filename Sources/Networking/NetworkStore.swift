@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 
 /// A network as stored in `<root>/networks/<id>.json`: its configuration and its leases.
 ///
@@ -39,14 +40,12 @@ struct NetworkStore: Sendable {
 
     /// Runs `body` holding the exclusive lock on Networking's state.
     ///
-    /// `flock` locks belong to the open file description and every call opens the file anew, so
-    /// two threads of one process exclude each other exactly as two processes do, and a killed
-    /// holder's lock vanishes with it. Calls do not nest.
+    /// Two threads of one process exclude each other exactly as two processes do, and a killed
+    /// holder's lock vanishes with it. Calls do not nest (a nested call throws).
     func withLock<T>(_ body: () throws(NetworkError) -> T) throws(NetworkError) -> T {
         let path = networksDirectory + "/.lock"
-        let fd = try check(.io, "open lock \(path)") { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
-        defer { close(fd) }
-        _ = try check(.io, "lock \(path)") { flock(fd, LOCK_EX) }
+        let lock = try NetworkError.from(try FileLock(path))
+        defer { lock.unlock() }
         return try body()
     }
 
@@ -136,14 +135,7 @@ struct NetworkStore: Sendable {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw NetworkError.system(.io, "create directory \(directory)")
         }
-        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try writeFile(temporary, Array(data), sync: true)
-            _ = try check(.io, "rename \(temporary) to \(path)") { rename(temporary, path) }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
+        try NetworkError.from(try writeAtomically(path, Array(data)))
     }
 }
 

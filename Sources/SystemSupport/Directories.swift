@@ -1,0 +1,31 @@
+import Glibc
+
+/// The names in the directory open as `fd` (without `.` and `..`), each with its `d_type`.
+///
+/// The fd is duplicated for `fdopendir`, so the caller keeps ownership of `fd`.
+///
+/// - Throws: ``SystemError`` when the directory cannot be read.
+package func directoryEntries(_ fd: Int32, path: String) throws(SystemError) -> [(name: String, type: UInt8)] {
+    let copy = try sys("read directory \"\(path)\"", path: path) { openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    guard let dir = fdopendir(copy) else {
+        let error = SystemError.current("read directory \"\(path)\"", path: path)
+        close(copy)
+        throw error
+    }
+    defer { closedir(dir) }
+    var result: [(name: String, type: UInt8)] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name == "." || name == ".." { continue }
+        result.append((name, entry.pointee.d_type))
+    }
+    return result
+}
+
+/// `(dirname, basename)` of a path without a trailing slash; `("/", name)` at the top and
+/// `(".", path)` for a bare name.
+package func splitPath(_ path: String) -> (parent: String, name: String) {
+    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+    let parent = String(path[..<slash])
+    return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
+}
