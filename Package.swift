@@ -50,7 +50,8 @@ let package = Package(
         // holds detached containers and is the --init). Imported by ContainerKernel only.
         .target(name: "CChildPath"),
         // Host-side system call wrappers glibc lacks or Swift cannot call (openat2, the new mount
-        // API, xattrs, pidfds, copy_file_range, bpf, epoll): ContainerKernel and Layers.
+        // API, xattrs, pidfds, statx, copy_file_range, bpf, epoll): SystemSupport, ContainerKernel
+        // and Layers; and the JSON-lines log encoder that Containers and berth-supervisor share.
         .target(name: "CSyscalls"),
         // rtnetlink and sock_diag requests: Networking only.
         .target(name: "CNetlink"),
@@ -112,7 +113,7 @@ let package = Package(
         .target(
             name: "Containers",
             dependencies: [
-                "ContainerKernel", "Layers", "Networking", "Images", "SystemSupport",
+                "ContainerKernel", "Layers", "Networking", "Images", "SystemSupport", "CSyscalls",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
