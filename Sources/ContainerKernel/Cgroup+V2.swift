@@ -1,5 +1,6 @@
 import CSyscalls
 import Glibc
+import SystemSupport
 
 extension Cgroup {
     /// A cgroup on cgroup v2: one directory in the unified hierarchy
@@ -31,7 +32,7 @@ extension Cgroup {
             do throws(KernelError) {
                 // O_PATH suffices for clone3(CLONE_INTO_CGROUP) and BPF_PROG_ATTACH, which take
                 // the descriptor without reading through it.
-                let fd = try sys("open \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }
+                let fd = try KernelError.from(try sys("open \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
                 descriptor = fd
                 try cgroup.apply(resources, merged: resources)
                 let program = try DeviceFilter.attach(resources.devices, to: fd, path: directory)
@@ -45,7 +46,7 @@ extension Cgroup {
 
         /// Opens an existing cgroup's directory (its device program stays attached to it).
         static func existing(_ directory: String) throws(KernelError) -> (V2, directoryDescriptor: Int32) {
-            let fd = try sys("open cgroup \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }
+            let fd = try KernelError.from(try sys("open cgroup \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
             return (V2(directory: directory), fd)
         }
 

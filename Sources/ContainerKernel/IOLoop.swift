@@ -45,7 +45,7 @@ package final class IOLoop: Sendable {
             return token
         }
         do {
-            _ = try sys("epoll_ctl add fd \(fd)") { ck_epoll_add(epoll, fd, events, token) }
+            _ = try KernelError.from(try sys("epoll_ctl add fd \(fd)") { ck_epoll_add(epoll, fd, events, token) })
         } catch {
             _ = handlers.withLock { $0.table.removeValue(forKey: token) }
             throw error

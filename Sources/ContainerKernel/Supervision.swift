@@ -129,12 +129,12 @@ public struct Supervision: Sendable, Hashable {
 
     /// Reads a small file whole; `nil` past `limit` bytes.
     private static func readWholeFile(_ path: String, limit: Int) throws(KernelError) -> [UInt8]? {
-        let fd = try sys("open \(path)") { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        let fd = try KernelError.from(try sys("open \(path)") { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) })
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: limit)
         var total = 0
         while total < limit {
-            let n = try sys("read \(path)") { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit - total) } }
+            let n = try KernelError.from(try sys("read \(path)") { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit - total) } })
             if n == 0 { break }
             total += n
         }

@@ -16,7 +16,7 @@ final class OwnedFD {
     convenience init(opening path: String, flags: Int32, mode: mode_t = 0, at dirfd: Int32 = AT_FDCWD)
         throws(LayerError)
     {
-        self.init(try sys("open", path) { openat(dirfd, path, flags | O_CLOEXEC, mode) })
+        self.init(try LayerError.from(try sys("open", path: path) { openat(dirfd, path, flags | O_CLOEXEC, mode) }))
     }
 
     func close() {
@@ -95,7 +95,7 @@ private func checkedRegularFile(_ file: OwnedFD, checked: stat?, path: String) t
     -> (file: OwnedFD, stat: stat)
 {
     var st = stat()
-    _ = try sys("stat", path) { fstat(file.raw, &st) }
+    _ = try LayerError.from(try sys("stat", path: path) { fstat(file.raw, &st) })
     guard st.st_mode & S_IFMT == S_IFREG else { throw LayerError.unexpectedFile(path, now: st, checked: checked != nil) }
     if let checked, checked.st_dev != st.st_dev || checked.st_ino != st.st_ino {
         throw LayerError.unexpectedFile(path, now: st, checked: true)
@@ -142,9 +142,9 @@ package func readRegularFile(_ path: String, inRoot root: String, limit: Int) th
             guard count <= limit else { throw LayerError.tooLarge(path, limit: limit) }
             bytes += [UInt8](repeating: 0, count: min(max(count, 4096), limit + 1 - count))
         }
-        let n = try sys("read", path) {
+        let n = try LayerError.from(try sys("read", path: path) {
             bytes.withUnsafeMutableBytes { read(file.raw, $0.baseAddress! + count, $0.count - count) }
-        }
+        })
         if n == 0 { break }
         count += n
     }
@@ -168,12 +168,12 @@ package func readRegularFile(_ path: String, inRoot root: String, limit: Int) th
 /// - Throws: ``LayerError``: ``LayerError/Code/unexpectedFile`` when something other than the
 ///   node made is at `name`, other codes when the change fails.
 func setNodeMode(_ name: String, in parent: Int32, mode: mode_t, device: dev_t, path: String) throws(LayerError) {
-    let node = OwnedFD(try sys("open", path) { openat(parent, name, CK_O_PATH | O_NOFOLLOW | O_CLOEXEC) })
+    let node = OwnedFD(try LayerError.from(try sys("open", path: path) { openat(parent, name, CK_O_PATH | O_NOFOLLOW | O_CLOEXEC) }))
     var st = stat()
-    _ = try sys("stat", path) { fstat(node.raw, &st) }
+    _ = try LayerError.from(try sys("stat", path: path) { fstat(node.raw, &st) })
     let type = mode & S_IFMT
     guard st.st_mode & S_IFMT == type, type == S_IFIFO || st.st_rdev == device else {
         throw LayerError.unexpectedFile(path, now: st, checked: true)
     }
-    _ = try sys("set mode of", path) { chmod("/proc/self/fd/\(node.raw)", mode & 0o7777) }
+    _ = try LayerError.from(try sys("set mode of", path: path) { chmod("/proc/self/fd/\(node.raw)", mode & 0o7777) })
 }

@@ -173,9 +173,9 @@ public final class LayerStore: Sendable {
             }
             let metadata = [diffID, parent ?? "", String(size)].joined(separator: "\n") + "\n"
             try LayerError.from(try writeAtomically(temporary + "/layer", Array(metadata.utf8)))
-            _ = try sys("move the unpacked layer into place", root + "/" + hex) {
+            _ = try LayerError.from(try sys("move the unpacked layer into place", path: root + "/" + hex) {
                 rename(temporary, root + "/" + hex)
-            }
+            })
             logger.debug("unpacked layer", metadata: ["chainID": "\(chainID)", "bytes": "\(size)",
                                                       "duration": "\(clock.now - start)"])
         } catch {
@@ -277,7 +277,7 @@ public final class LayerStore: Sendable {
     /// Makes a layer disappear at once (rename), then deletes its files.
     private func discard(_ hex: String) throws(LayerError) {
         let doomed = tmpDirectory + "/\(hex)-removed-\(UInt32.random(in: 0...UInt32.max))"
-        _ = try sys("remove layer", root + "/" + hex) { rename(root + "/" + hex, doomed) }
+        _ = try LayerError.from(try sys("remove layer", path: root + "/" + hex) { rename(root + "/" + hex, doomed) })
         try LayerError.from(try removeTree(doomed))
     }
 

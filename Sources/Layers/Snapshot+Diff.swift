@@ -83,10 +83,10 @@ extension Snapshot {
                 continue
             }
             let (parentPath, name) = splitPath(relative)
-            let parent = OwnedFD(try sys("open", relative) {
+            let parent = OwnedFD(try LayerError.from(try sys("open", path: relative) {
                 ck_openat2(tree.raw, parentPath, CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-            })
+            }))
             guard let st = try statEntry(in: parent.raw, name, path: relative) else { continue }
             try writer.add(name, in: parent.raw, as: relative, st)
             if item.opaque { try writer.addOpaque(relative) }

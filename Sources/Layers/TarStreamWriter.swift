@@ -159,7 +159,7 @@ final class TarStreamWriter {
         try writeHeader(entry, path)
         guard let content else { return }
         while true {
-            let n = try sys("read", path) { read(content.raw, buffer.baseAddress, buffer.count) }
+            let n = try LayerError.from(try sys("read", path: path) { read(content.raw, buffer.baseAddress, buffer.count) })
             if n == 0 { break }
             guard archive_write_data(tar, buffer.baseAddress, n) == n else { throw currentError("write \"\(path)\"") }
         }

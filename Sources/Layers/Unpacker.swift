@@ -29,7 +29,7 @@ enum Unpacker {
         throws(LayerError) -> (diffID: String, size: Int64)
     {
         var fds: [Int32] = [-1, -1]
-        _ = try sys("create a pipe", nil) { ck_pipe_cloexec(&fds) }
+        _ = try LayerError.from(try sys("create a pipe") { ck_pipe_cloexec(&fds) })
         let readEnd = OwnedFD(fds[0])
         let writeEnd = fds[1]
         // A bigger pipe means fewer wake-ups between the stages; failure only costs speed.
@@ -133,7 +133,7 @@ enum Unpacker {
             hasher.update(bufferPointer: chunk)
             var written = 0
             while written < n {
-                let w = try sys("write to the unpack pipe", nil) { write(fd, chunk.baseAddress.map { $0 + written }, n - written) }
+                let w = try LayerError.from(try sys("write to the unpack pipe") { write(fd, chunk.baseAddress.map { $0 + written }, n - written) })
                 written += w
             }
         }

@@ -141,12 +141,12 @@ struct NetworkStore: Sendable {
 
 /// Reads a whole file.
 func readFile(_ path: String) throws(NetworkError) -> Data {
-    let fd = try check(.io, "open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+    let fd = try NetworkError.from(try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) })
     defer { close(fd) }
     var data = Data()
     var buffer = [UInt8](repeating: 0, count: 16384)
     while true {
-        let count = try check(.io, "read \(path)") { read(fd, &buffer, buffer.count) }
+        let count = try NetworkError.from(try sys("read \(path)") { read(fd, &buffer, buffer.count) })
         if count == 0 { return data }
         data.append(contentsOf: buffer[0..<count])
     }
@@ -158,13 +158,13 @@ func readFile(_ path: String) throws(NetworkError) -> Data {
 /// mount pins the inode, so a new file renamed over it would never be seen (Docker rewrites
 /// its hosts files the same way).
 func writeFile(_ path: String, _ bytes: [UInt8], sync: Bool = false) throws(NetworkError) {
-    let fd = try check(.io, "open \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+    let fd = try NetworkError.from(try sys("open \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) })
     defer { close(fd) }
     var offset = 0
     while offset < bytes.count {
-        offset += try check(.io, "write \(path)") {
+        offset += try NetworkError.from(try sys("write \(path)") {
             bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        }
+        })
     }
-    if sync { _ = try check(.io, "fsync \(path)") { fsync(fd) } }
+    if sync { _ = try NetworkError.from(try sys("fsync \(path)") { fsync(fd) }) }
 }

@@ -18,7 +18,7 @@ package func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o
     throws(SystemError)
 {
     let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = try sys("create \"\(temporary)\"", path: temporary) {
+    let fd = try sys("create", path: temporary) {
         open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     }
     do throws(SystemError) {
@@ -26,11 +26,11 @@ package func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o
         try bytes.withUnsafeBytes { buffer in
             Result { () throws(SystemError) in try writeAll(fd, buffer, path: temporary) }
         }.get()
-        if durable { _ = try sys("sync \"\(temporary)\"", path: temporary) { fsync(fd) } }
+        if durable { _ = try sys("sync", path: temporary) { fsync(fd) } }
         if durable {
             try renameDurably(temporary, to: path)
         } else {
-            _ = try sys("rename \"\(temporary)\" to \"\(path)\"", path: path) { rename(temporary, path) }
+            _ = try sys("rename \"\(temporary)\" to", path: path) { rename(temporary, path) }
         }
     } catch {
         unlink(temporary)
@@ -42,7 +42,7 @@ package func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o
 ///
 /// - Throws: ``SystemError`` when the rename fails (the directory sync is best effort).
 package func renameDurably(_ from: String, to: String) throws(SystemError) {
-    _ = try sys("rename \"\(from)\" to \"\(to)\"", path: to) { rename(from, to) }
+    _ = try sys("rename \"\(from)\" to", path: to) { rename(from, to) }
     let fd = open(splitPath(to).parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { return }
     fsync(fd)
@@ -55,6 +55,6 @@ package func renameDurably(_ from: String, to: String) throws(SystemError) {
 package func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(SystemError) {
     var offset = 0
     while offset < bytes.count {
-        offset += try sys("write \"\(path)\"", path: path) { write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
+        offset += try sys("write", path: path) { write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
     }
 }

@@ -6,7 +6,7 @@ import Glibc
 ///
 /// - Throws: ``SystemError`` when the directory cannot be read.
 package func directoryEntries(_ fd: Int32, path: String) throws(SystemError) -> [(name: String, type: UInt8)] {
-    let copy = try sys("read directory \"\(path)\"", path: path) { openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    let copy = try sys("read directory", path: path) { openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
     guard let dir = fdopendir(copy) else {
         let error = SystemError.current("read directory \"\(path)\"", path: path)
         close(copy)

@@ -78,10 +78,10 @@ package final class FileLock: Sendable {
     private static func take(_ path: String, shared: Bool, wait: Bool, record: Bool)
         throws(SystemError) -> (Int32, Identity)?
     {
-        let fd = try sys("open the lock \"\(path)\"", path: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        let fd = try sys("open the lock", path: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         do throws(SystemError) {
             var info = stat()
-            _ = try sys("stat the lock \"\(path)\"", path: path) { fstat(fd, &info) }
+            _ = try sys("stat the lock", path: path) { fstat(fd, &info) }
             let identity = Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
             let me = pthread_self()
             if record, holders.withLock({ $0[identity]?.contains { pthread_equal($0, me) != 0 } ?? false }) {

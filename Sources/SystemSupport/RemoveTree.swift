@@ -62,7 +62,7 @@ private func remove(_ name: String, in parent: Int32, path: String, mount: UInt6
             for entry in try directoryEntries(dir, path: path) {
                 try remove(entry.name, in: dir, path: path + "/" + entry.name, mount: mount)
             }
-            _ = try sys("remove directory \"\(path)\"", path: path) { unlinkat(parent, name, AT_REMOVEDIR) }
+            _ = try sys("remove directory", path: path) { unlinkat(parent, name, AT_REMOVEDIR) }
             return
         default: throw SystemError.current("remove \"\(path)\"", path: path)
         }
@@ -72,7 +72,7 @@ private func remove(_ name: String, in parent: Int32, path: String, mount: UInt6
 /// Opens the directory `name` of `parent` (never through a symlink) and checks that it is on
 /// `mount`: the check is on the open directory itself, so nothing can be swapped in between.
 private func openDirectory(_ name: String, in parent: Int32, path: String, mount: UInt64) throws(SystemError) -> Int32 {
-    let dir = try sys("open directory \"\(path)\"", path: path) {
+    let dir = try sys("open directory", path: path) {
         openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     }
     do throws(SystemError) {
@@ -88,6 +88,6 @@ private func openDirectory(_ name: String, in parent: Int32, path: String, mount
 
 private func mountID(of fd: Int32, path: String) throws(SystemError) -> UInt64 {
     var id: UInt64 = 0
-    _ = try sys("find the mount of \"\(path)\"", path: path) { ck_mount_id(fd, "", &id) }
+    _ = try sys("find the mount of", path: path) { ck_mount_id(fd, "", &id) }
     return id
 }

@@ -65,8 +65,9 @@ package struct SystemError: Error, Sendable, CustomStringConvertible {
 /// and tests, and stays a typed error in release builds.
 ///
 /// - Parameters:
-///   - what: What was called, on what, for the message (`open "/sys/fs/cgroup"`).
-///   - path: The path the call worked on, if any.
+///   - what: What was attempted, for the message: `open`, or a whole phrase when there is no
+///     path (`create a pipe`).
+///   - path: The path the call worked on, if any: the message is `what "path"`.
 ///   - retryOnInterrupt: Whether `EINTR` restarts the call.
 ///   - call: The call; it returns `-1` and sets `errno` on failure.
 /// - Returns: The call's result.
@@ -81,7 +82,8 @@ package func sys<T: FixedWidthInteger>(
         let err = Errno(rawValue: Glibc.errno)
         if err == .interrupted && retryOnInterrupt { continue }
         assert(err != .badFileDescriptor, "\(what()): fd bookkeeping bug")
-        throw SystemError(errno: err, detail: what(), path: path())
+        let path = path()
+        throw SystemError(errno: err, detail: path.map { "\(what()) \"\($0)\"" } ?? what(), path: path)
     }
 }
 
