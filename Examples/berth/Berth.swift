@@ -22,10 +22,12 @@ enum ExitCodes {
     static let notFound: Int32 = 127
 }
 
-/// Parses Docker's byte sizes: `32m`, `1g`, `512k`, `1048576`.
+/// Parses Docker's byte sizes: `32m`, `1g`, `512k`, `1mb`, `1048576`.
 func parseBytes(_ text: String) throws -> Int64 {
     let units: [Character: Int64] = ["b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
-    let lower = text.lowercased()
+    // Docker's spellings too: 1mb, 512kb.
+    var lower = text.lowercased()
+    if lower.count > 2, lower.hasSuffix("b"), let unit = lower.dropLast().last, "kmg".contains(unit) { lower.removeLast() }
     if let unit = lower.last, let factor = units[unit], let value = Double(lower.dropLast()) {
         return Int64(value * Double(factor))
     }

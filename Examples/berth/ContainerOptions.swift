@@ -39,6 +39,21 @@ struct ContainerOptions: ParsableArguments {
     @Option(name: .customLong("pids-limit"), help: "Maximum number of processes (0 or less: unlimited).")
     var pidsLimit: Int64?
 
+    @Option(name: .customLong("blkio-weight"), help: "Relative block I/O weight, 10 to 1000.")
+    var blkioWeight: UInt16?
+
+    @Option(name: .customLong("device-read-bps"), help: "Limit reads from a disk: DEVICE:RATE, such as /dev/sda:1mb.")
+    var deviceReadBps: [String] = []
+
+    @Option(name: .customLong("device-write-bps"), help: "Limit writes to a disk: DEVICE:RATE, such as /dev/sda:1mb.")
+    var deviceWriteBps: [String] = []
+
+    @Option(name: .customLong("device-read-iops"), help: "Limit read operations on a disk: DEVICE:COUNT per second.")
+    var deviceReadIops: [String] = []
+
+    @Option(name: .customLong("device-write-iops"), help: "Limit write operations on a disk: DEVICE:COUNT per second.")
+    var deviceWriteIops: [String] = []
+
     @Option(
         name: .customLong("cap-add"),
         help: """
@@ -198,13 +213,39 @@ struct ContainerOptions: ParsableArguments {
         }
     }
 
-    /// `--memory`, `--cpus` and `--pids-limit` as cgroup limits.
+    /// `--memory`, `--cpus`, `--pids-limit`, `--blkio-weight` and the `--device-*` rates as
+    /// cgroup limits.
     var resources: CgroupResources {
         get throws {
             var resources = CgroupResources()
             resources.memoryLimit = try memory.map(parseBytes)
             resources.cpus = cpus
             resources.pidsLimit = pidsLimit
+            resources.blockIOWeight = blkioWeight
+            var throttles: [BlockIOThrottle] = []
+            func add(_ options: [String], bytes: Bool, _ set: (inout BlockIOThrottle, UInt64) -> Void) throws {
+                for option in options {
+                    // DEVICE:RATE, split at the last colon: the device is a path.
+                    guard let colon = option.lastIndex(of: ":") else {
+                        throw ValidationError("invalid rate \"\(option)\": expected DEVICE:RATE")
+                    }
+                    let text = String(option[option.index(after: colon)...])
+                    guard let rate = try bytes ? UInt64(exactly: parseBytes(text)) : UInt64(text) else {
+                        throw ValidationError("invalid rate \"\(option)\"")
+                    }
+                    let device = try BlockDevice(parsing: String(option[..<colon]))
+                    let index = throttles.firstIndex { $0.device == device } ?? {
+                        throttles.append(BlockIOThrottle(device: device))
+                        return throttles.count - 1
+                    }()
+                    set(&throttles[index], rate)
+                }
+            }
+            try add(deviceReadBps, bytes: true) { $0.readBytesPerSecond = $1 }
+            try add(deviceWriteBps, bytes: true) { $0.writeBytesPerSecond = $1 }
+            try add(deviceReadIops, bytes: false) { $0.readOperationsPerSecond = $1 }
+            try add(deviceWriteIops, bytes: false) { $0.writeOperationsPerSecond = $1 }
+            resources.blockIOThrottles = throttles.isEmpty ? nil : throttles
             return resources
         }
     }

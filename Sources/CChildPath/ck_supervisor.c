@@ -12,6 +12,9 @@
 #ifndef MFD_ALLOW_SEALING
 #define MFD_ALLOW_SEALING 0x0002U /* Linux 3.17 */
 #endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U /* Linux 6.3 */
+#endif
 #ifndef F_ADD_SEALS /* Linux 3.17 */
 #define F_ADD_SEALS 1033
 #define F_SEAL_SEAL 0x0001
@@ -31,7 +34,11 @@ int ck_supervisor_memfd(void)
 
     if (ck_supervisor_image_size == 0)
         return -ENOEXEC;
-    fd = (int)syscall(SYS_memfd_create, "berth-supervisor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    /* MFD_EXEC (Linux 6.3) says so explicitly: without it a vm.memfd_noexec=1 or 2 namespace
+     * makes the memfd non-executable for good; older kernels refuse the flag (EINVAL). */
+    fd = (int)syscall(SYS_memfd_create, "berth-supervisor", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = (int)syscall(SYS_memfd_create, "berth-supervisor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -errno;
     while (done < ck_supervisor_image_size) {

@@ -6,7 +6,7 @@ extension Cgroup {
     ///
     /// Only the controllers' own hierarchies are joined; a `name=systemd` hierarchy is left
     /// alone, since Berth does not run under systemd's management.
-    struct V1: Sendable {
+    struct V1: CgroupBackend {
         /// This cgroup's directory in one hierarchy, and the controllers mounted there.
         struct Directory: Sendable {
             var path: String
@@ -25,6 +25,10 @@ extension Cgroup {
             primary = directories.first { $0.controllers.contains(.freezer) }?.path ?? directories.first?.path ?? ""
         }
 
+        var version: CgroupVersion { .v1 }
+        var processesFile: String { primary + "/cgroup.procs" }
+        var directoryDescriptor: Int32? { nil }
+
         /// The directory of the hierarchy that carries `controller`, if it is mounted.
         func directory(for controller: CgroupController) -> String? {
             directories.first { $0.controllers.contains(controller) }?.path
@@ -37,7 +41,7 @@ extension Cgroup {
             let available = mounts.reduce(into: Set<CgroupController>()) { $0.formUnion($1.controllers) }
             // The devices controller enforces the allowlist even when it is Docker's default;
             // running without it would silently allow every device.
-            let missing = resources.requiredControllers.union([.devices]).subtracting(available)
+            let missing = resources.requiredControllers(.v1).union([.devices]).subtracting(available)
             guard missing.isEmpty else {
                 throw KernelError(
                     code: .unsupported,
@@ -57,6 +61,20 @@ extension Cgroup {
                 for directory in created.reversed() { try? CgroupFile.removeDirectory(directory.path) }
                 throw error
             }
+        }
+
+        /// Opens an existing cgroup: its directory in each hierarchy that has one.
+        ///
+        /// - Throws: ``KernelError`` with ``KernelError/Code/invalidState`` when no hierarchy has it.
+        static func existing(_ path: String, mounts: [CgroupHierarchy.LegacyMount]) throws(KernelError) -> V1 {
+            let directories = mounts.compactMap { mount in
+                access(mount.mountPoint + "/" + path, F_OK) == 0
+                    ? Directory(path: mount.mountPoint + "/" + path, controllers: mount.controllers) : nil
+            }
+            guard !directories.isEmpty else {
+                throw KernelError(code: .invalidState, errno: .noSuchFileOrDirectory, detail: "open cgroup \(path)")
+            }
+            return V1(directories: directories)
         }
 
         /// Creates `path` below a hierarchy root, parents included; the last component must be
@@ -90,8 +108,6 @@ extension Cgroup {
             return directory
         }
 
-        /// Writes the limits that `changes` sets, computed from `merged` (`changes` with the
-        /// limits already in force); `previous` is `nil` when the cgroup is new.
         func apply(
             _ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?
         ) throws(KernelError) {
@@ -111,6 +127,23 @@ extension Cgroup {
             }
             if merged.devices != previous?.devices, let devices = directory(for: .devices) {
                 try applyDevices(merged.devices, in: devices)
+            }
+            if changes.blockIOWeight != nil || changes.blockIOThrottles != nil {
+                guard let blkio = directory(for: .blkio) else {
+                    throw KernelError(code: .unsupported, detail: "limit block I/O: the cgroup v1 blkio controller is not mounted")
+                }
+                if let weight = changes.blockIOWeight {
+                    // blkio.weight came with CFQ, gone since Linux 5.0; BFQ has its own file.
+                    let file = try CgroupFile.firstPresent(["blkio.weight", "blkio.bfq.weight"], in: blkio, for: "set the block I/O weight")
+                    try CgroupFile.write(file, String(weight))
+                }
+                for throttle in changes.blockIOThrottles ?? [] {
+                    let number = try throttle.device.number()
+                    for (rate, file, _) in throttle.rates {
+                        guard let rate else { continue }
+                        try CgroupFile.writeThrottle(blkio + "/" + file, "\(number) \(rate)", device: throttle.device)
+                    }
+                }
             }
         }
 

@@ -1,21 +1,51 @@
 import CSyscalls
 import Glibc
+import Synchronization
 import SystemSupport
 
 extension Cgroup {
     /// A cgroup on cgroup v2: one directory in the unified hierarchy
     /// (`Documentation/admin-guide/cgroup-v2.rst`).
-    struct V2: Sendable {
+    final class V2: CgroupBackend {
         /// The cgroup's directory.
         let directory: String
+        private let descriptors: Mutex<Descriptors>
+
+        /// What the cgroup holds open until it is removed.
+        struct Descriptors {
+            /// The directory, `O_PATH`.
+            var directory: Int32?
+            /// The attached device program; `nil` for a cgroup opened with ``existing(_:)``
+            /// (its program stays attached to the directory).
+            var deviceProgram: Int32?
+
+            /// Closes both; the one place they are closed.
+            mutating func close() {
+                if let fd = deviceProgram { Glibc.close(fd) }
+                deviceProgram = nil
+                if let fd = directory { Glibc.close(fd) }
+                directory = nil
+            }
+        }
+
+        private init(directory: String, descriptor: Int32) {
+            self.directory = directory
+            descriptors = Mutex(Descriptors(directory: descriptor))
+        }
+
+        deinit {
+            descriptors.withLock { $0.close() }
+        }
+
+        var version: CgroupVersion { .v2 }
+        var processesFile: String { directory + "/cgroup.procs" }
+        var directoryDescriptor: Int32? { descriptors.withLock { $0.directory } }
 
         /// Creates the directory, enabling controllers on the way, writes the limits and
         /// attaches the device program; see ``Cgroup/create(_:resources:in:)``.
-        ///
-        /// - Returns: The cgroup, its directory opened `O_PATH`, and the device program.
         static func create(
             _ path: String, mountPoint: String, resources: CgroupResources
-        ) throws(KernelError) -> (V2, directoryDescriptor: Int32, deviceProgram: Int32) {
+        ) throws(KernelError) -> V2 {
             var directory = mountPoint
             let components = path.split(separator: "/")
             for (index, component) in components.enumerated() {
@@ -27,27 +57,24 @@ extension Cgroup {
                     throw KernelError(code: .invalidState, errno: .fileExists, detail: "create cgroup \(directory)")
                 }
             }
-            let cgroup = V2(directory: directory)
-            var descriptor: Int32?
             do throws(KernelError) {
                 // O_PATH suffices for clone3(CLONE_INTO_CGROUP) and BPF_PROG_ATTACH, which take
                 // the descriptor without reading through it.
                 let fd = try KernelError.from(try sys("open \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
-                descriptor = fd
-                try cgroup.apply(resources, merged: resources)
-                let program = try DeviceFilter.attach(resources.devices, to: fd, path: directory)
-                return (cgroup, fd, program)
+                // From here the new object owns the descriptor and closes it, whatever happens.
+                let cgroup = V2(directory: directory, descriptor: fd)
+                try cgroup.apply(resources, merged: resources, previous: nil)
+                return cgroup
             } catch {
-                if let descriptor { close(descriptor) }
                 try? CgroupFile.removeDirectory(directory)
                 throw error
             }
         }
 
         /// Opens an existing cgroup's directory (its device program stays attached to it).
-        static func existing(_ directory: String) throws(KernelError) -> (V2, directoryDescriptor: Int32) {
+        static func existing(_ directory: String) throws(KernelError) -> V2 {
             let fd = try KernelError.from(try sys("open cgroup \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
-            return (V2(directory: directory), fd)
+            return V2(directory: directory, descriptor: fd)
         }
 
         /// Enables in `directory`'s `cgroup.subtree_control` those of Berth's controllers that
@@ -82,15 +109,13 @@ extension Cgroup {
             Set(text.split(whereSeparator: \.isWhitespace).compactMap { CgroupController(rawValue: String($0)) })
         }
 
-        /// Writes the limits that `changes` sets, computed from `merged` (`changes` with the
-        /// limits already in force). Berth is the only writer of its cgroups' files, so `merged`
-        /// is what the kernel holds.
+        /// Writes the limits, and attaches a device program for new device rules.
         ///
         /// - Throws: ``KernelError`` with code ``KernelError/Code/unsupported`` naming the
         ///   controllers a requested limit needs that the cgroup does not have.
-        func apply(_ changes: CgroupResources, merged: CgroupResources) throws(KernelError) {
+        func apply(_ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?) throws(KernelError) {
             let available = Self.controllers(in: try CgroupFile.read(directory + "/cgroup.controllers"))
-            let missing = changes.requiredControllers.subtracting(available)
+            let missing = changes.requiredControllers(.v2).subtracting(available)
             guard missing.isEmpty else {
                 throw KernelError(
                     code: .unsupported,
@@ -124,18 +149,35 @@ extension Cgroup {
             if let limit = changes.pidsLimit {
                 try CgroupFile.write(directory + "/pids.max", limit > 0 ? String(limit) : "max")
             }
+            if let weight = changes.blockIOWeight {
+                let file = try CgroupFile.firstPresent(["io.weight", "io.bfq.weight"], in: directory, for: "set the block I/O weight")
+                try CgroupFile.write(file, file.hasSuffix("/io.weight") ? "default \(Self.ioWeight(blkioWeight: weight))" : String(weight))
+            }
+            for throttle in changes.blockIOThrottles ?? [] {
+                let number = try throttle.device.number()
+                let fields = throttle.rates.compactMap { rate, _, key in rate.map { "\(key)=\($0 == 0 ? "max" : String($0))" } }
+                guard !fields.isEmpty else { continue }
+                try CgroupFile.writeThrottle(directory + "/io.max", ([number] + fields).joined(separator: " "), device: throttle.device)
+            }
+            if merged.devices != previous?.devices { try replaceDeviceProgram(with: merged.devices) }
         }
 
-        /// Attaches a program for `rules`, then detaches `old`: while both are attached an
-        /// access must pass both, so the cgroup is never more permissive than either list.
-        ///
-        /// - Returns: The new program's descriptor.
-        func replaceDeviceProgram(
-            _ old: Int32?, with rules: [DeviceRule], directory descriptor: Int32
-        ) throws(KernelError) -> Int32 {
-            let program = try DeviceFilter.attach(rules, to: descriptor, path: directory)
-            if let old { try DeviceFilter.detach(old, from: descriptor, path: directory) }
-            return program
+        /// `io.weight` (1 to 10000, default 100) for Docker's `--blkio-weight` (10 to 1000):
+        /// runc's `ConvertBlkIOToIOWeightValue`.
+        static func ioWeight(blkioWeight: UInt16) -> UInt64 {
+            1 + (UInt64(blkioWeight) - 10) * 9999 / 990
+        }
+
+        /// Attaches a program for `rules`, then detaches the one attached before: while both
+        /// are attached an access must pass both, so the cgroup is never more permissive than
+        /// either list.
+        private func replaceDeviceProgram(with rules: [DeviceRule]) throws(KernelError) {
+            try descriptors.withLock { (descriptors) throws(KernelError) in
+                guard let fd = descriptors.directory else { return }
+                let program = try DeviceFilter.attach(rules, to: fd, path: directory)
+                if let old = descriptors.deviceProgram { try DeviceFilter.detach(old, from: fd, path: directory) }
+                descriptors.deviceProgram = program
+            }
         }
 
         /// `cpu.weight` for Docker's `--cpu-shares`: the OCI runtime spec's conversion
@@ -214,6 +256,13 @@ extension Cgroup {
 
         func killAll() throws(KernelError) {
             try CgroupFile.killProcesses(in: directory)
+        }
+
+        /// Removes the directory, then closes the descriptors: a failed `rmdir` leaves the
+        /// cgroup usable. The kernel detaches the device program with the directory.
+        func remove() throws(KernelError) {
+            try CgroupFile.removeDirectory(directory)
+            descriptors.withLock { $0.close() }
         }
 
         func stats() throws(KernelError) -> CgroupStats {

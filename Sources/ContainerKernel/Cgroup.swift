@@ -217,6 +217,19 @@ public struct CgroupResources: Sendable, Hashable, Codable {
     ///
     /// The default is ``DeviceRule/dockerDefaults``, which refuses `mknod` of block devices.
     public var devices: [DeviceRule]
+    /// The relative block I/O weight (`--blkio-weight`), 10 to 1000.
+    ///
+    /// cgroup v1 `blkio.weight`, or `blkio.bfq.weight` where only the BFQ scheduler offers a
+    /// weight; v2 `io.weight`, converted as runc does (`1 + (weight - 10) * 9999 / 990`), or
+    /// `io.bfq.weight` (the weight as it is) where that is the file there is. A weight only
+    /// matters under contention, and only on devices whose scheduler honours it.
+    public var blockIOWeight: UInt16?
+    /// Rate limits on block devices, device by device (`--device-read-bps` and its siblings).
+    ///
+    /// In ``Cgroup/update(_:)`` each entry changes the rates it sets on its device and leaves
+    /// the device's other rates and the other devices as they are. A device must be a whole
+    /// disk (the kernel throttles no partitions).
+    public var blockIOThrottles: [BlockIOThrottle]?
 
     /// Creates resource limits.
     ///
@@ -230,10 +243,13 @@ public struct CgroupResources: Sendable, Hashable, Codable {
     ///   - cpusetMems: The memory nodes to allocate from, in the kernel's list format.
     ///   - pidsLimit: The maximum number of tasks; zero or negative for unlimited.
     ///   - devices: The device allowlist.
+    ///   - blockIOWeight: The relative block I/O weight, 10 to 1000.
+    ///   - blockIOThrottles: Rate limits on block devices.
     public init(
         memoryLimit: Int64? = nil, memorySwapLimit: Int64? = nil, cpuShares: UInt64? = nil,
         cpuQuota: Int64? = nil, cpuPeriod: UInt64? = nil, cpusetCpus: String? = nil,
-        cpusetMems: String? = nil, pidsLimit: Int64? = nil, devices: [DeviceRule] = DeviceRule.dockerDefaults
+        cpusetMems: String? = nil, pidsLimit: Int64? = nil, devices: [DeviceRule] = DeviceRule.dockerDefaults,
+        blockIOWeight: UInt16? = nil, blockIOThrottles: [BlockIOThrottle]? = nil
     ) {
         self.memoryLimit = memoryLimit
         self.memorySwapLimit = memorySwapLimit
@@ -244,6 +260,8 @@ public struct CgroupResources: Sendable, Hashable, Codable {
         self.cpusetMems = cpusetMems
         self.pidsLimit = pidsLimit
         self.devices = devices
+        self.blockIOWeight = blockIOWeight
+        self.blockIOThrottles = blockIOThrottles
     }
 
     /// The number of CPUs' worth of time the processes may use (`--cpus`), or `nil` when
@@ -281,7 +299,9 @@ public struct CgroupResources: Sendable, Hashable, Codable {
             cpusetCpus: update.cpusetCpus ?? cpusetCpus,
             cpusetMems: update.cpusetMems ?? cpusetMems,
             pidsLimit: update.pidsLimit ?? pidsLimit,
-            devices: update.devices
+            devices: update.devices,
+            blockIOWeight: update.blockIOWeight ?? blockIOWeight,
+            blockIOThrottles: update.blockIOThrottles.map { (blockIOThrottles ?? []).merging($0) } ?? blockIOThrottles
         )
     }
 
@@ -315,12 +335,16 @@ public struct CgroupResources: Sendable, Hashable, Codable {
             throw invalid("cpu period \(cpuPeriod) outside 1000...1000000 µs")
         }
         for rule in devices { try rule.validate() }
+        if let blockIOWeight, !(10...1000).contains(blockIOWeight) {
+            throw invalid("block I/O weight \(blockIOWeight) outside 10...1000")
+        }
     }
 
-    /// The controllers a cgroup needs to enforce these limits (devices aside: cgroup v1 needs the
-    /// devices controller, v2 an eBPF program, whatever the rules).
-    var requiredControllers: Set<CgroupController> {
+    /// The controllers a cgroup of `version` needs to enforce these limits (devices aside:
+    /// cgroup v1 needs the devices controller, v2 an eBPF program, whatever the rules).
+    func requiredControllers(_ version: CgroupVersion) -> Set<CgroupController> {
         var result: Set<CgroupController> = []
+        if blockIOWeight != nil || blockIOThrottles != nil { result.insert(version == .v1 ? .blkio : .io) }
         if memoryLimit != nil || memorySwapLimit != nil { result.insert(.memory) }
         if cpuShares != nil || cpuQuota != nil || cpuPeriod != nil { result.insert(.cpu) }
         if cpusetCpus != nil || cpusetMems != nil { result.insert(.cpuset) }
@@ -382,42 +406,22 @@ public struct CgroupStats: Sendable, Hashable, Codable {
 /// The methods are safe to call from several threads; they block on small reads and writes of
 /// cgroup files, which do not wait for I/O.
 public final class Cgroup: Sendable {
-    enum Backend: Sendable {
-        case v1(V1)
-        case v2(V2)
-    }
-
     struct State {
         /// The limits in force, as last written.
         var resources: CgroupResources
-        /// v2: the directory, `O_PATH`; `nil` on v1 and after ``destroy()``.
-        var directoryDescriptor: Int32?
-        /// v2: the attached device program; `nil` on v1 and after ``destroy()``.
-        var deviceProgram: Int32?
         var destroyed = false
-
-        /// Closes the v2 descriptors; the one place they are closed.
-        mutating func closeDescriptors() {
-            if let fd = deviceProgram { close(fd) }
-            deviceProgram = nil
-            if let fd = directoryDescriptor { close(fd) }
-            directoryDescriptor = nil
-        }
     }
 
     /// The cgroup's path below the hierarchy's root, such as `berth/3f2a…`.
     public let path: String
-    let backend: Backend
+    /// The interface of the hierarchy the cgroup is in, chosen once when it is created or opened.
+    let backend: any CgroupBackend
     let state: Mutex<State>
 
-    init(path: String, backend: Backend, state: State) {
+    init(path: String, backend: any CgroupBackend, resources: CgroupResources) {
         self.path = path
         self.backend = backend
-        self.state = Mutex(state)
-    }
-
-    deinit {
-        state.withLock { $0.closeDescriptors() }
+        self.state = Mutex(State(resources: resources))
     }
 
     /// Creates a cgroup and sets its limits, before any process is in it.
@@ -445,17 +449,12 @@ public final class Cgroup: Sendable {
     ) throws(KernelError) -> Cgroup {
         try validate(path: path)
         try resources.validate()
-        switch hierarchy.layout {
-        case .legacy(let mounts):
-            let v1 = try V1.create(path, mounts: mounts, resources: resources)
-            return Cgroup(path: path, backend: .v1(v1), state: State(resources: resources))
-        case .unified(let mountPoint):
-            let (v2, descriptor, program) = try V2.create(path, mountPoint: mountPoint, resources: resources)
-            return Cgroup(
-                path: path, backend: .v2(v2),
-                state: State(resources: resources, directoryDescriptor: descriptor, deviceProgram: program)
-            )
-        }
+        let backend: any CgroupBackend =
+            switch hierarchy.layout {
+            case .legacy(let mounts): try V1.create(path, mounts: mounts, resources: resources)
+            case .unified(let mountPoint): try V2.create(path, mountPoint: mountPoint, resources: resources)
+            }
+        return Cgroup(path: path, backend: backend, resources: resources)
     }
 
     /// Opens an existing cgroup, such as a detached container's that another program created.
@@ -470,29 +469,16 @@ public final class Cgroup: Sendable {
         _ path: String, resources: CgroupResources, in hierarchy: CgroupHierarchy
     ) throws(KernelError) -> Cgroup {
         try validate(path: path)
-        switch hierarchy.layout {
-        case .legacy(let mounts):
-            let directories = mounts.compactMap { mount in
-                access(mount.mountPoint + "/" + path, F_OK) == 0
-                    ? V1.Directory(path: mount.mountPoint + "/" + path, controllers: mount.controllers) : nil
+        let backend: any CgroupBackend =
+            switch hierarchy.layout {
+            case .legacy(let mounts): try V1.existing(path, mounts: mounts)
+            case .unified(let mountPoint): try V2.existing(mountPoint + "/" + path)
             }
-            guard !directories.isEmpty else {
-                throw KernelError(code: .invalidState, errno: .noSuchFileOrDirectory, detail: "open cgroup \(path)")
-            }
-            return Cgroup(path: path, backend: .v1(V1(directories: directories)), state: State(resources: resources))
-        case .unified(let mountPoint):
-            let (v2, descriptor) = try V2.existing(mountPoint + "/" + path)
-            return Cgroup(path: path, backend: .v2(v2), state: State(resources: resources, directoryDescriptor: descriptor))
-        }
+        return Cgroup(path: path, backend: backend, resources: resources)
     }
 
     /// The cgroup interface this cgroup uses.
-    public var version: CgroupVersion {
-        switch backend {
-        case .v1: .v1
-        case .v2: .v2
-        }
-    }
+    public var version: CgroupVersion { backend.version }
 
     /// The limits in force: those given to ``create(_:resources:in:)`` with every
     /// ``update(_:)`` applied.
@@ -502,7 +488,7 @@ public final class Cgroup: Sendable {
     /// `clone3(CLONE_INTO_CGROUP)`; `nil` on cgroup v1 and after ``destroy()``.
     ///
     /// The cgroup owns the descriptor: do not close it.
-    public var directoryDescriptor: Int32? { state.withLock { $0.directoryDescriptor } }
+    public var directoryDescriptor: Int32? { backend.directoryDescriptor }
 
     /// Moves a process (all its threads) into the cgroup.
     ///
@@ -516,10 +502,7 @@ public final class Cgroup: Sendable {
             throw KernelError(code: .invalidArgument, detail: "attach pid \(pid) to cgroup \(path): not a process id")
         }
         try checkAlive("attach pid \(pid)")
-        switch backend {
-        case .v1(let v1): try v1.attach(pid: pid)
-        case .v2(let v2): try v2.attach(pid: pid)
-        }
+        try backend.attach(pid: pid)
     }
 
     /// Changes limits while processes run, like `docker update`.
@@ -543,16 +526,7 @@ public final class Cgroup: Sendable {
             }
             let merged = state.resources.merging(resources)
             try merged.validate()
-            switch backend {
-            case .v1(let v1):
-                try v1.apply(resources, merged: merged, previous: state.resources)
-            case .v2(let v2):
-                try v2.apply(resources, merged: merged)
-                if merged.devices != state.resources.devices, let directory = state.directoryDescriptor {
-                    state.deviceProgram = try v2.replaceDeviceProgram(
-                        state.deviceProgram, with: merged.devices, directory: directory)
-                }
-            }
+            try backend.apply(resources, merged: merged, previous: state.resources)
             state.resources = merged
         }
     }
@@ -570,14 +544,9 @@ public final class Cgroup: Sendable {
     public func freeze() async throws(KernelError) {
         try checkAlive("freeze")
         do {
-            try await poll("freeze") { () throws(KernelError) in
-                switch backend {
-                case .v1(let v1): try v1.freeze()
-                case .v2(let v2): try v2.freeze()
-                }
-            }
+            try await poll("freeze") { () throws(KernelError) in try backend.freeze() }
         } catch {
-            try? setThawed()
+            try? backend.thaw()
             throw error
         }
     }
@@ -588,7 +557,7 @@ public final class Cgroup: Sendable {
     public func thaw() async throws(KernelError) {
         try checkAlive("thaw")
         try await poll("thaw") { () throws(KernelError) in
-            try setThawed()
+            try backend.thaw()
             return try !isFrozen
         }
     }
@@ -598,12 +567,7 @@ public final class Cgroup: Sendable {
     ///
     /// - Throws: ``KernelError`` when the state cannot be read.
     public var isFrozen: Bool {
-        get throws(KernelError) {
-            switch backend {
-            case .v1(let v1): try v1.isFrozen
-            case .v2(let v2): try v2.isFrozen
-            }
-        }
+        get throws(KernelError) { try backend.isFrozen }
     }
 
     /// Reads the cgroup's usage and limits.
@@ -612,10 +576,7 @@ public final class Cgroup: Sendable {
     /// - Throws: ``KernelError`` naming a file that exists but cannot be read or parsed.
     public func stats() throws(KernelError) -> CgroupStats {
         try checkAlive("read stats")
-        return switch backend {
-        case .v1(let v1): try v1.stats()
-        case .v2(let v2): try v2.stats()
-        }
+        return try backend.stats()
     }
 
     /// Sends `SIGKILL` to every process in the cgroup.
@@ -632,10 +593,7 @@ public final class Cgroup: Sendable {
     /// - Throws: ``KernelError`` naming the file or `kill` call that failed.
     public func killAll() throws(KernelError) {
         try checkAlive("kill processes")
-        switch backend {
-        case .v1(let v1): try v1.killAll()
-        case .v2(let v2): try v2.killAll()
-        }
+        try backend.killAll()
     }
 
     /// The processes in the cgroup, for `docker top`.
@@ -644,11 +602,7 @@ public final class Cgroup: Sendable {
     /// - Throws: ``KernelError`` naming the `cgroup.procs` file that could not be read.
     public func processes() throws(KernelError) -> [Int32] {
         try checkAlive("list processes")
-        let file =
-            switch backend {
-            case .v1(let v1): v1.primary + "/cgroup.procs"
-            case .v2(let v2): v2.directory + "/cgroup.procs"
-            }
+        let file = backend.processesFile
         return try CgroupFile.parsePids(CgroupFile.read(file), file: file)
     }
 
@@ -663,13 +617,7 @@ public final class Cgroup: Sendable {
     public func destroy() throws(KernelError) {
         try state.withLock { (state) throws(KernelError) in
             guard !state.destroyed else { return }
-            switch backend {
-            case .v1(let v1): try v1.remove()
-            case .v2(let v2): try CgroupFile.removeDirectory(v2.directory)
-            }
-            // Only now: a failed rmdir leaves the cgroup usable, descriptors included. The
-            // kernel detaches the device program with the directory.
-            state.closeDescriptors()
+            try backend.remove()
             state.destroyed = true
         }
     }
@@ -713,13 +661,6 @@ public final class Cgroup: Sendable {
         }
     }
 
-    private func setThawed() throws(KernelError) {
-        switch backend {
-        case .v1(let v1): try v1.thaw()
-        case .v2(let v2): try v2.thaw()
-        }
-    }
-
     /// Runs `step` until it returns `true`, sleeping 1, 2, 4 … up to 50 ms in between, for at
     /// most 5 seconds.
     private func poll(_ operation: String, _ step: () throws(KernelError) -> Bool) async throws(KernelError) {
@@ -737,6 +678,38 @@ public final class Cgroup: Sendable {
             pause = min(pause * 2, .milliseconds(50))
         }
     }
+}
+
+/// What differs between the two cgroup interfaces, one implementation per version
+/// (``Cgroup/V1``: a directory in each controller's hierarchy; ``Cgroup/V2``: one directory in
+/// the unified hierarchy). ``Cgroup`` chooses one from the hierarchy's layout when it creates
+/// or opens the cgroup, and keeps what both share: the limits in force, whether it is
+/// destroyed, and the checks and polling around these calls.
+protocol CgroupBackend: Sendable {
+    /// The interface.
+    var version: CgroupVersion { get }
+    /// The `cgroup.procs` file to list the cgroup's processes from.
+    var processesFile: String { get }
+    /// The directory opened `O_PATH` for `clone3(CLONE_INTO_CGROUP)`: v2 only, until ``remove()``.
+    var directoryDescriptor: Int32? { get }
+    /// Moves a process into the cgroup.
+    func attach(pid: Int32) throws(KernelError)
+    /// Writes the limits that `changes` sets, computed from `merged` (`changes` with the limits
+    /// already in force, `previous`, which is `nil` for a new cgroup). Berth is the only writer
+    /// of its cgroups' files, so `merged` is what the kernel holds afterwards.
+    func apply(_ changes: CgroupResources, merged: CgroupResources, previous: CgroupResources?) throws(KernelError)
+    /// One step of freezing: asks for it and says whether the kernel reports it done.
+    func freeze() throws(KernelError) -> Bool
+    /// Asks the kernel to thaw the cgroup.
+    func thaw() throws(KernelError)
+    /// Whether the kernel reports every task frozen.
+    var isFrozen: Bool { get throws(KernelError) }
+    /// Sends `SIGKILL` to every process in the cgroup.
+    func killAll() throws(KernelError)
+    /// Reads usage and limits.
+    func stats() throws(KernelError) -> CgroupStats
+    /// Removes the cgroup's directories (the parents stay) and releases what it holds.
+    func remove() throws(KernelError)
 }
 
 /// Reading, writing and parsing cgroup files with plain system calls: cgroup files are small
@@ -904,5 +877,27 @@ enum CgroupFile {
     }
 
     /// The value cgroup files take for a limit: the number, or `max` for none.
+    /// The first of `names` that exists in `directory`.
+    ///
+    /// - Throws: ``KernelError`` with ``KernelError/Code/unsupported`` naming them all when none does.
+    static func firstPresent(_ names: [String], in directory: String, for operation: String) throws(KernelError) -> String {
+        guard let name = names.first(where: { access(directory + "/" + $0, F_OK) == 0 }) else {
+            throw KernelError(code: .unsupported,
+                              detail: "\(operation) of cgroup \(directory): it has no \(names.joined(separator: " or "))")
+        }
+        return directory + "/" + name
+    }
+
+    /// Writes a block device's throttle; the kernel answers `ENODEV` for a device it does not
+    /// know or a partition, which becomes an error naming the device.
+    static func writeThrottle(_ path: String, _ value: String, device: BlockDevice) throws(KernelError) {
+        do {
+            try write(path, value)
+        } catch where error.errno == Errno(rawValue: ENODEV) {
+            throw KernelError(code: .invalidArgument, errno: Errno(rawValue: ENODEV),
+                              detail: "limit block I/O on \(device): no such disk (partitions cannot be throttled)")
+        }
+    }
+
     static func limit(_ value: Int64) -> String { value < 0 ? "max" : String(value) }
 }

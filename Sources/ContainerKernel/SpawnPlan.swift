@@ -192,6 +192,8 @@ final class SpawnPlan {
     deinit {
         allocations.forEach { $0.deallocate() }
         descriptors.forEach { close($0) }
+        // Still here when the plan itself failed to build (a handle takes them otherwise).
+        closeHostDescriptors()
     }
 
     /// Closes the child's ends of the stdio pipes and the other descriptors only the child

@@ -62,7 +62,31 @@ public struct Supervision: Sendable, Hashable {
         guard access(path, X_OK) == 0 else {
             throw KernelError(code: .unsupported, detail: "BERTH_SUPERVISOR=\(path) is not an executable")
         }
+        try checkMachine(of: path, named: "BERTH_SUPERVISOR=\(path)")
         return path
+    }
+
+    /// ELF `e_machine` of the architecture this build runs on.
+    #if arch(x86_64)
+    private static let machine: (value: UInt16, name: String)? = (0x3E, "x86_64")
+    #elseif arch(arm64)
+    private static let machine: (value: UInt16, name: String)? = (0xB7, "aarch64")
+    #else
+    private static let machine: (value: UInt16, name: String)? = nil
+    #endif
+
+    /// Refuses a supervisor given as a file that is an ELF executable for another machine: the
+    /// kernel would refuse it only after the container's process exists, as a failed spawn that
+    /// does not say why.
+    private static func checkMachine(of path: String, named name: String) throws(KernelError) {
+        guard let machine, let header = try readWholeFile(path, limit: 20, truncate: true), header.count == 20,
+              header[0..<4].elementsEqual([0x7F, 0x45, 0x4C, 0x46]) else { return }
+        let found = UInt16(header[18]) | UInt16(header[19]) << 8
+        guard found != machine.value else { return }
+        let names: [UInt16: String] = [0x03: "i386", 0x28: "arm", 0x3E: "x86_64", 0xB7: "aarch64", 0xF3: "riscv64",
+                                       0x15: "ppc64", 0x16: "s390x"]
+        let other = names[found] ?? "ELF machine \(found)"
+        throw KernelError(code: .unsupported, detail: "\(name) is an executable for \(other), not \(machine.name)")
     }
 
     /// The embedded supervisor as a sealed memfd, made once per process and kept open
@@ -70,11 +94,21 @@ public struct Supervision: Sendable, Hashable {
     private static let embedded = Result { () throws(KernelError) -> Int32 in
         guard ck_supervisor_image_size > 0 else { throw noImage }
         let fd = ck_supervisor_memfd()
-        guard fd >= 0 else {
-            throw KernelError(code: .unsupported, errno: Errno(rawValue: -fd),
-                              detail: "materialize the embedded berth-supervisor as a sealed memfd (memfd_create and sealing need Linux 3.17)")
-        }
+        guard fd >= 0 else { throw memfdError(Errno(rawValue: -fd)) }
         return fd
+    }
+
+    /// Why the sealed memfd could not be made, naming the cause and the way around it.
+    private static func memfdError(_ error: Errno) -> KernelError {
+        let cause = switch error {
+        case .noFunction: "this kernel has no memfd_create (Linux 3.17)"
+        case .permissionDenied, .notPermitted:
+            "vm.memfd_noexec forbids executable memfds in this pid namespace (set it to 0, or run from outside it)"
+        case .invalidArgument: "this kernel cannot seal a memfd (Linux 3.17)"
+        default: "the kernel refused it"
+        }
+        return KernelError(code: .unsupported, errno: error,
+                           detail: "run the embedded berth-supervisor from a sealed memfd: \(cause); BERTH_SUPERVISOR can name a berth-supervisor file instead")
     }
 
     private static let noImage = KernelError(
@@ -91,12 +125,16 @@ public struct Supervision: Sendable, Hashable {
     func executableDescriptor() throws(KernelError) -> Int32? {
         if executable != nil { return nil }
         if try Self.environmentOverride() != nil { return nil }
+        try KernelFeature.require([.memfdCreate, .execveat], to: "running the embedded berth-supervisor")
         return try Self.embedded.get()
     }
 
     /// The file to execute when not the embedded memfd.
     func executablePath() throws(KernelError) -> String? {
-        if let executable { return executable }
+        if let executable {
+            try Self.checkMachine(of: executable, named: "berth-supervisor \(executable)")
+            return executable
+        }
         return try Self.environmentOverride()
     }
 
@@ -109,7 +147,8 @@ public struct Supervision: Sendable, Hashable {
     ///   root directory; one file per build of the supervisor.
     /// - Returns: The executable's path.
     /// - Throws: ``KernelError``: ``KernelError/Code/unsupported`` when there is no embedded
-    ///   supervisor for this architecture; ``KernelError/Code/syscallFailed`` when the file
+    ///   supervisor for this architecture or `directory` is on a `noexec` file system;
+    ///   ``KernelError/Code/syscallFailed`` when the file
     ///   cannot be written.
     public static func initExecutable(in directory: String) throws(KernelError) -> String {
         if let path = try environmentOverride() { return path }
@@ -117,18 +156,24 @@ public struct Supervision: Sendable, Hashable {
         let digest = String(cString: ck_supervisor_image_sha256_pointer())
         let path = directory + "/berth-supervisor-" + digest.prefix(16)
         let image = UnsafeRawBufferPointer(start: ck_supervisor_image_pointer(), count: Int(ck_supervisor_image_size))
-        if let existing = try? readWholeFile(path, limit: image.count + 1), existing.elementsEqual(image) {
-            return path
-        }
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw KernelError(code: .syscallFailed, errno: Errno(rawValue: errno), detail: "create \(directory)")
+        }
+        // A bind mount keeps its source's noexec: the container would fail at its first execve.
+        var fs = statvfs()
+        if statvfs(directory, &fs) == 0 && fs.f_flag & UInt(MS_NOEXEC) != 0 {  // ST_NOEXEC, the same bit
+            throw KernelError(code: .unsupported,
+                              detail: "\(directory) is on a file system mounted noexec: the init process (berth-supervisor) cannot run from it; use a root directory on a file system that allows execution")
+        }
+        if let existing = try? readWholeFile(path, limit: image.count + 1), existing.elementsEqual(image) {
+            return path
         }
         try KernelError.from(try writeAtomically(path, Array(image), mode: 0o555, durable: false))
         return path
     }
 
-    /// Reads a small file whole; `nil` past `limit` bytes.
-    private static func readWholeFile(_ path: String, limit: Int) throws(KernelError) -> [UInt8]? {
+    /// Reads a small file whole; past `limit` bytes, `nil` or (`truncate`) its first `limit` bytes.
+    private static func readWholeFile(_ path: String, limit: Int, truncate: Bool = false) throws(KernelError) -> [UInt8]? {
         let fd = try KernelError.from(try sys("open \(path)") { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) })
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: limit)
@@ -138,7 +183,7 @@ public struct Supervision: Sendable, Hashable {
             if n == 0 { break }
             total += n
         }
-        return total < limit ? Array(bytes[..<total]) : nil
+        return total < limit || truncate ? Array(bytes[..<total]) : nil
     }
 
     /// The supervisor's arguments for a process whose stdout and stderr (those that are pipes)

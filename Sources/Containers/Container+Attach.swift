@@ -19,8 +19,7 @@ extension Container {
     /// - Returns: The output from now on and, for an interactive embedded container, its stdin.
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     public func attach() throws(ContainerError) -> ContainerAttachment {
-        let (process, status) = live.withLock { ($0.process, $0.record.state.status) }
-        guard let process, status == .running || status == .paused else { throw .invalidState("attach to", name, status) }
+        let process = try requireRun("attach to").run.process
         return ContainerAttachment(output: logs(follow: true, tail: 0), input: process.terminal?.input ?? process.standardInput)
     }
 }

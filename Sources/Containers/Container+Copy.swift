@@ -183,8 +183,7 @@ extension Container {
     /// meanwhile is copied like an exited container, through its root filesystem directory.
     private func withRootfs(_ body: (String) throws(ContainerError) -> Void) throws(ContainerError) {
         let rootfs = try requireSnapshot().rootfs
-        let (process, status) = live.withLock { ($0.process, $0.record.state.status) }
-        guard let process, status == .running || status == .paused else { return try body(rootfs) }
+        guard let process = try? requireRun("copy files of").run.process else { return try body(rootfs) }
         let root = open("/proc/\(process.pid)/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { if root >= 0 { close(root) } }
         guard root >= 0, (try? process.signal(Signal(rawValue: 0))) != nil else { return try body(rootfs) }

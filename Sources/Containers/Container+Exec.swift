@@ -59,8 +59,8 @@ extension Container {
         _ command: [String], environment: [String] = [], workingDirectory: String? = nil, user: String? = nil,
         io: ProcessIO = ProcessIO()
     ) async throws(ContainerError) -> ProcessHandle {
-        let (record, process, cgroup) = live.withLock { ($0.record, $0.process, $0.cgroup) }
-        guard let process, record.state.status == .running else { throw .invalidState("exec in", record.name, record.state.status) }
+        let (run, record) = try requireRun("exec in", in: [.running])
+        let process = run.process
         var base = try makeProcessSpec(record)
         base.arguments = command
         base.environment += environment
@@ -78,7 +78,7 @@ extension Container {
             record.configuration.network == .host ? [] : .network), of: process)
         base.hostname = nil
         base.cgroup = nil
-        base.joinCgroup = cgroup
+        base.joinCgroup = run.cgroup
         base.io = io
         let handle: ProcessHandle
         do {
@@ -94,8 +94,7 @@ extension Container {
     ///
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     public func top() throws(ContainerError) -> [(pid: Int32, command: String)] {
-        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
-        guard let cgroup, status == .running || status == .paused else { throw .invalidState("list processes of", name, status) }
+        let cgroup = try cgroup(of: requireRun("list processes of").run, for: "list processes of")
         let pids = try wrapping("list processes of", container: name) { try cgroup.processes() }
         return pids.sorted().map { pid in
             let raw = (try? readBytes("/proc/\(pid)/cmdline")) ?? []

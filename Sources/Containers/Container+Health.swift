@@ -10,9 +10,12 @@ extension Container {
     /// Runs the health check on its interval while the container runs, as Docker does:
     /// failures inside the start period do not count; `retries` consecutive failures make the
     /// container unhealthy; one success makes it healthy. Each change is an event.
-    func startHealthChecks() {
-        guard let check = healthcheck else { return }
-        let task = Task.detached { [self] in
+    ///
+    /// - Returns: The task running the checks (the run cancels it when it ends), or `nil`
+    ///   without a health check.
+    func healthChecks() -> Task<Void, Never>? {
+        guard let check = healthcheck else { return nil }
+        return Task.detached { [self] in
             let started = ContinuousClock.now
             var failures = 0
             while !Task.isCancelled {
@@ -24,12 +27,11 @@ extension Container {
                 let previous = state.health
                 let next: HealthStatus = passed ? .healthy : failures >= check.retries ? .unhealthy : (previous ?? .starting)
                 if next != previous {
-                    update { $0.state.health = next }
+                    update { $0.record.state.health = next }
                     runtime.publish(.healthStatus, self, ["health": next.rawValue])
                 }
             }
         }
-        live.withLock { $0.health = task }
     }
 
     private func runCheck(_ check: HealthcheckConfiguration) async -> Bool {

@@ -18,9 +18,10 @@ extension Container {
     ///
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     public func stats() throws(ContainerError) -> ContainerStats {
-        let (cgroup, pid, status) = live.withLock { ($0.cgroup, $0.record.state.pid, $0.record.state.status) }
-        guard let cgroup, let pid, status == .running || status == .paused else { throw .invalidState("read stats of", name, status) }
-        let usage = try wrapping("read stats of", container: name) { try cgroup.stats() }
+        let (run, record) = try requireRun("read stats of")
+        let cgroup = try cgroup(of: run, for: "read stats of")
+        let pid = run.process.pid
+        let usage = try wrapping("read stats of", container: record.name) { try cgroup.stats() }
         var received: UInt64 = 0, sent: UInt64 = 0
         // /proc/<pid>/net/dev shows the counters of the process's own network namespace.
         for line in ((try? readTextFile("/proc/\(pid)/net/dev")) ?? "").split(separator: "\n").dropFirst(2) {

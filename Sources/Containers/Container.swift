@@ -31,20 +31,6 @@ public final class Container: Sendable {
     public let directory: String
     let image: Image
 
-    struct Live {
-        var record: ContainerRecord
-        var process: ProcessHandle?
-        var cgroup: Cgroup?
-        var exit: ExitStatus?
-        var waiters: [CheckedContinuation<ExitStatus, Never>] = []
-        var stopRequested = false
-        var removed = false
-        var logDrain: Task<Void, Never>?
-        var health: Task<Void, Never>?
-        var forwarders: [PortForwarder] = []
-        /// The run was started by another process and taken over here (``hold(_:)``).
-        var adopted = false
-    }
     let live: Mutex<Live>
     let logs: LogFile
     /// Whether another live process owns this (embedded) container and this one only observes it.
@@ -115,15 +101,12 @@ public final class Container: Sendable {
     }
 
     func persist() throws(ContainerError) {
-        let record = live.withLock { $0.record }
-        let bytes = try wrapping("encode the state of", container: record.name) { try jsonEncoder.encode(record) }
-        try ContainerError.from(try writeAtomically(directory + "/container.json", Array(bytes), durable: false))
+        try write(live.withLock { $0.record })
     }
 
-    func update(_ change: (inout ContainerRecord) -> Void) {
-        live.withLock { change(&$0.record) }
-        guard !observed else { return }  // the owner's record is the owner's to write
-        do { try persist() } catch { runtime.logger.warning("could not persist container state", metadata: ["error": "\(error)"]) }
+    func write(_ record: ContainerRecord) throws(ContainerError) {
+        let bytes = try wrapping("encode the state of", container: record.name) { try jsonEncoder.encode(record) }
+        try ContainerError.from(try writeAtomically(directory + "/container.json", Array(bytes), durable: false))
     }
 
     /// The container's network sandbox, when it is on a bridge network or shares another's.
@@ -161,16 +144,78 @@ public final class Container: Sendable {
 
     /// Starts the container's process (`docker start`).
     ///
-    /// - Throws: ``ContainerError``: ``ContainerError/Code/invalidState`` unless created or
-    ///   exited; ``ContainerError/Code/kernel`` when the process cannot start (its
-    ///   ``ContainerError/kernelError`` names the init stage, such as `exec`).
+    /// As with Docker, starting a running container does nothing and succeeds. Concurrent
+    /// calls start the process once: a call made while another start is underway waits for it
+    /// and returns (or throws) its result.
+    ///
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/invalidState`` for a paused
+    ///   container or one being removed; ``ContainerError/Code/kernel`` when the process cannot
+    ///   start (its ``ContainerError/kernelError`` names the init stage, such as `exec`).
     public func start() async throws(ContainerError) {
         try requireOwnership("start")
-        let (record, status) = live.withLock { ($0.record, $0.record.state.status) }
-        guard status == .created || status == .exited else { throw .invalidState("start", name, status) }
+        enum Next { case spawn(ContainerRecord), join, nothing }
+        let next = try live.withLock { live throws(ContainerError) -> Next in
+            switch live.phase {
+            case .idle:
+                live.phase = .starting(joiners: [])
+                return .spawn(live.record)
+            case .starting: return .join
+            case .running where live.record.state.status == .running: return .nothing
+            case .running, .removing, .removed: throw live.refusal("start")
+            }
+        }
+        switch next {
+        case .nothing: return
+        case .join:
+            // No start underway any more: it ended between the two looks; decide again.
+            guard let result = await joinStart() else { return try await start() }
+            try result.get()
+        case .spawn(let record):
+            let run: Run
+            do throws(ContainerError) {
+                run = try await launch(record)
+            } catch {
+                let joiners = update { live in
+                    live.record.state.error = "\(error)"
+                    return live.endStart()
+                }
+                joiners.forEach { $0.resume(returning: .failure(error)) }
+                throw error
+            }
+            let joiners = update { live in
+                let joiners = live.endStart()
+                live.phase = .running(run)
+                live.lastExit = nil
+                live.record.state.status = .running
+                live.record.state.pid = run.process.pid
+                live.record.supervisor = run.process.supervisorPID.map {
+                    ProcessIdentity(pid: $0, startTime: processStartTime($0) ?? 0)
+                }
+                live.record.state.startedAt = Date()
+                live.record.state.error = nil
+                live.record.state.oomKilled = false
+                live.record.state.publishedPorts = run.forwarders.map { forwarder in
+                    var bound = forwarder.mapping
+                    bound.hostPort = forwarder.hostPort
+                    return bound
+                }
+                live.record.state.addresses = Dictionary(
+                    (sandbox?.endpoints ?? []).map { ($0.networkName, "\($0.ipv4Address)") },
+                    uniquingKeysWith: { first, _ in first })
+                if run.health != nil { live.record.state.health = .starting }
+                return joiners
+            }
+            runtime.publish(.start, self)
+            joiners.forEach { $0.resume(returning: .success(())) }
+            Task.detached { [self] in await self.watch(run.process) }
+        }
+    }
+
+    /// Spawns the process of a run and what goes with it: published ports, the log drain,
+    /// the health checks.
+    private func launch(_ record: ContainerRecord) async throws(ContainerError) -> Run {
         var spec = try makeProcessSpec(record)
-        let detached = record.configuration.lifetime == .detached
-        if detached {
+        if record.configuration.lifetime == .detached {
             guard record.configuration.ports.isEmpty else {
                 throw ContainerError(code: .invalidArgument, container: record.name,
                                      detail: "start: published ports need the owning process and cannot be used with a detached container:")
@@ -181,75 +226,74 @@ public final class Container: Sendable {
             unlink(statusPath)  // the last run's
         }
         // Ports are bound before the process starts: a taken port fails the start, not later.
-        let sandbox = self.sandbox
         let forwarders = try publishPorts(record.configuration.ports, sandbox: sandbox)
         let process: ProcessHandle
         do {
             process = try await ProcessHandle.spawn(spec)
         } catch {
             forwarders.forEach { $0.stop() }
-            update { $0.state.error = "\(error)" }
             throw ContainerError(code: .kernel, container: record.name, detail: "start", underlying: error)
         }
-        live.withLock { live in
-            live.forwarders = forwarders
-            live.process = process
-            live.cgroup = process.cgroup
-            live.exit = nil
-            live.stopRequested = false
-            live.adopted = false
-            live.logDrain = drainOutput(of: process)
-        }
-        update { record in
-            record.state.status = .running
-            record.state.pid = process.pid
-            record.supervisor = process.supervisorPID.map { ProcessIdentity(pid: $0, startTime: processStartTime($0) ?? 0) }
-            record.state.startedAt = Date()
-            record.state.error = nil
-            record.state.oomKilled = false
-            record.state.publishedPorts = forwarders.map { forwarder in
-                var bound = forwarder.mapping
-                bound.hostPort = forwarder.hostPort
-                return bound
-            }
-            record.state.addresses = Dictionary(
-                (sandbox?.endpoints ?? []).map { ($0.networkName, "\($0.ipv4Address)") }, uniquingKeysWith: { first, _ in first })
-            if record.configuration.healthcheck ?? image.config.config?.healthcheck.flatMap(HealthcheckConfiguration.init) != nil {
-                record.state.health = .starting
-            }
-        }
-        runtime.publish(.start, self)
-        startHealthChecks()
-        Task.detached { [self] in await self.watch(process) }
+        return Run(process: process, forwarders: forwarders, logDrain: drainOutput(of: process), health: healthChecks())
     }
 
-    /// Waits for the current run to end; returns at once for a container that is not running.
+    /// Waits for the current run to end; returns at once for a container that is not running
+    /// (after a start underway, if there is one).
     ///
     /// - Returns: How the process ended (`.exited(0)` for a container never started).
     public func wait() async -> ExitStatus {
-        await withCheckedContinuation { continuation in
-            let now = live.withLock { live -> ExitStatus? in
-                if live.process == nil { return live.exit ?? .exited(live.record.state.exitCode ?? 0) }
-                live.waiters.append(continuation)
-                return nil
+        enum Next { case now(ExitStatus), afterStart }
+        while true {
+            let waited = await withCheckedContinuation { (continuation: CheckedContinuation<ExitStatus?, Never>) in
+                let next = live.withLock { live -> Next? in
+                    switch live.phase {
+                    case .running(var run):
+                        run.waiters.append(continuation)
+                        live.phase = .running(run)
+                        return nil
+                    case .removing(var run?, let joiners):
+                        run.waiters.append(continuation)
+                        live.phase = .removing(run, joiners: joiners)
+                        return nil
+                    case .starting:
+                        return .afterStart
+                    case .idle, .removing(nil, _), .removed:
+                        return .now(live.lastExit ?? .exited(live.record.state.exitCode ?? 0))
+                    }
+                }
+                switch next {
+                case nil: break
+                case .now(let status): continuation.resume(returning: status)
+                case .afterStart: continuation.resume(returning: nil)
+                }
             }
-            if let now { continuation.resume(returning: now) }
+            if let waited { return waited }
+            _ = await joinStart()
         }
     }
 
     /// Sends the stop signal, then `SIGKILL` after `timeout` (`docker stop`).
+    ///
+    /// A call made while a start is underway waits for it and then stops what it started.
     ///
     /// - Parameter timeout: The grace period; `nil` uses the configuration's ``ContainerConfiguration/stopTimeout``.
     /// - Returns: How the process ended.
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     @discardableResult
     public func stop(timeout: Duration? = nil) async throws(ContainerError) -> ExitStatus {
-        let (process, status) = live.withLock { live in
-            live.stopRequested = true
-            return (live.process, live.record.state.status)
+        let found = try live.withLock { live throws(ContainerError) -> (ProcessHandle, ContainerStatus)? in
+            switch live.phase {
+            case .starting: return nil
+            case .running(var run):
+                run.stopRequested = true
+                live.phase = .running(run)
+                return (run.process, live.record.state.status)
+            case .idle, .removing, .removed: throw live.refusal("stop")
+            }
         }
-        guard let process, status == .running || status == .paused else {
-            throw .invalidState("stop", name, status)
+        guard let (process, status) = found else {
+            _ = await joinStart()
+            return try await stop(timeout: timeout)
         }
         let signal = try stopSignal()
         if status == .paused { try? await resume() }
@@ -272,12 +316,18 @@ public final class Container: Sendable {
     /// - Parameter signal: The signal, `SIGKILL` by default.
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     public func kill(_ signal: Signal = .kill) throws(ContainerError) {
-        let (process, status) = live.withLock { ($0.process, $0.record.state.status) }
-        guard let process, status == .running || status == .paused else { throw .invalidState("kill", name, status) }
-        try wrapping("kill", container: name) { try process.signal(signal) }
+        let (run, record) = try requireRun("kill")
+        do {
+            try run.process.signal(signal)
+        } catch where error.errno == .noSuchProcess {
+            // It has exited, and its end is being recorded: as if the end had come first.
+            throw ContainerError(code: .invalidState, container: record.name, detail: "cannot kill exited container")
+        } catch {
+            throw ContainerError(code: .kernel, container: record.name, detail: "kill", underlying: error)
+        }
         // A frozen process cannot act on a signal, not even SIGKILL under the v1 freezer: a
         // killed paused container is thawed so it can die, as Docker does.
-        if status == .paused && signal == .kill, let cgroup = live.withLock({ $0.cgroup }) {
+        if record.state.status == .paused && signal == .kill, let cgroup = run.cgroup {
             Task { try? await cgroup.thaw() }
         }
         runtime.publish(.kill, self, ["signal": "\(signal)"])
@@ -298,10 +348,7 @@ public final class Container: Sendable {
     /// - Throws: ``ContainerError/Code/invalidState`` unless running.
     public func pause() async throws(ContainerError) {
         try requireOwnership("pause")
-        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
-        guard let cgroup, status == .running else { throw .invalidState("pause", name, status) }
-        try await wrapping("pause", container: name) { try await cgroup.freeze() }
-        update { $0.state.status = .paused }
+        try await changeFreezing("pause", from: .running, to: .paused) { cgroup in try await cgroup.freeze() }
         runtime.publish(.pause, self)
     }
 
@@ -310,36 +357,71 @@ public final class Container: Sendable {
     /// - Throws: ``ContainerError/Code/invalidState`` unless paused.
     public func resume() async throws(ContainerError) {
         try requireOwnership("unpause")
-        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
-        guard let cgroup, status == .paused else { throw .invalidState("unpause", name, status) }
-        try await wrapping("unpause", container: name) { try await cgroup.thaw() }
-        update { $0.state.status = .running }
+        try await changeFreezing("unpause", from: .paused, to: .running) { cgroup in try await cgroup.thaw() }
         runtime.publish(.unpause, self)
     }
 
+    /// Freezes or thaws the run's cgroup and records the new status, unless the run ended meanwhile.
+    private func changeFreezing(
+        _ operation: String, from: ContainerStatus, to: ContainerStatus, _ change: (Cgroup) async throws -> Void
+    ) async throws(ContainerError) {
+        let (run, record) = try requireRun(operation, in: [from])
+        let cgroup = try cgroup(of: run, for: operation)
+        try await wrapping(operation, container: record.name) { try await change(cgroup) }
+        update { live in
+            if live.run(of: run.process) != nil, case .running = live.phase { live.record.state.status = to }
+        }
+    }
+
     /// Removes the container and everything it owns (`docker rm`).
+    ///
+    /// Removing a removed container does nothing; a call made while another removal is
+    /// underway waits for it, and one made while a start is underway acts on its outcome.
     ///
     /// - Parameter force: Kill a running container first (`-f`).
     /// - Throws: ``ContainerError/Code/invalidState`` for a running container without `force`.
     public func remove(force: Bool = false) async throws(ContainerError) {
         try requireOwnership("remove")
-        let status = state.status
-        if status == .running || status == .paused {
-            guard force else { throw .invalidState("remove", name, status) }
-            live.withLock { $0.stopRequested = true }
-            if status == .paused { try? await resume() }
-            try? kill(.kill)
+        enum Next { case destroy, kill(Run, ContainerStatus), joinStart, joinRemoval, nothing }
+        let next = try live.withLock { live throws(ContainerError) -> Next in
+            switch live.phase {
+            case .idle:
+                live.phase = .removing(nil, joiners: [])
+                return .destroy
+            case .starting: return .joinStart
+            case .running(var run):
+                guard force else { throw live.refusal("remove") }
+                run.stopRequested = true
+                live.phase = .removing(run, joiners: [])
+                return .kill(run, live.record.state.status)
+            case .removing: return .joinRemoval
+            case .removed: return .nothing
+            }
+        }
+        switch next {
+        case .nothing: return
+        case .joinStart:
+            _ = await joinStart()
+            return try await remove(force: force)
+        case .joinRemoval:
+            return await joinRemoval()
+        case .kill(let run, let status):
+            try? run.process.signal(.kill)
+            // A frozen process cannot die under the v1 freezer: thaw it once it is killed.
+            if status == .paused { try? await run.cgroup?.thaw() }
             _ = await wait()
+        case .destroy: break
         }
-        let alreadyRemoved = live.withLock { live in
-            defer { live.removed = true }
-            live.health?.cancel()
-            return live.removed
-        }
-        guard !alreadyRemoved else { return }
         runtime.forget(self)
-        try destroyFiles()
+        let destroyed = Result { () throws(ContainerError) in try destroyFiles() }
+        let joiners = live.withLock { live -> [CheckedContinuation<Void, Never>] in
+            defer { live.phase = .removed }
+            guard case .removing(_, let joiners) = live.phase else { return [] }
+            return joiners
+        }
+        joiners.forEach { $0.resume() }
         runtime.publish(.destroy, self)
+        try destroyed.get()
     }
 
     /// Renames the container (`docker rename`).
@@ -350,7 +432,7 @@ public final class Container: Sendable {
         guard !runtime.isNameTaken(newName, except: id) else {
             throw ContainerError(code: .nameInUse, container: newName, detail: "rename \(name) to")
         }
-        update { $0.name = newName }
+        update { $0.record.name = newName }
         runtime.publish(.rename, self)
     }
 
@@ -360,10 +442,10 @@ public final class Container: Sendable {
     /// - Throws: ``ContainerError/Code/invalidState`` unless running or paused.
     public func update(resources: CgroupResources) throws(ContainerError) {
         try requireOwnership("update")
-        let (cgroup, status) = live.withLock { ($0.cgroup, $0.record.state.status) }
-        guard let cgroup, status == .running || status == .paused else { throw .invalidState("update", name, status) }
-        try wrapping("update", container: name) { try cgroup.update(resources) }
-        update { $0.configuration.resources = cgroup.resources }
+        let (run, record) = try requireRun("update")
+        let cgroup = try cgroup(of: run, for: "update")
+        try wrapping("update", container: record.name) { try cgroup.update(resources) }
+        update { $0.record.configuration.resources = cgroup.resources }
     }
 
     /// Refuses what only the owning process may do to an observed container.
@@ -380,65 +462,54 @@ public final class Container: Sendable {
     var statusPath: String { directory + "/exit-status" }
 
     /// Takes a detached run that another process started (or this process before a restart of
-    /// the runtime) and watches it like one of its own.
+    /// the runtime), or observes another process's embedded run, and watches it like one of its own.
     func hold(_ process: ProcessHandle) {
         live.withLock { live in
-            live.process = process
-            live.cgroup = process.cgroup
-            live.exit = nil
-            live.adopted = true
+            live.phase = .running(Run(process: process, adopted: true))
+            live.lastExit = nil
         }
         Task.detached { [self] in await self.watch(process) }
     }
 
+    /// Ends the run of `process` when it exits: records how, resumes the waiters, releases what
+    /// the run held, then applies the restart policy and auto-removal.
     private func watch(_ process: ProcessHandle) async {
         let status = await process.wait()
-        if observed {
-            // The owner has recorded the end (the handle waited for it): take its record.
-            let record = try? Container.loadRecord(directory)
-            let waiters = live.withLock { live in
-                if let record { live.record = record }
-                live.process = nil
-                live.cgroup = nil
-                live.exit = status
-                defer { live.waiters.removeAll() }
-                return live.waiters
-            }
-            runtime.publish(.die, self, ["exitCode": "\(status.code)"])
-            waiters.forEach { $0.resume(returning: status) }
-            return
-        }
         // The log drain ends when the process (and its children) closed stdout and stderr.
-        await live.withLock { $0.logDrain }?.value
-        // Only the process that started a run restarts it: every runtime holding a detached
-        // container sees its exit, and two would start it twice.
-        let (policy, stopRequested, restarts) = live.withLock {
-            ($0.adopted ? .no : $0.record.configuration.restartPolicy, $0.stopRequested, $0.record.state.restartCount)
+        await live.withLock { $0.run(of: process)?.logDrain }?.value
+        // The owner of an observed run has recorded its end (the handle waited for it).
+        let recorded = observed ? try? Container.loadRecord(directory) : nil
+        let ended = update { live -> Run? in
+            guard let run = live.run(of: process) else { return nil }
+            if case .removing(_, let joiners) = live.phase {
+                live.phase = .removing(nil, joiners: joiners)
+            } else {
+                live.phase = .idle
+            }
+            live.lastExit = status
+            if let recorded {
+                live.record = recorded
+            } else if !observed {
+                live.record.state.status = .exited
+                live.record.state.pid = nil
+                live.record.supervisor = nil
+                live.record.state.exitCode = status.code
+                live.record.state.oomKilled = status == .oomKilled
+                live.record.state.finishedAt = Date()
+            }
+            return run
         }
-        update { record in
-            record.state.status = .exited
-            record.state.pid = nil
-            record.supervisor = nil
-            record.state.exitCode = status.code
-            record.state.oomKilled = status == .oomKilled
-            record.state.finishedAt = Date()
-        }
-        let waiters = live.withLock { live in
-            live.forwarders.forEach { $0.stop() }
-            live.forwarders = []
-            live.process = nil
-            live.cgroup = nil
-            live.exit = status
-            live.health?.cancel()
-            defer { live.waiters.removeAll() }
-            return live.waiters
-        }
-        if status == .oomKilled { runtime.publish(.oom, self) }
+        guard let run = ended else { return }
+        run.forwarders.forEach { $0.stop() }
+        run.health?.cancel()
+        if status == .oomKilled && !observed { runtime.publish(.oom, self) }
         runtime.publish(.die, self, ["exitCode": "\(status.code)"])
-        waiters.forEach { $0.resume(returning: status) }
+        run.waiters.forEach { $0.resume(returning: status) }
+        guard !observed else { return }
 
-        if !stopRequested && shouldRestart(policy, status, restarts) {
-            update { $0.state.restartCount += 1 }
+        let (policy, restarts) = live.withLock { ($0.record.configuration.restartPolicy, $0.record.state.restartCount) }
+        if !run.adopted && !run.stopRequested && shouldRestart(policy, status, restarts) {
+            update { $0.record.state.restartCount += 1 }
             try? await Task.sleep(for: .milliseconds(100 << min(restarts, 6)))
             if state.status == .exited, (try? await start()) != nil { return }
         }

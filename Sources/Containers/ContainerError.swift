@@ -70,10 +70,6 @@ public struct ContainerError: Error, Sendable, CustomStringConvertible {
         let head = container.map { "\(detail) \($0)" } ?? detail
         return underlying.map { "\(head): \($0)" } ?? head
     }
-
-    static func invalidState(_ operation: String, _ container: String, _ status: ContainerStatus) -> ContainerError {
-        ContainerError(code: .invalidState, container: container, detail: "cannot \(operation) \(status) container")
-    }
 }
 
 /// Runs `body`, wrapping what a lower layer throws into a ``ContainerError`` that says what

@@ -1,4 +1,5 @@
 import ContainerKernel
+import Foundation
 import Glibc
 import Testing
 import TestSupport
@@ -32,6 +33,37 @@ struct LifecycleTests {
             badMount.mounts.append(.bind("/nonexistent-berth-source", to: "/mnt"))
             await #expect(throws: KernelError.self) { _ = try await ProcessHandle.spawn(badMount) }
         }
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
+    /// A supervisor built for another machine is refused by name before anything is spawned,
+    /// instead of failing after the container's process exists with an error that says nothing.
+    @Test func aSupervisorForAnotherArchitectureIsRefusedByName() async throws {
+        _ = try await probe("exit", "0")
+        let directory = NSTemporaryDirectory() + "berth-foreign-supervisor-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // An ELF executable whose e_machine names the other architecture: /bin/true, patched.
+        var image = try #require(FileManager.default.contents(atPath: "/bin/true"))
+        let other: String
+        #if arch(x86_64)
+        (image[18], image[19], other) = (0xB7, 0x00, "aarch64")
+        #else
+        (image[18], image[19], other) = (0x3E, 0x00, "x86_64")
+        #endif
+        let foreign = directory + "/berth-supervisor"
+        #expect(FileManager.default.createFile(atPath: foreign, contents: image, attributes: [.posixPermissions: 0o755]))
+        let before = LeakSnapshot.take()
+        var spec = try busyboxSpec(["/bin/true"])
+        spec.supervision = Supervision(executable: foreign, statusPath: directory + "/exit-status",
+                                       logPath: directory + "/container.log")
+        spec.cgroup = CgroupPlacement(path: testCgroupPath("foreign"))
+        let error = await #expect(throws: KernelError.self) { _ = try await ProcessHandle.spawn(spec) }
+        #expect(error?.code == .unsupported)
+        #expect(error?.detail.contains("for \(other), not") == true, "\(String(describing: error))")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/exit-status"))
+        #expect(!FileManager.default.fileExists(atPath: directory + "/container.log"))
         let leaks = await LeakSnapshot.expectClean(since: before)
         #expect(leaks.isEmpty, "\(leaks)")
     }

@@ -1,4 +1,5 @@
 import Containers
+import ContainerKernel
 import Foundation
 import Testing
 import TestSupport
@@ -34,14 +35,16 @@ struct CLITests {
         return process
     }
 
-    /// Runs `berth --root <test root> ARGUMENTS…` to its end, with `input` on its stdin.
-    func berth(_ arguments: [String], input: String? = nil) async throws -> Outcome {
+    /// Runs `berth --root <test root> ARGUMENTS…` to its end, with `input` on its stdin; through
+    /// `wrapper` (a command that ends by running its arguments) when given.
+    func berth(_ arguments: [String], input: String? = nil, wrapper: [String] = []) async throws -> Outcome {
         let runtime = try await TestRuntime.shared()
         let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
         // `--root` belongs to the subcommand: `berth run --root R …`.
-        process.arguments = [arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        let command = [executable, arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        process.executableURL = URL(fileURLWithPath: (wrapper + command)[0])
+        process.arguments = Array((wrapper + command).dropFirst())
         let output = Pipe(), error = Pipe()
         process.standardOutput = output
         process.standardError = error
@@ -125,6 +128,34 @@ struct CLITests {
         let logs = try await berth(["logs", "cli-created"])
         #expect(logs.output == "from created\n")
         #expect(try await berth(["rm", "cli-created"]).status == 0)
+    }
+
+    /// `--blkio-weight` and the `--device-*` rates, by path or number and in Docker's units,
+    /// become the container's limits; a disk that does not exist fails the run with Docker's
+    /// exit code, naming it.
+    @Test func blockIOOptionsBecomeLimitsAndAMissingDiskIsNamed() async throws {
+        guard let disk = scratchDisk() else { return }
+        let created = try await berth([
+            "create", "--name", "cli-blkio", "--blkio-weight", "300", "--device-read-bps", "\(disk.path):1mb",
+            "--device-write-bps", "\(disk.path):512k", "--device-read-iops", "\(disk.number):100",
+            "--device-write-iops", "\(disk.path):50", "busybox", "true",
+        ])
+        #expect(created.status == 0, "\(created.error)")
+        let started = try await berth(["start", "-a", "cli-blkio"])
+        #expect(started.status == 0, "\(started.error)")
+        // Looking it up here adopts it (its creator has exited): this process removes it.
+        let container = try await TestRuntime.shared().container("cli-blkio")
+        #expect(container.configuration.resources.blockIOWeight == 300)
+        #expect(container.configuration.resources.blockIOThrottles == [
+            BlockIOThrottle(device: BlockDevice(path: disk.path), readBytesPerSecond: 1 << 20,
+                            writeBytesPerSecond: 512 << 10, writeOperationsPerSecond: 50),
+            BlockIOThrottle(device: try BlockDevice(parsing: disk.number), readOperationsPerSecond: 100),
+        ])
+        try await container.remove()
+
+        let missing = try await berth(["run", "--rm", "--device-read-bps", "4095:4095:1mb", "busybox", "true"])
+        #expect(missing.status == 125)
+        #expect(missing.error.contains("4095:4095: no such disk"), "\(missing.error)")
     }
 
     @Test func aDetachedContainerIsControlledByLaterInvocations() async throws {

@@ -75,6 +75,29 @@ struct DetachedTests {
         #expect(leaks.isEmpty, "\(leaks)")
     }
 
+    /// Where `vm.memfd_noexec` forbids executable memfds (Linux 6.3 and later, per pid
+    /// namespace), the embedded supervisor cannot run from its sealed memfd: a detached start is
+    /// refused naming the setting, and leaves no container behind.
+    @Test func aDetachedStartUnderMemfdNoexecNamesTheSetting() async throws {
+        guard FileManager.default.fileExists(atPath: "/proc/sys/vm/memfd_noexec") else { return }  // before 6.3
+        let runtime = try await TestRuntime.shared()
+        _ = try await CLITests().berth(["ps"])
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let hostSetting = try String(contentsOfFile: "/proc/sys/vm/memfd_noexec", encoding: .utf8)
+        let name = "memfd-noexec-\(getpid())"
+        // A new pid namespace whose memfd_noexec is 2; the host's stays as it is.
+        let wrapper = ["/usr/bin/unshare", "--pid", "--fork", "/bin/sh", "-c",
+                       "echo 2 > /proc/sys/vm/memfd_noexec && exec \"$0\" \"$@\""]
+        let started = try await CLITests().berth(["run", "-d", "--name", name, "busybox", "sleep", "60"], wrapper: wrapper)
+        #expect(started.status != 0)
+        #expect(started.error.contains("vm.memfd_noexec"), "\(started.error)")
+        #expect(try String(contentsOfFile: "/proc/sys/vm/memfd_noexec", encoding: .utf8) == hostSetting)
+        #expect(!runtime.list(all: true).contains { $0.name == name })
+        #expect(liveSupervisors(of: runtime.root).isEmpty)
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
     /// An embedded container of another live process (`berth run` in the foreground): this
     /// process sees it, execs into it and signals it; its owner alone changes its state.
     @Test func anEmbeddedContainerOfAnotherProcessIsObservedNotOwned() async throws {

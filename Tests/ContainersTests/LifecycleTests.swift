@@ -14,7 +14,8 @@ struct ContainerLifecycleTests {
     /// Which operations succeed in which state; everything else is a typed invalid-state error.
     static func allowed(_ operation: Operation, in state: State) -> Bool {
         switch (operation, state) {
-        case (.start, .created), (.start, .exited): true
+        // As `docker start`: starting a running container does nothing and succeeds.
+        case (.start, .created), (.start, .exited), (.start, .running): true
         case (.stop, .running), (.stop, .paused), (.kill, .running), (.kill, .paused): true
         case (.pause, .running), (.resume, .paused): true
         case (.exec, .running): true
@@ -185,6 +186,28 @@ struct ContainerLifecycleTests {
         let status = try await container.stop(timeout: .seconds(initProcess ? 10 : 1))
         #expect(status == (initProcess ? .exited(143) : .signaled(.kill, coreDumped: false)))
         try await container.remove()
+    }
+
+    /// The init is bind-mounted from the root directory, and a bind mount keeps its source's
+    /// `noexec`: on such a file system the start is refused by name, with nothing left behind,
+    /// instead of a container whose first `execve` fails.
+    @Test func anInitOnANoexecFileSystemIsRefusedByName() async throws {
+        let runtime = try await TestRuntime.shared()
+        let directory = runtime.root + "/supervisor"
+        _ = mkdir(directory, 0o755)
+        guard mount("tmpfs", directory, "tmpfs", UInt(MS_NOEXEC | MS_NOSUID | MS_NODEV), nil) == 0 else {
+            throw TestSupportError("mount a noexec tmpfs on \(directory): errno \(errno)")
+        }
+        defer { umount2(directory, Int32(MNT_DETACH)) }
+        let before = LeakSnapshot.take()
+        let name = "noexec-init-\(getpid())"
+        let error = await #expect(throws: ContainerError.self) {
+            _ = try await runtime.run(busybox(["true"]) { $0.initProcess = true; $0.name = name })
+        }
+        #expect("\(String(describing: error))".contains("mounted noexec"), "\(String(describing: error))")
+        #expect(!runtime.list(all: true).contains { $0.name == name })
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
     }
 
     @Test(arguments: ContainerLifetime.allCases)

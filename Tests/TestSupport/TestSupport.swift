@@ -280,3 +280,22 @@ public func runProgram(_ argv: [String]) throws -> (status: Int32, output: Strin
     let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     return (exitCode, String(decoding: output, as: UTF8.self))
 }
+
+/// The whole disk that `/var/tmp` lives on, by path and by number (`major:minor`): this
+/// machine's root disk, the scratch disk of the `make test-vm` guest; what the block I/O limit
+/// tests throttle. `nil` when `/var/tmp` is not on a whole disk: a tmpfs (no `O_DIRECT` before
+/// Linux 6.6) or a partition (the kernel throttles whole disks only).
+public func scratchDisk() -> (path: String, number: String)? {
+    var tmp = stat()
+    guard stat("/var/tmp", &tmp) == 0, let disks = try? FileManager.default.contentsOfDirectory(atPath: "/sys/block") else {
+        return nil
+    }
+    for name in disks {
+        var node = stat()
+        guard stat("/dev/" + name, &node) == 0, node.st_mode & S_IFMT == S_IFBLK, node.st_rdev == tmp.st_dev,
+              let number = try? String(contentsOfFile: "/sys/block/\(name)/dev", encoding: .utf8)
+        else { continue }
+        return ("/dev/" + name, number.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    return nil
+}
