@@ -72,7 +72,7 @@ public final class Container: Sendable {
             ownerPID: getpid(), ownerStartTime: processStartTime(getpid()) ?? 0)
         let container = Container(runtime: runtime, record: record, image: image, directory: directory)
         do throws(ContainerError) {
-            try makeDirectory(directory)
+            try ContainerError.from(try makeDirectories(directory, mode: 0o711))
             try container.persist()
             _ = try wrapping("prepare the root filesystem of", container: name) {
                 try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)

@@ -79,7 +79,7 @@ public final class ContainerRuntime: Sendable {
         images = try wrapping("open image store in \(root)") { try ImageStore(root: root, registry: registry, logger: logger) }
         layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
         networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
-        try wrapping("create \(containersDirectory)") { try makeDirectory(containersDirectory) }
+        try wrapping("create \(containersDirectory)") { try ContainerError.from(try makeDirectories(containersDirectory, mode: 0o711)) }
         refresh(removingLeftovers: true)
         removeVolumeLeftovers()
     }

@@ -4,16 +4,6 @@ import Glibc
 // Small file operations for the runtime's own state (JSON records, hosts files). Records are
 // written to a temporary file, fsynced and renamed, so a crash never leaves a torn record.
 
-func makeDirectory(_ path: String, mode: mode_t = 0o711) throws(ContainerError) {
-    var current = ""
-    for component in path.split(separator: "/") {
-        current += "/" + component
-        if mkdir(current, mode) != 0 && errno != EEXIST {
-            throw ContainerError(code: .io, detail: "mkdir \(current): \(String(cString: strerror(errno)))")
-        }
-    }
-}
-
 func listDirectory(_ path: String) throws(ContainerError) -> [String] {
     guard let dir = opendir(path) else {
         throw ContainerError(code: .io, detail: "open \(path): \(String(cString: strerror(errno)))")

@@ -28,8 +28,8 @@ public final class ContentStore: Sendable {
     public init(root: String, logger: Logger = Logger(label: "berth.images")) throws(ImageError) {
         self.root = root
         self.logger = logger
-        try FileIO.makeDirectories(root + "/blobs/sha256")
-        try FileIO.makeDirectories(root + "/.berth/ingest")
+        try ImageError.from(try makeDirectories(root + "/blobs/sha256", mode: 0o755))
+        try ImageError.from(try makeDirectories(root + "/.berth/ingest", mode: 0o755))
         let lock = try ImageError.from(try FileLock(indexLockPath))
         defer { lock.unlock() }
         if !FileIO.exists(root + "/oci-layout") {
@@ -116,7 +116,7 @@ public final class ContentStore: Sendable {
         guard let hasher = DigestHasher(algorithm: expected.digest.algorithm) else {
             throw ImageError(code: .unsupported, digest: expected.digest.description, detail: "digest algorithm cannot be verified")
         }
-        try FileIO.makeDirectories("\(root)/blobs/\(expected.digest.algorithm)")
+        try ImageError.from(try makeDirectories("\(root)/blobs/\(expected.digest.algorithm)", mode: 0o755))
         let partial = "\(root)/.berth/ingest/\(expected.digest.algorithm)-\(expected.digest.encoded)"
         let lock = try await FileLock.acquiring(partial + ".lock")
         if contains(expected.digest) { return nil }

@@ -28,15 +28,6 @@ enum FileIO {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// `mkdir -p` with mode 0755.
-    static func makeDirectories(_ path: String) throws(ImageError) {
-        var current = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            current += "/" + component
-            if mkdir(current, 0o755) != 0 && errno != EEXIST { throw ImageError.io("mkdir \(current)") }
-        }
-    }
-
     static func read(_ path: String) throws(ImageError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {

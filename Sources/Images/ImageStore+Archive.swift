@@ -122,7 +122,7 @@ extension ImageStore {
     @discardableResult
     public func load(from path: String) async throws(ImageError) -> [Image] {
         let scratch = "\(content.root)/.berth/load-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileIO.makeDirectories(scratch)
+        try ImageError.from(try makeDirectories(scratch, mode: 0o755))
         defer { try? removeTree(scratch) }
         try await BlockingPool.shared.run { () throws(ImageError) in try TarExtractor.extract(path, into: scratch) }
         let images: [Image]

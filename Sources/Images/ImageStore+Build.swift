@@ -266,9 +266,9 @@ extension ImageStore {
 
     private static func writeBusyboxTree(_ binary: String, at tree: String) throws(ImageError) {
         for directory in ["bin", "etc", "root", "proc", "sys", "dev", "home", "var", "usr/bin", "usr/sbin", "sbin"] {
-            try FileIO.makeDirectories("\(tree)/\(directory)")
+            try ImageError.from(try makeDirectories("\(tree)/\(directory)", mode: 0o755))
         }
-        try FileIO.makeDirectories(tree + "/tmp")
+        try ImageError.from(try makeDirectories(tree + "/tmp", mode: 0o755))
         chmod(tree + "/tmp", 0o1777)
         try copyFile(binary, to: tree + "/bin/busybox")
         chmod(tree + "/bin/busybox", 0o755)

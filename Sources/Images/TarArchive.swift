@@ -152,10 +152,10 @@ enum TarExtractor {
                 }
                 let target = directory + "/" + components.joined(separator: "/")
                 if type == UInt8(ascii: "5") {
-                    try FileIO.makeDirectories(target)
+                    try ImageError.from(try makeDirectories(target, mode: 0o755))
                     try skip(fd, size + padding(size), archive: archive)
                 } else {
-                    try FileIO.makeDirectories(target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+                    try ImageError.from(try makeDirectories(target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"), mode: 0o755))
                     try copy(fd, size, to: target, archive: archive)
                     try skip(fd, padding(size), archive: archive)
                 }

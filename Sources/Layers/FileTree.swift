@@ -27,18 +27,6 @@ final class OwnedFD {
     deinit { close() }
 }
 
-/// `mkdir -p` with mode 0700 for the store's own directories.
-func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(LayerError) {
-    var current = ""
-    for component in path.split(separator: "/") {
-        current += "/" + component
-        if mkdir(current, mode) != 0 && Glibc.errno != EEXIST {
-            throw LayerError(code: .io, entry: current, errno: .init(rawValue: Glibc.errno),
-                             detail: "create directory \"\(current)\"")
-        }
-    }
-}
-
 /// `lstat` of `name` in `parent`, or `nil` when it does not exist.
 func statEntry(in parent: Int32, _ name: String, path: String) throws(LayerError) -> stat? {
     var st = stat()

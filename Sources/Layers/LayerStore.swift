@@ -62,7 +62,7 @@ public final class LayerStore: Sendable {
         self.root = root
         self.logger = logger
         for directory in [root, tmpDirectory, locksDirectory, refsDirectory, emptyDirectory] {
-            try makeDirectories(directory)
+            try LayerError.from(try makeDirectories(directory, mode: 0o700))
         }
     }
 
@@ -164,7 +164,7 @@ public final class LayerStore: Sendable {
 
         let temporary = tmpDirectory + "/\(hex)-\(UInt32.random(in: 0...UInt32.max))"
         do throws(LayerError) {
-            try makeDirectories(temporary + "/diff", mode: 0o755)
+            try LayerError.from(try makeDirectories(temporary + "/diff", mode: 0o755))
             let clock = ContinuousClock()
             let start = clock.now
             let (actual, size) = try Unpacker.unpack(input, compression: compression, into: temporary + "/diff")

@@ -129,7 +129,7 @@ extension LayerStore {
         guard access(referencePath, F_OK) != 0 else {
             throw LayerError(code: .inUse, entry: directory, detail: "a snapshot already exists at \"\(directory)\"")
         }
-        try makeDirectories(directory, mode: 0o711)
+        try LayerError.from(try makeDirectories(directory, mode: 0o711))
         var snapshot = Snapshot(directory: directory, driver: driver ?? .overlay, layers: layers, storeRoot: root)
         do throws(LayerError) {
             if snapshot.driver == .overlay {
@@ -140,12 +140,12 @@ extension LayerStore {
                         "directory": "\(directory)", "error": "\(error)"])
                     // Not remove(): that takes the store's lock, which this function holds.
                     try snapshot.deleteFiles()
-                    try makeDirectories(directory, mode: 0o711)
+                    try LayerError.from(try makeDirectories(directory, mode: 0o711))
                     snapshot = Snapshot(directory: directory, driver: .copy, layers: layers, storeRoot: root)
                 }
             }
             if snapshot.driver == .copy {
-                try makeDirectories(snapshot.rootfs, mode: 0o755)
+                try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))
                 for layer in layers.reversed() { try copyLayer(layer.path, into: snapshot.rootfs) }
             }
             let record = [directory, snapshot.driver.rawValue] + layers.map(\.chainID)
@@ -196,9 +196,9 @@ extension LayerStore {
     /// Throws ``LayerError/Code/unsupported`` when the kernel has no overlay or refuses the
     /// directories (an upper directory on a file system overlay cannot use, such as overlayfs).
     private func mountOverlay(_ snapshot: Snapshot, options: OverlayOptions?) throws(LayerError) {
-        try makeDirectories(snapshot.upper, mode: 0o755)
-        try makeDirectories(snapshot.work, mode: 0o700)
-        try makeDirectories(snapshot.rootfs, mode: 0o755)
+        try LayerError.from(try makeDirectories(snapshot.upper, mode: 0o755))
+        try LayerError.from(try makeDirectories(snapshot.work, mode: 0o700))
+        try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))
         let lowers = snapshot.layers.isEmpty ? [emptyDirectory] : snapshot.layers.map(\.path)
         if options == nil || options == .appended {
             do throws(LayerError) {

@@ -1,4 +1,4 @@
-import Glibc
+package import Glibc
 
 /// The names in the directory open as `fd` (without `.` and `..`), each with its `d_type`.
 ///
@@ -28,4 +28,18 @@ package func splitPath(_ path: String) -> (parent: String, name: String) {
     guard let slash = path.lastIndex(of: "/") else { return (".", path) }
     let parent = String(path[..<slash])
     return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
+}
+
+/// `mkdir -p`: creates `path` and every missing directory above it with `mode`; existing ones
+/// are left as they are. A relative `path` is taken from the working directory.
+///
+/// - Throws: ``SystemError`` naming the directory that could not be created.
+package func makeDirectories(_ path: String, mode: mode_t) throws(SystemError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, mode) != 0 && Glibc.errno != EEXIST {
+            throw SystemError.current("create directory \"\(current)\"", path: current)
+        }
+    }
 }
