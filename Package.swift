@@ -3,7 +3,8 @@
 // Berth: an embeddable container SDK for Linux.
 //
 // Layers, bottom up (each imports only what is below it):
-//   CChildPath, CSyscalls, CNetlink (C) -> ContainerKernel -> Layers, Networking -> Images -> Containers
+//   CChildPath, CSyscalls, CNetlink (C) -> SystemSupport -> ContainerKernel, Layers -> Networking,
+//   Images -> Containers
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -49,15 +50,28 @@ let package = Package(
         // holds detached containers and is the --init). Imported by ContainerKernel only.
         .target(name: "CChildPath"),
         // Host-side system call wrappers glibc lacks or Swift cannot call (openat2, the new mount
-        // API, xattrs, pidfds, copy_file_range, bpf, epoll): ContainerKernel and Layers.
+        // API, xattrs, pidfds, statx, copy_file_range, bpf, epoll): SystemSupport, ContainerKernel
+        // and Layers; and the JSON-lines log encoder that Containers and berth-supervisor share.
         .target(name: "CSyscalls"),
         // rtnetlink and sock_diag requests: Networking only.
         .target(name: "CNetlink"),
 
+        // The one systems layer every Swift target shares, `package` access only (not API):
+        // the error scaffolding, removeTree (never crossing a mount), and the other file and
+        // thread helpers that used to exist once per target.
+        .target(
+            name: "SystemSupport",
+            dependencies: [
+                "CSyscalls",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
         .target(
             name: "ContainerKernel",
             dependencies: [
-                "CChildPath", "CSyscalls", "CSeccomp", "CCap",
+                "SystemSupport", "CChildPath", "CSyscalls", "CSeccomp", "CCap",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -65,7 +79,7 @@ let package = Package(
         .target(
             name: "Layers",
             dependencies: [
-                "CSyscalls", "CArchive",
+                "SystemSupport", "CSyscalls", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +89,7 @@ let package = Package(
         .target(
             name: "Networking",
             dependencies: [
-                "ContainerKernel", "CNetlink",
+                "ContainerKernel", "SystemSupport", "CNetlink",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -85,7 +99,7 @@ let package = Package(
         .target(
             name: "Images",
             dependencies: [
-                "Layers",
+                "Layers", "SystemSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -99,7 +113,7 @@ let package = Package(
         .target(
             name: "Containers",
             dependencies: [
-                "ContainerKernel", "Layers", "Networking", "Images",
+                "ContainerKernel", "Layers", "Networking", "Images", "SystemSupport", "CSyscalls",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -157,6 +171,13 @@ let package = Package(
             swiftSettings: strict
         ),
         // Test targets take no strict settings: Swift Testing's macros do not build with them.
+        .testTarget(
+            name: "SystemSupportTests",
+            dependencies: [
+                "SystemSupport", "TestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "ContainerKernelTests", dependencies: ["ContainerKernel", "TestSupport"]),
         .testTarget(
             name: "LayersTests",

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +19,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#ifndef STATX_MNT_ID /* Linux 5.8 */
+#define STATX_MNT_ID 0x00001000U
+#endif
 #ifndef P_PIDFD /* Linux 5.4 */
 #define P_PIDFD 3
 #endif
@@ -142,6 +146,21 @@ int ck_fs_type(int fd, uint64_t *type)
     if (fstatfs(fd, &st) < 0)
         return -1;
     *type = (uint64_t)(unsigned long)st.f_type;
+    return 0;
+}
+
+int ck_mount_id(int dirfd, const char *name, uint64_t *mnt_id)
+{
+    struct statx st;
+    int flags = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+    memset(&st, 0, sizeof(st));
+    if (statx(dirfd, name, flags, STATX_MNT_ID, &st) < 0)
+        return -1;
+    if (!(st.stx_mask & STATX_MNT_ID)) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    *mnt_id = st.stx_mnt_id;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 import CSyscalls
 import Glibc
 import Synchronization
+import SystemSupport
 
 extension Cgroup {
     /// A cgroup on cgroup v2: one directory in the unified hierarchy
@@ -59,7 +60,7 @@ extension Cgroup {
             do throws(KernelError) {
                 // O_PATH suffices for clone3(CLONE_INTO_CGROUP) and BPF_PROG_ATTACH, which take
                 // the descriptor without reading through it.
-                let fd = try sys("open \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }
+                let fd = try KernelError.from(try sys("open \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
                 // From here the new object owns the descriptor and closes it, whatever happens.
                 let cgroup = V2(directory: directory, descriptor: fd)
                 try cgroup.apply(resources, merged: resources, previous: nil)
@@ -72,7 +73,7 @@ extension Cgroup {
 
         /// Opens an existing cgroup's directory (its device program stays attached to it).
         static func existing(_ directory: String) throws(KernelError) -> V2 {
-            let fd = try sys("open cgroup \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }
+            let fd = try KernelError.from(try sys("open cgroup \(directory)") { open(directory, CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
             return V2(directory: directory, descriptor: fd)
         }
 

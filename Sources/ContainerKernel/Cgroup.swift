@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import SystemPackage
+import SystemSupport
 
 /// The two cgroup interfaces of the Linux kernel.
 public enum CgroupVersion: Sendable, Hashable {
@@ -716,14 +717,14 @@ protocol CgroupBackend: Sendable {
 enum CgroupFile {
     /// Reads a whole file.
     static func read(_ path: String) throws(KernelError) -> String {
-        let fd = try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        let fd = try KernelError.from(try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) })
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let count = try sys("read \(path)") {
+            let count = try KernelError.from(try sys("read \(path)") {
                 chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            }
+            })
             if count == 0 { break }
             bytes += chunk[..<count]
         }
@@ -742,12 +743,12 @@ enum CgroupFile {
     /// Writes `value` to a cgroup file in one `write`, which is how the kernel expects a
     /// setting: each write is parsed on its own.
     static func write(_ path: String, _ value: String) throws(KernelError) {
-        let fd = try sys("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) }
+        let fd = try KernelError.from(try sys("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) })
         defer { close(fd) }
         let bytes = Array(value.utf8)
-        let written = try sys("write \(path)") {
+        let written = try KernelError.from(try sys("write \(path)") {
             bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        }
+        })
         guard written == bytes.count else {
             throw KernelError(
                 code: .syscallFailed, detail: "write \(path): short write of \(written) of \(bytes.count) bytes")
@@ -757,7 +758,7 @@ enum CgroupFile {
     /// Creates a directory; `false` when it already existed.
     static func makeDirectory(_ path: String) throws(KernelError) -> Bool {
         do {
-            _ = try sys("mkdir \(path)") { mkdir(path, 0o755) }
+            _ = try KernelError.from(try sys("mkdir \(path)") { mkdir(path, 0o755) })
             return true
         } catch where error.errno == .fileExists {
             return false
@@ -772,7 +773,7 @@ enum CgroupFile {
         var pause: Int64 = 1_000_000
         for attempt in 0..<10 {
             do {
-                _ = try sys("rmdir \(path)") { rmdir(path) }
+                _ = try KernelError.from(try sys("rmdir \(path)") { rmdir(path) })
                 return
             } catch where error.errno == .noSuchFileOrDirectory {
                 return
@@ -830,7 +831,7 @@ enum CgroupFile {
             if pids.isEmpty { break }
             for pid in pids {
                 do {
-                    _ = try sys("kill \(pid) in \(directory)") { kill(pid, SIGKILL) }
+                    _ = try KernelError.from(try sys("kill \(pid) in \(directory)") { kill(pid, SIGKILL) })
                 } catch where error.errno == .noSuchProcess {
                     // Exited since cgroup.procs was read.
                 }

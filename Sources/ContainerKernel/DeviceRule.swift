@@ -1,5 +1,6 @@
 import CSyscalls
 import Glibc
+import SystemSupport
 
 /// One entry of a container's device allowlist, such as `c 1:3 rwm` for `/dev/null`.
 ///
@@ -184,11 +185,11 @@ enum DeviceFilter {
     static func attach(_ rules: [DeviceRule], to directory: Int32, path: String) throws(KernelError) -> Int32 {
         let program = Self.program(for: rules)
         // The license only gates GPL-only helpers, which this program does not call.
-        let fd = try sys("load device eBPF program for \(path)") {
+        let fd = try KernelError.from(try sys("load device eBPF program for \(path)") {
             program.withUnsafeBufferPointer { ck_bpf_load_cgroup_device($0.baseAddress, UInt32($0.count), "Apache") }
-        }
+        })
         do throws(KernelError) {
-            _ = try sys("attach device eBPF program to \(path)") { ck_bpf_attach_cgroup_device(directory, fd) }
+            _ = try KernelError.from(try sys("attach device eBPF program to \(path)") { ck_bpf_attach_cgroup_device(directory, fd) })
         } catch {
             close(fd)
             throw error
@@ -205,7 +206,7 @@ enum DeviceFilter {
     /// - Throws: ``KernelError`` when the kernel refuses to detach it.
     static func detach(_ program: Int32, from directory: Int32, path: String) throws(KernelError) {
         defer { close(program) }
-        _ = try sys("detach device eBPF program from \(path)") { ck_bpf_detach_cgroup_device(directory, program) }
+        _ = try KernelError.from(try sys("detach device eBPF program from \(path)") { ck_bpf_detach_cgroup_device(directory, program) })
     }
 
     /// `dst = *(u32 *)(r1 + offset)`: a field of `struct bpf_cgroup_dev_ctx`.

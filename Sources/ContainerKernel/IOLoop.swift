@@ -1,6 +1,7 @@
 import CSyscalls
 import Glibc
 import Synchronization
+import SystemSupport
 
 /// One epoll thread for the whole process: it watches pidfds (process exit) and the host ends
 /// of stdio pipes and terminals, so no cooperative-pool thread ever blocks on them.
@@ -44,7 +45,7 @@ package final class IOLoop: Sendable {
             return token
         }
         do {
-            _ = try sys("epoll_ctl add fd \(fd)") { ck_epoll_add(epoll, fd, events, token) }
+            _ = try KernelError.from(try sys("epoll_ctl add fd \(fd)") { ck_epoll_add(epoll, fd, events, token) })
         } catch {
             _ = handlers.withLock { $0.table.removeValue(forKey: token) }
             throw error
@@ -82,30 +83,5 @@ package final class IOLoop: Sendable {
             }
         }
         try result.get()
-    }
-}
-
-/// A thread of its own, outside the cooperative pool, running one closure.
-final class DedicatedThread: @unchecked Sendable {
-    private let body: @Sendable () -> Void
-    private let name: String
-
-    init(name: String, body: @escaping @Sendable () -> Void) {
-        self.name = name
-        self.body = body
-    }
-
-    func start() {
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            let me = Unmanaged<DedicatedThread>.fromOpaque(raw).takeRetainedValue()
-            _ = me.name.withCString { ck_set_thread_name($0) }
-            me.body()
-            return nil
-        }, box.toOpaque())
-        precondition(rc == 0, "pthread_create failed (\(rc)): cannot start Berth's \(name) thread")
-        pthread_detach(thread)
     }
 }

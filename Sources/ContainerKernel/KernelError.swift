@@ -1,6 +1,7 @@
 import CChildPath
 import Glibc
 public import SystemPackage
+package import SystemSupport
 
 /// The error every `ContainerKernel` operation throws.
 ///
@@ -111,24 +112,10 @@ public enum InitStage: String, Sendable, Hashable, CaseIterable, CustomStringCon
     }
 }
 
-/// Runs one system call, retrying on `EINTR` and turning `-1` into a typed error.
-///
-/// - Parameters:
-///   - name: What was called, on what, for the error message (for example `open /sys/fs/cgroup`).
-///   - retryOnInterrupt: Whether `EINTR` restarts the call.
-///   - call: The call; it returns `-1` and sets `errno` on failure.
-/// - Returns: The call's non-negative result.
-/// - Throws: ``KernelError`` with code ``KernelError/Code/syscallFailed``.
-@inline(__always)
-package func sys<T: FixedWidthInteger>(
-    _ name: @autoclosure () -> String, retryOnInterrupt: Bool = true, _ call: () -> T
-) throws(KernelError) -> T {
-    while true {
-        let rc = call()
-        if rc != -1 { return rc }
-        let err = Errno(rawValue: Glibc.errno)
-        if err == .interrupted && retryOnInterrupt { continue }
-        assert(err != .badFileDescriptor, "\(name()): fd bookkeeping bug")
-        throw KernelError(code: .syscallFailed, errno: err, detail: name())
+
+extension KernelError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer.
+    package init(_ error: SystemError) {
+        self.init(code: .syscallFailed, errno: error.errno, detail: error.detail)
     }
 }

@@ -1,6 +1,7 @@
 import CSyscalls
 import Glibc
 import Synchronization
+import SystemSupport
 
 /// A spawned process, owned through a pidfd: waiting and signalling never race with pid reuse.
 ///
@@ -157,7 +158,7 @@ public final class ProcessHandle: Sendable {
         guard pidfd >= 0 else {
             throw KernelError(code: .syscallFailed, errno: .noSuchProcess, detail: "send \(signal) to process \(pid)")
         }
-        _ = try sys("send \(signal) to process \(pid)") { ck_pidfd_send_signal(pidfd, signal.rawValue) }
+        _ = try KernelError.from(try sys("send \(signal) to process \(pid)") { ck_pidfd_send_signal(pidfd, signal.rawValue) })
     }
 
     /// How the process ended, or `nil` while it runs.

@@ -2,6 +2,7 @@ import CSyscalls
 import Glibc
 public import SystemPackage
 import Synchronization
+import SystemSupport
 
 /// Where a spawned process's stdin, stdout and stderr go.
 public struct ProcessIO: Sendable {
@@ -187,10 +188,10 @@ public final class Terminal: Sendable {
     private let control: Int32
 
     init(master: Int32, size: TerminalSize) throws(KernelError) {
-        let readEnd = try sys("dup terminal") { dup(master) }
+        let readEnd = try KernelError.from(try sys("dup terminal") { dup(master) })
         let controlEnd: Int32
         do {
-            controlEnd = try sys("dup terminal") { dup(master) }
+            controlEnd = try KernelError.from(try sys("dup terminal") { dup(master) })
         } catch {
             close(readEnd)
             close(master)
@@ -213,7 +214,7 @@ public final class Terminal: Sendable {
     ///
     /// - Throws: ``KernelError`` when the terminal is gone.
     public func resize(_ size: TerminalSize) throws(KernelError) {
-        _ = try sys("resize terminal") { ck_set_winsize(control, size.rows, size.columns) }
+        _ = try KernelError.from(try sys("resize terminal") { ck_set_winsize(control, size.rows, size.columns) })
     }
 
     deinit { close(control) }

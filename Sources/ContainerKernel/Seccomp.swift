@@ -1,6 +1,7 @@
 import CSeccomp
 import Glibc
 import SystemPackage
+import SystemSupport
 
 /// A compiled classic-BPF seccomp filter, ready for the C shim to install with `seccomp(2)`.
 ///
@@ -101,15 +102,15 @@ extension SeccompProfile {
         guard rc == 0 else {
             throw KernelError(code: .syscallFailed, errno: Errno(rawValue: -rc), detail: "export the seccomp filter")
         }
-        let size = try sys("lseek in the seccomp filter") { lseek(fd, 0, SEEK_END) }
+        let size = try KernelError.from(try sys("lseek in the seccomp filter") { lseek(fd, 0, SEEK_END) })
         var bytes = [UInt8](repeating: 0, count: Int(size))
         var filled = 0
         while filled < bytes.count {
-            let count = try sys("read the seccomp filter") {
+            let count = try KernelError.from(try sys("read the seccomp filter") {
                 bytes.withUnsafeMutableBytes { buffer in
                     pread(fd, buffer.baseAddress.map { $0 + filled }, buffer.count - filled, off_t(filled))
                 }
-            }
+            })
             guard count > 0 else {
                 throw KernelError(code: .syscallFailed, detail: "read the seccomp filter: ended after \(filled) bytes")
             }

@@ -1,6 +1,7 @@
 import CSeccomp
 import Glibc
 import Synchronization
+import SystemSupport
 
 /// Compiled seccomp programs, kept in memory and on disk.
 ///
@@ -112,12 +113,7 @@ enum SeccompCache {
         let length = UInt64(key.count)
         let contents = magic + (0..<8).reversed().map { UInt8(truncatingIfNeeded: length >> ($0 * 8)) } + key
             + (0..<4).reversed().map { UInt8(truncatingIfNeeded: program.flags >> ($0 * 8)) } + program.bytes
-        let temporary = path + ".\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        let written = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        if written != contents.count || rename(temporary, path) != 0 { unlink(temporary) }
+        try? writeAtomically(path, contents, mode: 0o600, durable: false)
     }
 
     private static func fnv1a(_ bytes: [UInt8]) -> String {

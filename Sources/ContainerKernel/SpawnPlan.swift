@@ -1,6 +1,7 @@
 import CChildPath
 import CSyscalls
 import Glibc
+import SystemSupport
 
 /// The flat C description of one spawn (`ck_spawn_config`), built from a ``ProcessSpec`` in
 /// the parent. It owns every allocation and descriptor the config points to and releases them
@@ -41,7 +42,7 @@ final class SpawnPlan {
         config.clone_flags = spec.namespaces.subtracting(joinedKinds).rawValue
         var joins: [ck_namespace] = []
         for join in spec.joinNamespaces.sorted(by: { $0.kind == .user && $1.kind != .user }) {
-            let fd = try own(sys("open namespace \(join.path)") { open(join.path, O_RDONLY | O_CLOEXEC) })
+            let fd = try own(KernelError.from(try sys("open namespace \(join.path)") { open(join.path, O_RDONLY | O_CLOEXEC) }))
             // A path below /proc/<pid> names whatever process has that pid now: the process the
             // caller meant is checked to be alive after the open, so the pid was not reused.
             if let process = join.process, !process.isAlive {
@@ -78,7 +79,7 @@ final class SpawnPlan {
                 switch mount.source {
                 case .bind(let host):
                     var st = stat()
-                    _ = try sys("stat bind source \(host)") { stat(host, &st) }
+                    _ = try KernelError.from(try sys("stat bind source \(host)") { stat(host, &st) })
                     entry.kind = UInt32(CK_MOUNT_BIND.rawValue)
                     entry.source = string(host)
                     entry.target_is_file = (st.st_mode & S_IFMT) == S_IFDIR ? 0 : 1
@@ -212,7 +213,7 @@ final class SpawnPlan {
 
     private func input(_ input: ProcessIO.Input) throws(KernelError) -> Int32 {
         switch input {
-        case .null: return try own(sys("open /dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) })
+        case .null: return try own(KernelError.from(try sys("open /dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }))
         case .inherit: return 0
         case .fileDescriptor(let fd): return fd.rawValue
         case .pipe:
@@ -226,7 +227,7 @@ final class SpawnPlan {
         _ output: ProcessIO.Output, inherit: Int32, host: ReferenceWritableKeyPath<SpawnPlan, Int32?>
     ) throws(KernelError) -> Int32 {
         switch output {
-        case .null: return try own(sys("open /dev/null") { open("/dev/null", O_WRONLY | O_CLOEXEC) })
+        case .null: return try own(KernelError.from(try sys("open /dev/null") { open("/dev/null", O_WRONLY | O_CLOEXEC) }))
         case .inherit: return inherit
         case .fileDescriptor(let fd): return fd.rawValue
         case .pipe:
@@ -238,7 +239,7 @@ final class SpawnPlan {
 
     private func pipe() throws(KernelError) -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
-        _ = try sys("pipe2") { ck_pipe_cloexec(&fds) }
+        _ = try KernelError.from(try sys("pipe2") { ck_pipe_cloexec(&fds) })
         return (fds[0], fds[1])
     }
 

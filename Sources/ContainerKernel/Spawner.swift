@@ -3,6 +3,7 @@ import CSyscalls
 import Glibc
 import Synchronization
 import SystemPackage
+import SystemSupport
 
 /// Runs every spawn on one long-lived thread.
 ///
@@ -208,9 +209,9 @@ final class Spawner: Sendable {
             try writeMap(spec.gidMappings, to: "/proc/\(pid)/gid_map")
         }
         for limit in spec.resourceLimits {
-            _ = try sys("prlimit \(limit.resource.rawValue) on process \(pid)") {
+            _ = try KernelError.from(try sys("prlimit \(limit.resource.rawValue) on process \(pid)") {
                 ck_prlimit(pid, limit.resource.rawValue, limit.soft, limit.hard)
-            }
+            })
         }
         // Joined while the child still waits, so it never runs a step outside its limits.
         // (CLONE_INTO_CGROUP would save this write on v2, but it needs clone3, and the
@@ -231,10 +232,10 @@ final class Spawner: Sendable {
 
 /// Writes a small control file (procfs, cgroupfs) in one `write`, as the kernel expects.
 package func writeFile(_ path: String, _ contents: String) throws(KernelError) {
-    let fd = try sys("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) }
+    let fd = try KernelError.from(try sys("open \(path)") { open(path, O_WRONLY | O_CLOEXEC) })
     defer { close(fd) }
     let bytes = Array(contents.utf8)
-    let written = try sys("write \(path)") { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    let written = try KernelError.from(try sys("write \(path)") { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } })
     guard written == bytes.count else {
         throw KernelError(code: .syscallFailed, detail: "short write to \(path)")
     }

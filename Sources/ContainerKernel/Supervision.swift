@@ -1,6 +1,7 @@
 import CChildPath
 import Glibc
 import SystemPackage
+import SystemSupport
 
 /// How a *detached* process is held: by `berth-supervisor`, a small static C program embedded
 /// in Berth, instead of by the spawning process.
@@ -167,26 +168,18 @@ public struct Supervision: Sendable, Hashable {
         if let existing = try? readWholeFile(path, limit: image.count + 1), existing.elementsEqual(image) {
             return path
         }
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = try sys("create \(temporary)") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o555) }
-        let written = image.count == 0 ? 0 : write(fd, image.baseAddress, image.count)
-        close(fd)
-        guard written == image.count, rename(temporary, path) == 0 else {
-            let error = Errno(rawValue: errno)
-            unlink(temporary)
-            throw KernelError(code: .syscallFailed, errno: error, detail: "write \(path)")
-        }
+        try KernelError.from(try writeAtomically(path, Array(image), mode: 0o555, durable: false))
         return path
     }
 
     /// Reads a small file whole; past `limit` bytes, `nil` or (`truncate`) its first `limit` bytes.
     private static func readWholeFile(_ path: String, limit: Int, truncate: Bool = false) throws(KernelError) -> [UInt8]? {
-        let fd = try sys("open \(path)") { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        let fd = try KernelError.from(try sys("open \(path)") { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) })
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: limit)
         var total = 0
         while total < limit {
-            let n = try sys("read \(path)") { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit - total) } }
+            let n = try KernelError.from(try sys("read \(path)") { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit - total) } })
             if n == 0 { break }
             total += n
         }

@@ -1,7 +1,9 @@
+import CSyscalls
 import ContainerKernel
 public import FoundationEssentials
 import Glibc
 import Synchronization
+import SystemSupport
 
 /// One line (or chunk) a container wrote, as Docker's `json-file` log driver stores it.
 public struct LogEntry: Sendable, Hashable, Codable {
@@ -13,6 +15,75 @@ public struct LogEntry: Sendable, Hashable, Codable {
     public var stream: Stream
     /// When Berth read it.
     public var time: Date
+}
+
+extension LogEntry {
+    private enum CodingKeys: String, CodingKey { case log, stream, time }
+
+    /// Decodes an entry of the log file; `time` is RFC 3339 in UTC, with or without a fraction
+    /// of a second (`2026-12-03T07:21:19.123456789Z`).
+    ///
+    /// - Parameter decoder: The decoder to read from.
+    /// - Throws: `DecodingError` when a field is missing or the time is not RFC 3339 in UTC.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        log = try container.decode(String.self, forKey: .log)
+        stream = try container.decode(Stream.self, forKey: .stream)
+        let text = try container.decode(String.self, forKey: .time)
+        guard let time = Self.parseTime(text) else {
+            throw DecodingError.dataCorruptedError(forKey: .time, in: container, debugDescription: "not an RFC 3339 UTC time: \(text)")
+        }
+        self.time = time
+    }
+
+    /// Encodes the entry as the log file holds it, `time` as RFC 3339 in UTC with nanoseconds.
+    ///
+    /// - Parameter encoder: The encoder to write to.
+    /// - Throws: What the encoder throws.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(log, forKey: .log)
+        try container.encode(stream, forKey: .stream)
+        let seconds = time.timeIntervalSince1970.rounded(.down)
+        var now = timespec(tv_sec: Int(seconds), tv_nsec: Int(((time.timeIntervalSince1970 - seconds) * 1e9).rounded()))
+        if now.tv_nsec >= 1_000_000_000 { (now.tv_sec, now.tv_nsec) = (now.tv_sec + 1, now.tv_nsec - 1_000_000_000) }
+        var text = [CChar](repeating: 0, count: 32)
+        let length = ck_log_time(&text, &now)
+        try container.encode(String(decoding: text[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self), forKey: .time)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, as ck_log_time writes it (and as older logs have it,
+    /// without the fraction).
+    static func parseTime(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int32? {
+            guard range.upperBound <= bytes.count else { return nil }
+            var value: Int32 = 0
+            for byte in bytes[range] {
+                guard (0x30...0x39).contains(byte) else { return nil }
+                value = value * 10 + Int32(byte - 0x30)
+            }
+            return value
+        }
+        guard bytes.count >= 20, bytes[4] == 0x2D, bytes[7] == 0x2D, bytes[10] == 0x54, bytes[13] == 0x3A,
+            bytes[16] == 0x3A, bytes.last == 0x5A, let year = number(0..<4), let month = number(5..<7),
+            let day = number(8..<10), let hour = number(11..<13), let minute = number(14..<16),
+            let second = number(17..<19)
+        else { return nil }
+        var fraction = 0.0
+        if bytes.count > 20 {
+            guard bytes[19] == 0x2E, bytes.count > 21, bytes.count <= 31, number(20..<(bytes.count - 1)) != nil else { return nil }
+            fraction = Double(String(decoding: bytes[19..<(bytes.count - 1)], as: UTF8.self)) ?? 0
+        }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        return Date(timeIntervalSince1970: Double(timegm(&parts)) + fraction)
+    }
 }
 
 /// A container's log: JSON lines in `container.log`, rotated to `container.log.1`, `.2`, …
@@ -29,28 +100,30 @@ final class LogFile: Sendable {
 
     deinit { state.withLock { if $0.fd >= 0 { close($0.fd) } } }
 
+    /// Appends what the container wrote: one entry per line, as the json-file driver does (a
+    /// partial line is its own entry), encoded by ck_log_entry.h as berth-supervisor encodes
+    /// a detached container's, and rotated by the same rule.
     func append(_ bytes: [UInt8], stream: LogEntry.Stream) {
-        // One entry per line, as the json-file driver does; a partial line is its own entry.
-        var lines: [[UInt8]] = []
-        var start = 0
-        for (index, byte) in bytes.enumerated() where byte == 0x0A {
-            lines.append(Array(bytes[start...index]))
-            start = index + 1
-        }
-        if start < bytes.count { lines.append(Array(bytes[start...])) }
-        let now = Date()
-        var encoded: [UInt8] = []
-        for line in lines {
-            let entry = LogEntry(log: String(decoding: line, as: UTF8.self), stream: stream, time: now)
-            guard let json = try? jsonEncoder.encode(entry) else { continue }
-            encoded += json
-            encoded.append(0x0A)
-        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var entry = [CChar](repeating: 0, count: ck_log_entry_capacity(bytes.count))
         state.withLock { state in
-            if state.fd < 0 || state.size + encoded.count > limits.maximumSize { rotate(&state) }
-            guard state.fd >= 0 else { return }
-            _ = encoded.withUnsafeBytes { write(state.fd, $0.baseAddress, $0.count) }
-            state.size += encoded.count
+            bytes.withUnsafeBufferPointer { input in
+                var start = 0
+                while start < input.count {
+                    var used = 0
+                    let length = entry.withUnsafeMutableBufferPointer { out in
+                        ck_log_entry(out.baseAddress, input.baseAddress! + start, input.count - start, &used,
+                                     stream.rawValue, &now)
+                    }
+                    if state.fd < 0 || state.size + length > limits.maximumSize { rotate(&state) }
+                    if state.fd >= 0 {
+                        _ = entry.withUnsafeBytes { try? writeAll(state.fd, UnsafeRawBufferPointer(rebasing: $0[..<length]), path: path) }
+                        state.size += length
+                    }
+                    start += used
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@ import Images
 import Layers
 import Networking
 import Synchronization
+import SystemSupport
 
 /// One container: its configuration, its root filesystem and, while it runs, its process.
 ///
@@ -71,7 +72,7 @@ public final class Container: Sendable {
             ownerPID: getpid(), ownerStartTime: processStartTime(getpid()) ?? 0)
         let container = Container(runtime: runtime, record: record, image: image, directory: directory)
         do throws(ContainerError) {
-            try makeDirectory(directory)
+            try ContainerError.from(try makeDirectories(directory, mode: 0o711))
             try container.persist()
             _ = try wrapping("prepare the root filesystem of", container: name) {
                 try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)
@@ -105,7 +106,7 @@ public final class Container: Sendable {
 
     func write(_ record: ContainerRecord) throws(ContainerError) {
         let bytes = try wrapping("encode the state of", container: record.name) { try jsonEncoder.encode(record) }
-        try writeAtomically(directory + "/container.json", Array(bytes), durable: false)
+        try ContainerError.from(try writeAtomically(directory + "/container.json", Array(bytes), durable: false))
     }
 
     /// The container's network sandbox, when it is on a bridge network or shares another's.
@@ -117,26 +118,26 @@ public final class Container: Sendable {
         if let snapshot = runtime.layers.snapshot(at: directory) {
             try wrapping("remove the root filesystem of", container: id) { try snapshot.remove() }
         }
-        try removeTree(directory)
+        try ContainerError.from(try removeTree(directory))
     }
 
     private func writeEtcFiles() throws(ContainerError) {
         let record = live.withLock { $0.record }
         let hostname = record.configuration.hostname ?? String(record.id.prefix(12))
-        try writeAtomically(directory + "/hostname", Array("\(hostname)\n".utf8), durable: false)
+        try ContainerError.from(try writeAtomically(directory + "/hostname", Array("\(hostname)\n".utf8), durable: false))
         let hosts = """
             127.0.0.1\tlocalhost
             ::1\tlocalhost ip6-localhost ip6-loopback
             127.0.1.1\t\(hostname)
 
             """
-        try writeAtomically(directory + "/hosts", Array(hosts.utf8), durable: false)
+        try ContainerError.from(try writeAtomically(directory + "/hosts", Array(hosts.utf8), durable: false))
         // Loopback nameservers of the host mean nothing in another network namespace.
         let host = (try? readTextFile("/etc/resolv.conf")) ?? ""
         let resolv = host.split(separator: "\n").filter { line in
             !(line.hasPrefix("nameserver 127.") || line.hasPrefix("nameserver ::1"))
         }.joined(separator: "\n")
-        try writeAtomically(directory + "/resolv.conf", Array((resolv + "\n").utf8), durable: false)
+        try ContainerError.from(try writeAtomically(directory + "/resolv.conf", Array((resolv + "\n").utf8), durable: false))
     }
 
     // MARK: Lifecycle

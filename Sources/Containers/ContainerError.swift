@@ -1,6 +1,7 @@
 public import ContainerKernel
 import Images
 import Layers
+package import SystemSupport
 
 /// The error every `Containers` operation throws.
 ///
@@ -104,5 +105,19 @@ private func code(of error: any Error) -> ContainerError.Code {
     case is LayerError: .layer
     case is KernelError: .kernel
     default: .io
+    }
+}
+
+extension ContainerError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer (the runtime's own
+    /// files), keeping it as ``underlying``.
+    package init(_ error: SystemError) {
+        let code: Code =
+            switch error.kind {
+            case .mountPoint, .heldByThisThread: .inUse
+            case .failed where error.errno == .noSuchFileOrDirectory: .notFound
+            default: .io
+            }
+        self.init(code: code, detail: error.detail, underlying: error)
     }
 }

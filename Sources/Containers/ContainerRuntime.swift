@@ -6,6 +6,7 @@ public import Layers
 public import Logging
 public import Networking
 import Synchronization
+import SystemSupport
 
 /// Berth's containers on one root directory: the image store, the layer store, and every
 /// container created there.
@@ -78,7 +79,7 @@ public final class ContainerRuntime: Sendable {
         images = try wrapping("open image store in \(root)") { try ImageStore(root: root, registry: registry, logger: logger) }
         layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
         networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
-        try wrapping("create \(containersDirectory)") { try makeDirectory(containersDirectory) }
+        try wrapping("create \(containersDirectory)") { try ContainerError.from(try makeDirectories(containersDirectory, mode: 0o711)) }
         refresh(removingLeftovers: true)
         removeVolumeLeftovers()
     }
@@ -234,9 +235,8 @@ public final class ContainerRuntime: Sendable {
     ///
     /// Containers another process removed are forgotten.
     func refresh(removingLeftovers: Bool = false) {
-        let lockFD = open(containersDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if lockFD >= 0 { flock(lockFD, LOCK_EX) }
-        defer { if lockFD >= 0 { close(lockFD) } }
+        let lock = try? FileLock(containersDirectory + "/.lock")
+        defer { lock?.unlock() }
         guard let entries = try? listDirectory(containersDirectory) else { return }
         let present = Set(entries)
         let held = live.withLock { containers in

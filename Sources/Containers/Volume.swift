@@ -2,6 +2,7 @@ import ContainerKernel
 public import FoundationEssentials
 import Glibc
 import Layers
+import SystemSupport
 
 /// A named volume: a directory of the runtime's root that outlives the containers that mount
 /// it (`docker volume`).
@@ -117,7 +118,7 @@ extension ContainerRuntime {
             guard rename(directory, doomed) == 0 else {
                 throw ContainerError(code: .io, detail: "remove volume \(name): rename: \(String(cString: strerror(errno)))")
             }
-            try removeTree(doomed)
+            try ContainerError.from(try removeTree(doomed))
         }
     }
 
@@ -157,7 +158,7 @@ extension ContainerRuntime {
             guard !record.initialized else { continue }
             // Named after this process, so that the next runtime can tell a dead one's leftover.
             let staging = volumesDirectory + "/.copy-\(getpid())-\(processStartTime(getpid()) ?? 0)-" + randomHex(8)
-            try makeDirectory(staging, mode: 0o755)
+            try ContainerError.from(try makeDirectories(staging, mode: 0o755))
             defer { try? removeTree(staging) }  // nothing left there once moved into place
             let copied = try await wrapping("copy \(target) of the image into volume \(name)") {
                 try await copyDirectory(at: target, inRoot: rootfs, into: staging)
@@ -209,8 +210,8 @@ extension ContainerRuntime {
     /// lock held.
     private func ensureVolume(_ name: String, labels: [String: String]) throws(ContainerError) -> VolumeRecord {
         if access(volumeRecordPath(name), F_OK) == 0 { return try loadVolumeRecord(name) }
-        try makeDirectory(volumesDirectory + "/" + name, mode: 0o711)
-        try makeDirectory(volumeDataPath(name), mode: 0o755)
+        try ContainerError.from(try makeDirectories(volumesDirectory + "/" + name, mode: 0o711))
+        try ContainerError.from(try makeDirectories(volumeDataPath(name), mode: 0o755))
         // Whole seconds, as the ISO 8601 record keeps them: the volume returned now equals the
         // one read back later.
         let created = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
@@ -230,24 +231,16 @@ extension ContainerRuntime {
 
     private func writeVolumeRecord(_ record: VolumeRecord) throws(ContainerError) {
         let bytes = try wrapping("encode volume \(record.name)") { try jsonEncoder.encode(record) }
-        try writeAtomically(volumeRecordPath(record.name), Array(bytes))
+        try ContainerError.from(try writeAtomically(volumeRecordPath(record.name), Array(bytes)))
     }
 
     /// Runs `body` holding `<root>/volumes/.lock`, which orders creation, copy-up and removal
     /// of volumes between the runtimes of every process on the root. Held only for metadata
     /// changes and renames, never for a copy.
     private func withVolumesLocked<T>(_ body: () throws(ContainerError) -> T) throws(ContainerError) -> T {
-        try makeDirectory(volumesDirectory)
-        let lockFD = open(volumesDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else {
-            throw ContainerError(code: .io, detail: "open \(volumesDirectory)/.lock: \(String(cString: strerror(errno)))")
-        }
-        defer { close(lockFD) }
-        while flock(lockFD, LOCK_EX) != 0 {
-            guard errno == EINTR else {
-                throw ContainerError(code: .io, detail: "lock \(volumesDirectory)/.lock: \(String(cString: strerror(errno)))")
-            }
-        }
+        try ContainerError.from(try makeDirectories(volumesDirectory, mode: 0o711))
+        let lock = try ContainerError.from(try FileLock(volumesDirectory + "/.lock"))
+        defer { lock.unlock() }
         return try body()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 public import Logging
+import SystemSupport
 
 /// Blobs and tags on disk, as an OCI image layout (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`).
 ///
@@ -27,15 +28,16 @@ public final class ContentStore: Sendable {
     public init(root: String, logger: Logger = Logger(label: "berth.images")) throws(ImageError) {
         self.root = root
         self.logger = logger
-        try FileIO.makeDirectories(root + "/blobs/sha256")
-        try FileIO.makeDirectories(root + "/.berth/ingest")
-        let lock = try FileLock.acquireBlocking(indexLockPath)
-        defer { lock.release() }
+        try ImageError.from(try makeDirectories(root + "/blobs/sha256", mode: 0o755))
+        try ImageError.from(try makeDirectories(root + "/.berth/ingest", mode: 0o755))
+        let lock = try ImageError.from(try FileLock(indexLockPath))
+        defer { lock.unlock() }
         if !FileIO.exists(root + "/oci-layout") {
-            try FileIO.writeAtomically(root + "/oci-layout", Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8))
+            try ImageError.from(try writeAtomically(root + "/oci-layout", Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8)))
         }
         if !FileIO.exists(root + "/index.json") {
-            try FileIO.writeAtomically(root + "/index.json", try Self.encode(ImageIndex(manifests: [])))
+            let empty = try Self.encode(ImageIndex(manifests: []))
+            try ImageError.from(try writeAtomically(root + "/index.json", empty))
         }
     }
 
@@ -90,9 +92,7 @@ public final class ContentStore: Sendable {
         let digest = Digest.sha256(of: bytes)
         let descriptor = Descriptor(mediaType: mediaType, digest: digest, size: Int64(bytes.count))
         if !contains(digest) {
-            let temporary = "\(root)/.berth/ingest/small-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            try FileIO.writeAtomically(temporary, bytes)
-            try FileIO.rename(temporary, to: path(of: digest))
+            try ImageError.from(try writeAtomically(path(of: digest), bytes))
         }
         return descriptor
     }
@@ -116,9 +116,9 @@ public final class ContentStore: Sendable {
         guard let hasher = DigestHasher(algorithm: expected.digest.algorithm) else {
             throw ImageError(code: .unsupported, digest: expected.digest.description, detail: "digest algorithm cannot be verified")
         }
-        try FileIO.makeDirectories("\(root)/blobs/\(expected.digest.algorithm)")
+        try ImageError.from(try makeDirectories("\(root)/blobs/\(expected.digest.algorithm)", mode: 0o755))
         let partial = "\(root)/.berth/ingest/\(expected.digest.algorithm)-\(expected.digest.encoded)"
-        let lock = try await FileLock.acquire(partial + ".lock")
+        let lock = try await FileLock.acquiring(partial + ".lock")
         if contains(expected.digest) { return nil }
         return try BlobWriter(expected: expected, partial: partial, target: path(of: expected.digest), hasher: hasher, lock: lock)
     }
@@ -133,7 +133,7 @@ public final class ContentStore: Sendable {
     func copy(file: String, as expected: Descriptor) async throws(ImageError) {
         guard let writer = try await ingest(expected) else { return }
         // A whole layer is read, hashed and written here: on a thread of its own, not the pool.
-        try await onThread { () throws(ImageError) in try Self.fill(writer, from: file) }
+        try await BlockingPool.shared.run { () throws(ImageError) in try Self.fill(writer, from: file) }
     }
 
     private static func fill(_ writer: BlobWriter, from file: String) throws(ImageError) {
@@ -188,7 +188,7 @@ public final class ContentStore: Sendable {
             unlink(file)
         } else {
             guard fsync(fd) == 0 else { throw ImageError.io("fsync \(file)") }
-            try FileIO.rename(file, to: path(of: descriptor.digest))
+            try ImageError.from(try renameDurably(file, to: path(of: descriptor.digest)))
         }
         return descriptor
     }
@@ -211,11 +211,12 @@ public final class ContentStore: Sendable {
 
     /// Changes `index.json` under the exclusive index lock and replaces it atomically.
     func updateIndex<T>(_ body: (inout [Descriptor]) throws(ImageError) -> T) throws(ImageError) -> T {
-        let lock = try FileLock.acquireBlocking(indexLockPath)
-        defer { lock.release() }
+        let lock = try ImageError.from(try FileLock(indexLockPath))
+        defer { lock.unlock() }
         var index = try Self.decode(ImageIndex.self, from: FileIO.read(root + "/index.json"), what: "\(root)/index.json")
         let result = try body(&index.manifests)
-        try FileIO.writeAtomically(root + "/index.json", Self.encode(index))
+        let encoded = try Self.encode(index)
+        try ImageError.from(try writeAtomically(root + "/index.json", encoded))
         return result
     }
 
@@ -245,7 +246,7 @@ public final class ContentStore: Sendable {
 
     /// Holds the lock that keeps garbage collection away while content is being added.
     func writerLock() async throws(ImageError) -> FileLock {
-        try await FileLock.acquire(gcLockPath, shared: true)
+        try await FileLock.acquiring(gcLockPath, shared: true)
     }
 
     // MARK: JSON
@@ -366,7 +367,7 @@ final class BlobWriter: @unchecked Sendable {
             throw ImageError(code: .digestMismatch, digest: expected.digest.description, detail: "content hashes to \(actual)")
         }
         guard fsync(fd) == 0 else { throw ImageError.io("fsync \(partial)") }
-        try FileIO.rename(partial, to: target)
+        try ImageError.from(try renameDurably(partial, to: target))
     }
 
     /// Deletes the partial file (bad content must leave no trace).
@@ -381,6 +382,6 @@ final class BlobWriter: @unchecked Sendable {
             close(fd)
             fd = -1
         }
-        lock.release()
+        lock.unlock()
     }
 }

@@ -28,15 +28,6 @@ enum FileIO {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// `mkdir -p` with mode 0755.
-    static func makeDirectories(_ path: String) throws(ImageError) {
-        var current = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            current += "/" + component
-            if mkdir(current, 0o755) != 0 && errno != EEXIST { throw ImageError.io("mkdir \(current)") }
-        }
-    }
-
     static func read(_ path: String) throws(ImageError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -54,48 +45,6 @@ enum FileIO {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(ImageError) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw ImageError.io("write \(path)") }
-            offset += n
-        }
-    }
-
-    /// Writes a whole file atomically: a temporary file next to it, fsync, rename, fsync of the directory.
-    static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(ImageError) {
-        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw ImageError.io("create \(temporary)") }
-        do throws(ImageError) {
-            try withBytes(bytes) { (buffer) throws(ImageError) in try writeAll(fd, buffer, path: temporary) }
-            guard fsync(fd) == 0 else { throw ImageError.io("fsync \(temporary)") }
-            close(fd)
-            try rename(temporary, to: path)
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-    }
-
-    /// Renames and then fsyncs the target's directory, so the new name survives a crash.
-    static func rename(_ from: String, to: String) throws(ImageError) {
-        guard Glibc.rename(from, to) == 0 else { throw ImageError.io("rename \(from) to \(to)") }
-        syncDirectory(of: to)
-    }
-
-    static func syncDirectory(of path: String) {
-        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            fsync(fd)
-            close(fd)
-        }
-    }
-
     /// The names in a directory, without `.` and `..`; empty if it cannot be read.
     static func list(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
@@ -106,17 +55,5 @@ enum FileIO {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
-    }
-
-    /// `rm -rf`, not following symlinks.
-    static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            for name in list(path) { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
     }
 }

@@ -1,4 +1,5 @@
 import Glibc
+package import SystemSupport
 public import SystemPackage
 
 /// The error every `Images` operation throws.
@@ -109,5 +110,23 @@ public struct ImageError: Error, Sendable, Hashable, CustomStringConvertible {
     /// An ``Code/io`` error for the current `errno`.
     static func io(_ detail: String, errno code: Int32 = Glibc.errno) -> ImageError {
         ImageError(code: .io, errno: Errno(rawValue: code), detail: detail)
+    }
+}
+
+extension FileLock {
+    /// ``acquire(_:shared:)`` with the wait's failure as an ``ImageError``.
+    static func acquiring(_ path: String, shared: Bool = false) async throws(ImageError) -> FileLock {
+        do throws(SystemError) {
+            return try await acquire(path, shared: shared)
+        } catch {
+            throw ImageError(error)
+        }
+    }
+}
+
+extension ImageError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer.
+    package init(_ error: SystemError) {
+        self.init(code: error.errno == .noSuchFileOrDirectory ? .notFound : .io, errno: error.errno, detail: error.detail)
     }
 }

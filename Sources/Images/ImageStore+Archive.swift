@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Layers
+import SystemSupport
 
 /// The file formats of ``ImageStore/save(_:to:format:)`` and ``ImageStore/load(from:)``.
 public enum ArchiveFormat: String, Sendable, Hashable, CaseIterable {
@@ -42,7 +43,7 @@ extension ImageStore {
         for name in names { images.append(try image(name)) }
         let store = content
         let chosen = images
-        try await onThread { () throws(ImageError) in
+        try await BlockingPool.shared.run { () throws(ImageError) in
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw ImageError.io("create \(path)") }
             defer { close(fd) }
@@ -121,9 +122,9 @@ extension ImageStore {
     @discardableResult
     public func load(from path: String) async throws(ImageError) -> [Image] {
         let scratch = "\(content.root)/.berth/load-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileIO.makeDirectories(scratch)
-        defer { FileIO.removeTree(scratch) }
-        try await onThread { () throws(ImageError) in try TarExtractor.extract(path, into: scratch) }
+        try ImageError.from(try makeDirectories(scratch, mode: 0o755))
+        defer { try? removeTree(scratch) }
+        try await BlockingPool.shared.run { () throws(ImageError) in try TarExtractor.extract(path, into: scratch) }
         let images: [Image]
         if FileIO.exists(scratch + "/manifest.json") {
             images = try await loadDockerArchive(scratch, archive: path)
@@ -138,7 +139,7 @@ extension ImageStore {
 
     private func loadDockerArchive(_ directory: String, archive: String) async throws(ImageError) -> [Image] {
         let writing = try await content.writerLock()
-        defer { writing.release() }
+        defer { writing.unlock() }
         let store = content
         let entries = try ContentStore.decode(
             [DockerArchiveEntry].self, from: FileIO.read(directory + "/manifest.json"), what: "\(archive): manifest.json")
@@ -152,7 +153,7 @@ extension ImageStore {
             if let known = adopted[name] { return known }
             let file = directory + "/" + components.joined(separator: "/")
             let type = try mediaType(file)
-            let descriptor = try await onThread { () throws(ImageError) in try store.adopt(file: file, mediaType: type) }
+            let descriptor = try await BlockingPool.shared.run { () throws(ImageError) in try store.adopt(file: file, mediaType: type) }
             adopted[name] = descriptor
             return descriptor
         }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 public import Layers
 import SystemPackage
+import SystemSupport
 
 /// A layer blob on disk, ready to become the top layer of an image.
 ///
@@ -53,7 +54,7 @@ extension ImageStore {
         history: ImageConfig.History = ImageConfig.History(), change: (inout ImageConfig) -> Void = { _ in }
     ) async throws(ImageError) -> Image {
         let writing = try await content.writerLock()
-        defer { writing.release() }
+        defer { writing.unlock() }
         let diffID = try Digest(parsing: layer.diff.diffID)
         let blob = Descriptor(
             mediaType: MediaType(rawValue: layer.diff.mediaType), digest: try Digest(parsing: layer.diff.digest), size: layer.diff.size)
@@ -117,11 +118,11 @@ extension ImageStore {
     ) async throws(ImageError) -> Image {
         guard FileIO.exists(source) else { throw ImageError(code: .notFound, detail: "\(source) does not exist") }
         let writing = try await content.writerLock()
-        defer { writing.release() }
+        defer { writing.unlock() }
         let staging = "\(content.root)/.berth/ingest/import-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(staging) }
         let store = content
-        let (layer, diffID) = try await onThread { () throws(ImageError) -> (Descriptor, Digest) in
+        let (layer, diffID) = try await BlockingPool.shared.run { () throws(ImageError) -> (Descriptor, Digest) in
             if FileIO.isDirectory(source) {
                 let fd = open(staging, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
                 guard fd >= 0 else { throw ImageError.io("create \(staging)") }
@@ -168,7 +169,7 @@ extension ImageStore {
             if n < 0 && errno == EINTR { continue }
             if n < 0 { throw ImageError.io("read \(source)") }
             if n == 0 { return }
-            try FileIO.withBytes(buffer, 0..<n) { (bytes) throws(ImageError) in try FileIO.writeAll(output, bytes, path: target) }
+            try FileIO.withBytes(buffer, 0..<n) { (bytes) throws(ImageError) in try ImageError.from(try writeAll(output, bytes, path: target)) }
         }
     }
 
@@ -253,7 +254,7 @@ extension ImageStore {
             throw ImageError(code: .notFound, detail: "\(binary) does not exist (Debian: apt-get install busybox-static)")
         }
         let tree = "\(content.root)/.berth/busybox-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { FileIO.removeTree(tree) }
+        defer { try? removeTree(tree) }
         try Self.writeBusyboxTree(binary, at: tree)
         var name = reference
         if name == nil { name = try ImageReference(parsing: Self.busyboxReference) }
@@ -265,14 +266,14 @@ extension ImageStore {
 
     private static func writeBusyboxTree(_ binary: String, at tree: String) throws(ImageError) {
         for directory in ["bin", "etc", "root", "proc", "sys", "dev", "home", "var", "usr/bin", "usr/sbin", "sbin"] {
-            try FileIO.makeDirectories("\(tree)/\(directory)")
+            try ImageError.from(try makeDirectories("\(tree)/\(directory)", mode: 0o755))
         }
-        try FileIO.makeDirectories(tree + "/tmp")
+        try ImageError.from(try makeDirectories(tree + "/tmp", mode: 0o755))
         chmod(tree + "/tmp", 0o1777)
         try copyFile(binary, to: tree + "/bin/busybox")
         chmod(tree + "/bin/busybox", 0o755)
-        try FileIO.writeAtomically(tree + "/etc/passwd", Array("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n".utf8))
-        try FileIO.writeAtomically(tree + "/etc/group", Array("root:x:0:\nnobody:x:65534:\n".utf8))
+        try ImageError.from(try writeAtomically(tree + "/etc/passwd", Array("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n".utf8)))
+        try ImageError.from(try writeAtomically(tree + "/etc/group", Array("root:x:0:\nnobody:x:65534:\n".utf8)))
         for applet in try applets(of: binary) where applet != "busybox" && !FileIO.exists("\(tree)/bin/\(applet)") {
             symlink("busybox", "\(tree)/bin/\(applet)")
         }

@@ -16,7 +16,7 @@ extension ImageStore {
     @discardableResult
     public func importLayout(at directory: String, as reference: ImageReference? = nil) async throws(ImageError) -> [Image] {
         let writing = try await content.writerLock()
-        defer { writing.release() }
+        defer { writing.unlock() }
         let index = try ContentStore.decode(ImageIndex.self, from: FileIO.read(directory + "/index.json"), what: "\(directory)/index.json")
         if reference != nil && index.manifests.count != 1 {
             throw ImageError(

@@ -25,7 +25,7 @@ extension ImageStore {
     ) async throws(ImageError) -> Image {
         defer { progress?.finish() }
         let writing = try await content.writerLock()
-        defer { writing.release() }
+        defer { writing.unlock() }
         let store = content
         let image = try await registry.withSession { (session) throws(ImageError) -> Image in
             var (descriptor, bytes) = try await session.manifest(reference)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 public import Logging
+import SystemSupport
 
 /// The images on one machine: a ``ContentStore`` plus a ``RegistryClient``, with Docker's image
 /// verbs (pull, push, images, inspect, tag, rmi, prune).
@@ -130,8 +131,8 @@ public final class ImageStore: Sendable {
     /// - Throws: ``ImageError`` if the store cannot be read.
     @discardableResult
     public func collectGarbage(keeping: Set<Digest> = []) async throws(ImageError) -> [Digest] {
-        let lock = try await FileLock.acquire(content.gcLockPath)
-        defer { lock.release() }
+        let lock = try await FileLock.acquiring(content.gcLockPath)
+        defer { lock.unlock() }
         var live = keeping
         var pending = try content.entries()
         while let descriptor = pending.popLast() {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 
 /// A user name and secret for one registry.
 ///
@@ -141,8 +142,8 @@ public struct DockerConfig: Sendable, Hashable {
         guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) else {
             throw ImageError(code: .invalidContent, detail: "encode \(path)")
         }
-        try FileIO.makeDirectories(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]))
-        try FileIO.writeAtomically(path, Array(data), mode: 0o600)
+        try ImageError.from(try makeDirectories(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]), mode: 0o755))
+        try ImageError.from(try writeAtomically(path, Array(data), mode: 0o600))
         return true
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 
 // The tar container of `oci-archive` and `docker-archive` files. Those archives hold only
 // directories and regular files with short names, so a small ustar writer and a reader that
@@ -22,7 +23,7 @@ struct TarWriter {
     /// Adds a file with the given bytes.
     func add(_ name: String, bytes: [UInt8]) throws(ImageError) {
         try writeHeader(name, size: Int64(bytes.count))
-        try FileIO.withBytes(bytes) { (buffer) throws(ImageError) in try FileIO.writeAll(fd, buffer, path: path) }
+        try FileIO.withBytes(bytes) { (buffer) throws(ImageError) in try ImageError.from(try writeAll(fd, buffer, path: path)) }
         try pad(Int64(bytes.count))
     }
 
@@ -42,7 +43,7 @@ struct TarWriter {
             if n < 0 && errno == EINTR { continue }
             if n < 0 { throw ImageError.io("read \(source)") }
             if n == 0 { throw ImageError(code: .io, detail: "\(source) shrank while it was archived") }
-            try FileIO.withBytes(buffer, 0..<n) { (bytes) throws(ImageError) in try FileIO.writeAll(fd, bytes, path: path) }
+            try FileIO.withBytes(buffer, 0..<n) { (bytes) throws(ImageError) in try ImageError.from(try writeAll(fd, bytes, path: path)) }
             copied += Int64(n)
         }
         try pad(size)
@@ -51,7 +52,7 @@ struct TarWriter {
     /// Writes the two zero blocks that end an archive.
     func finish() throws(ImageError) {
         try FileIO.withBytes([UInt8](repeating: 0, count: 1024)) { (bytes) throws(ImageError) in
-            try FileIO.writeAll(fd, bytes, path: path)
+            try ImageError.from(try writeAll(fd, bytes, path: path))
         }
     }
 
@@ -87,14 +88,14 @@ struct TarWriter {
         put(prefix, at: 345)
         octal(Int64(header.reduce(0) { $0 + Int($1) }), at: 148, width: 7)
         header[155] = UInt8(ascii: " ")
-        try FileIO.withBytes(header) { (bytes) throws(ImageError) in try FileIO.writeAll(fd, bytes, path: path) }
+        try FileIO.withBytes(header) { (bytes) throws(ImageError) in try ImageError.from(try writeAll(fd, bytes, path: path)) }
     }
 
     private func pad(_ size: Int64) throws(ImageError) {
         let padding = Int((512 - size % 512) % 512)
         guard padding > 0 else { return }
         try FileIO.withBytes([UInt8](repeating: 0, count: padding)) { (bytes) throws(ImageError) in
-            try FileIO.writeAll(fd, bytes, path: path)
+            try ImageError.from(try writeAll(fd, bytes, path: path))
         }
     }
 }
@@ -151,10 +152,10 @@ enum TarExtractor {
                 }
                 let target = directory + "/" + components.joined(separator: "/")
                 if type == UInt8(ascii: "5") {
-                    try FileIO.makeDirectories(target)
+                    try ImageError.from(try makeDirectories(target, mode: 0o755))
                     try skip(fd, size + padding(size), archive: archive)
                 } else {
-                    try FileIO.makeDirectories(target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+                    try ImageError.from(try makeDirectories(target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"), mode: 0o755))
                     try copy(fd, size, to: target, archive: archive)
                     try skip(fd, padding(size), archive: archive)
                 }
@@ -227,7 +228,7 @@ enum TarExtractor {
         var left = size
         while left > 0 {
             let chunk = try readExactly(fd, Int(min(left, 1 << 20)), archive: archive)
-            try FileIO.withBytes(chunk) { (bytes) throws(ImageError) in try FileIO.writeAll(output, bytes, path: target) }
+            try FileIO.withBytes(chunk) { (bytes) throws(ImageError) in try ImageError.from(try writeAll(output, bytes, path: target)) }
             left -= Int64(chunk.count)
         }
     }

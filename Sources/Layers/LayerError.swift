@@ -1,5 +1,6 @@
 import Glibc
 public import SystemPackage
+package import SystemSupport
 
 /// The error every `Layers` operation throws.
 ///
@@ -119,28 +120,17 @@ public struct LayerError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Runs one system call, retrying on `EINTR` and turning `-1` into a ``LayerError``.
-///
-/// The same contract as ContainerKernel's `sys`, but throwing this target's error type (one
-/// error type per target) and naming the tar entry or path the call worked on.
-///
-/// - Parameters:
-///   - what: What was attempted (`"create"`, `"open parent of"`), for the message.
-///   - entry: The entry or path the call worked on.
-///   - call: The call; it returns `-1` and sets `errno` on failure.
-/// - Returns: The call's non-negative result.
-@inline(__always)
-func sys<T: FixedWidthInteger>(
-    _ what: @autoclosure () -> String, _ entry: @autoclosure () -> String?, _ call: () -> T
-) throws(LayerError) -> T {
-    while true {
-        let rc = call()
-        if rc != -1 { return rc }
-        let err = Errno(rawValue: Glibc.errno)
-        if err == .interrupted { continue }
-        assert(err != .badFileDescriptor, "\(what()): fd bookkeeping bug")
-        let entry = entry()
-        throw LayerError(code: err == .noSuchFileOrDirectory ? .notFound : .io, entry: entry, errno: err,
-                         detail: entry.map { "\(what()) \"\($0)\"" } ?? what())
+
+extension LayerError: SystemErrorConvertible {
+    /// The error for a failed file operation of the shared systems layer, naming its path.
+    package init(_ error: SystemError) {
+        let code: Code =
+            switch error.kind {
+            case .unexpectedFile: .unexpectedFile
+            case .tooLarge: .tooLarge
+            case .mountPoint, .heldByThisThread: .inUse
+            case .failed: error.errno == .noSuchFileOrDirectory ? .notFound : .io
+            }
+        self.init(code: code, entry: error.path, errno: error.errno, detail: error.detail)
     }
 }

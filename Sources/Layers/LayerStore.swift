@@ -7,6 +7,7 @@ import Crypto
 import Glibc
 import Synchronization
 public import Logging
+import SystemSupport
 
 /// One unpacked layer.
 public struct Layer: Sendable, Hashable {
@@ -61,7 +62,7 @@ public final class LayerStore: Sendable {
         self.root = root
         self.logger = logger
         for directory in [root, tmpDirectory, locksDirectory, refsDirectory, emptyDirectory] {
-            try makeDirectories(directory)
+            try LayerError.from(try makeDirectories(directory, mode: 0o700))
         }
     }
 
@@ -139,7 +140,7 @@ public final class LayerStore: Sendable {
             }
         }
         defer { pump?.cancel() }
-        return try await onThread { () throws(LayerError) -> Layer in
+        return try await BlockingPool.shared.run { () throws(LayerError) -> Layer in
             do throws(LayerError) {
                 return try self.unpackLocked(chainID: chainID, diffID: diffID, parent: parentChainID, input: input,
                                              compression: compression)
@@ -154,7 +155,7 @@ public final class LayerStore: Sendable {
                               compression: LayerCompression) throws(LayerError) -> Layer
     {
         let hex = try Self.hex(chainID)
-        let lock = try FileLock(locksDirectory + "/" + hex)
+        let lock = try LayerError.from(try FileLock(locksDirectory + "/" + hex))
         defer { lock.unlock() }
         if let existing = layer(chainID: chainID) {
             if case .channel(let channel) = input { channel.cancel() }
@@ -163,7 +164,7 @@ public final class LayerStore: Sendable {
 
         let temporary = tmpDirectory + "/\(hex)-\(UInt32.random(in: 0...UInt32.max))"
         do throws(LayerError) {
-            try makeDirectories(temporary + "/diff", mode: 0o755)
+            try LayerError.from(try makeDirectories(temporary + "/diff", mode: 0o755))
             let clock = ContinuousClock()
             let start = clock.now
             let (actual, size) = try Unpacker.unpack(input, compression: compression, into: temporary + "/diff")
@@ -171,10 +172,10 @@ public final class LayerStore: Sendable {
                 throw LayerError(code: .digestMismatch, detail: "uncompressed content has digest \(actual)")
             }
             let metadata = [diffID, parent ?? "", String(size)].joined(separator: "\n") + "\n"
-            try writeFile(temporary + "/layer", metadata)
-            _ = try sys("move the unpacked layer into place", root + "/" + hex) {
+            try LayerError.from(try writeAtomically(temporary + "/layer", Array(metadata.utf8)))
+            _ = try LayerError.from(try sys("move the unpacked layer into place", path: root + "/" + hex) {
                 rename(temporary, root + "/" + hex)
-            }
+            })
             logger.debug("unpacked layer", metadata: ["chainID": "\(chainID)", "bytes": "\(size)",
                                                       "duration": "\(clock.now - start)"])
         } catch {
@@ -227,7 +228,7 @@ public final class LayerStore: Sendable {
     ///   layer above it is in the store, ``LayerError/Code/notFound`` when it does not exist.
     public func remove(chainID: String) throws(LayerError) {
         let hex = try Self.hex(chainID)
-        let lock = try FileLock(locksDirectory + "/store")
+        let lock = try LayerError.from(try FileLock(locksDirectory + "/store"))
         defer { lock.unlock() }
         guard layer(chainID: chainID) != nil else {
             throw LayerError(code: .notFound, layer: chainID, detail: "layer is not in the store")
@@ -248,7 +249,7 @@ public final class LayerStore: Sendable {
     /// - Returns: The chain IDs removed.
     /// - Throws: ``LayerError`` when a removal fails.
     public func collectGarbage(keeping chainIDs: Set<String>) throws(LayerError) -> [String] {
-        let lock = try FileLock(locksDirectory + "/store")
+        let lock = try LayerError.from(try FileLock(locksDirectory + "/store"))
         defer { lock.unlock() }
         let all = layers()
         let byID = Dictionary(all.map { ($0.chainID, $0) }, uniquingKeysWith: { first, _ in first })
@@ -266,8 +267,8 @@ public final class LayerStore: Sendable {
         // A temporary unpack whose chain lock is free belongs to a process that died.
         for name in try storeEntries(tmpDirectory) {
             let hex = String(name.prefix(64))
-            guard let lock = try FileLock(locksDirectory + "/" + hex, wait: false) else { continue }
-            try removeTree(tmpDirectory + "/" + name)
+            guard let lock = try LayerError.from(try FileLock.attempt(locksDirectory + "/" + hex)) else { continue }
+            try LayerError.from(try removeTree(tmpDirectory + "/" + name))
             lock.unlock()
         }
         return removed.sorted()
@@ -276,73 +277,17 @@ public final class LayerStore: Sendable {
     /// Makes a layer disappear at once (rename), then deletes its files.
     private func discard(_ hex: String) throws(LayerError) {
         let doomed = tmpDirectory + "/\(hex)-removed-\(UInt32.random(in: 0...UInt32.max))"
-        _ = try sys("remove layer", root + "/" + hex) { rename(root + "/" + hex, doomed) }
-        try removeTree(doomed)
+        _ = try LayerError.from(try sys("remove layer", path: root + "/" + hex) { rename(root + "/" + hex, doomed) })
+        try LayerError.from(try removeTree(doomed))
     }
 
     /// Names in a store directory that are layer hex IDs (or temporary unpacks of them).
     private func storeEntries(_ directory: String) throws(LayerError) -> [String] {
         let fd = try OwnedFD(opening: directory, flags: O_RDONLY | O_DIRECTORY)
-        return try directoryEntries(fd.raw, path: directory).map(\.name).filter { name in
+        return try LayerError.from(try directoryEntries(fd.raw, path: directory)).map(\.name).filter { name in
             name.utf8.count >= 64 && name.utf8.prefix(64).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
         }
     }
-}
-
-/// An exclusive flock(2) on a lock file, held until ``unlock()`` (or deinit).
-///
-/// flock(2) locks belong to an open file, not to the process: a thread that opens and locks a
-/// file it already holds waits for itself forever (issue 12: a snapshot falling back to the copy
-/// driver hung that way). So each lock records the thread holding it, and taking a lock on the
-/// thread that holds it throws instead of hanging. Other threads wait, as they should.
-final class FileLock {
-    private struct Identity: Hashable { var device: UInt64; var inode: UInt64 }
-    private static let holders = Mutex<[Identity: pthread_t]>([:])
-
-    private let fd: OwnedFD
-    private let identity: Identity
-
-    /// Locks `path`, creating it; waits for other holders.
-    init(_ path: String) throws(LayerError) {
-        guard let (fd, identity) = try Self.take(path, wait: true) else {
-            throw LayerError(code: .io, entry: path, detail: "lock \"\(path)\"")
-        }
-        (self.fd, self.identity) = (fd, identity)
-    }
-
-    /// Locks `path`; `nil` when `wait` is false and another holder has it.
-    init?(_ path: String, wait: Bool) throws(LayerError) {
-        guard let (fd, identity) = try Self.take(path, wait: wait) else { return nil }
-        (self.fd, self.identity) = (fd, identity)
-    }
-
-    private static func take(_ path: String, wait: Bool) throws(LayerError) -> (OwnedFD, Identity)? {
-        let fd = try OwnedFD(opening: path, flags: O_RDWR | O_CREAT, mode: 0o600)
-        var info = stat()
-        _ = try sys("stat lock", path) { fstat(fd.raw, &info) }
-        let identity = Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
-        let me = pthread_self()
-        guard holders.withLock({ $0[identity] }) != me else {
-            throw LayerError(code: .inUse, entry: path, errno: .deadlock,
-                             detail: "lock \"\(path)\": already held by this thread")
-        }
-        while flock(fd.raw, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
-            if Glibc.errno == EINTR { continue }
-            if Glibc.errno == EWOULDBLOCK { return nil }
-            throw LayerError(code: .io, entry: path, errno: .init(rawValue: Glibc.errno), detail: "lock \"\(path)\"")
-        }
-        holders.withLock { $0[identity] = me }
-        return (fd, identity)
-    }
-
-    func unlock() {
-        guard fd.raw >= 0 else { return }
-        // Forgotten before the close: once closed, another thread may take it and record itself.
-        _ = Self.holders.withLock { $0.removeValue(forKey: identity) }
-        fd.close()
-    }
-
-    deinit { unlock() }
 }
 
 /// Reads a small text file; `nil` if it cannot be read.
@@ -359,18 +304,4 @@ func readFile(_ path: String) -> String? {
         if n == 0 { return String(decoding: bytes, as: UTF8.self) }
         bytes += buffer[0..<n]
     }
-}
-
-/// Writes a small file atomically: a temporary file, fsync, rename.
-func writeFile(_ path: String, _ text: String) throws(LayerError) {
-    let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = try OwnedFD(opening: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-    let bytes = Array(text.utf8)
-    var written = 0
-    while written < bytes.count {
-        written += try sys("write", temporary) { bytes.withUnsafeBytes { write(fd.raw, $0.baseAddress.map { $0 + written }, bytes.count - written) } }
-    }
-    _ = try sys("sync", temporary) { fsync(fd.raw) }
-    fd.close()
-    _ = try sys("rename into place", path) { rename(temporary, path) }
 }

@@ -8,6 +8,7 @@
 import CArchive
 import CSyscalls
 import Glibc
+import SystemSupport
 
 /// Applies one layer tar, read from an open libarchive reader, into a layer directory.
 ///
@@ -99,11 +100,11 @@ final class LayerWriter {
             try applyEntry(entry, archive)
         }
         for (path, times) in directoryTimes.reversed() {
-            let fd = OwnedFD(try sys("open directory", path) {
+            let fd = OwnedFD(try LayerError.from(try sys("open directory", path: path) {
                 ck_openat2(root.raw, path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-            })
-            _ = try sys("set times of", path) { futimens(fd.raw, times) }
+            }))
+            _ = try LayerError.from(try sys("set times of", path: path) { futimens(fd.raw, times) })
         }
     }
 
@@ -172,12 +173,12 @@ final class LayerWriter {
             })
             try writeContent(archive, to: file.raw, size: archive_entry_size(entry), entryName: name)
             if owners {
-                _ = try sys("set owner of", name) { fchown(file.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
+                _ = try LayerError.from(try sys("set owner of", path: name) { fchown(file.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) })
             }
             // After chown: chown clears set-user-id bits and security.capability.
-            _ = try sys("set mode of", name) { fchmod(file.raw, permissions) }
+            _ = try LayerError.from(try sys("set mode of", path: name) { fchmod(file.raw, permissions) })
             try setXattrs(entry, entryName: name) { key, value, size in ck_fsetxattr(file.raw, key, value, size, 0) }
-            _ = try sys("set times of", name) { futimens(file.raw, Self.times(entry)) }
+            _ = try LayerError.from(try sys("set times of", path: name) { futimens(file.raw, Self.times(entry)) })
         case S_IFLNK:
             let target = archive_entry_symlink(entry).map { String(cString: $0) } ?? ""
             _ = try create(name: base, in: parent, entryName: name) { symlinkat(target, parent, base) }
@@ -259,17 +260,17 @@ final class LayerWriter {
         // `parent` may be the cached fd itself, which the caller uses again after the removal.
         if let cachedParent { retiredParent = cachedParent.fd }
         cachedParent = nil
-        try removeTree(in: parent, name, path: entryName)
+        try LayerError.from(try removeTree(in: parent, name, path: entryName))
     }
 
     // MARK: - Entry kinds
 
     private func applyWhiteout(_ target: String, parent: Int32, entryName: String) throws(LayerError) {
         if target == String(Self.opaqueMarker.dropFirst(Self.whiteoutPrefix.count)) {
-            let dir = OwnedFD(try sys("open opaque directory of", entryName) {
+            let dir = OwnedFD(try LayerError.from(try sys("open opaque directory of", path: entryName) {
                 openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            })
-            _ = try sys("mark opaque", entryName) { ck_fsetxattr(dir.raw, Self.opaqueXattr, "y", 1, 0) }
+            }))
+            _ = try LayerError.from(try sys("mark opaque", path: entryName) { ck_fsetxattr(dir.raw, Self.opaqueXattr, "y", 1, 0) })
             return
         }
         // Other `.wh..wh.` names are reserved by the image spec for future use: skip them.
@@ -315,28 +316,28 @@ final class LayerWriter {
             }
             var written = 0
             while written < length, let block {
-                let n = try sys("write", entryName) {
+                let n = try LayerError.from(try sys("write", path: entryName) {
                     pwrite(fd, block + written, length - written, off_t(offset) + off_t(written))
-                }
+                })
                 written += n
             }
             end = max(end, offset + Int64(length))
         }
         // Sparse files end in a hole that no data block covers.
-        if end < size { _ = try sys("extend sparse file", entryName) { ftruncate(fd, off_t(size)) } }
+        if end < size { _ = try LayerError.from(try sys("extend sparse file", path: entryName) { ftruncate(fd, off_t(size)) }) }
         contentSize += size
     }
 
     private func applyDirectoryMetadata(
         _ entry: OpaquePointer, parent: Int32, name: String, path: String, entryName: String
     ) throws(LayerError) {
-        let dir = OwnedFD(try sys("open directory", entryName) {
+        let dir = OwnedFD(try LayerError.from(try sys("open directory", path: entryName) {
             openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        })
+        }))
         if owners {
-            _ = try sys("set owner of", entryName) { fchown(dir.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) }
+            _ = try LayerError.from(try sys("set owner of", path: entryName) { fchown(dir.raw, archive_entry_uid(entry).id, archive_entry_gid(entry).id) })
         }
-        _ = try sys("set mode of", entryName) { fchmod(dir.raw, mode_t(archive_entry_mode(entry)) & 0o7777) }
+        _ = try LayerError.from(try sys("set mode of", path: entryName) { fchmod(dir.raw, mode_t(archive_entry_mode(entry)) & 0o7777) })
         try setXattrs(entry, entryName: entryName) { key, value, size in ck_fsetxattr(dir.raw, key, value, size, 0) }
         directoryTimes.append((path, Self.times(entry)))
     }
@@ -347,9 +348,9 @@ final class LayerWriter {
         _ entry: OpaquePointer, parent: Int32, name: String, entryName: String, chmod node: (mode: mode_t, device: dev_t)?
     ) throws(LayerError) {
         if owners {
-            _ = try sys("set owner of", entryName) {
+            _ = try LayerError.from(try sys("set owner of", path: entryName) {
                 fchownat(parent, name, archive_entry_uid(entry).id, archive_entry_gid(entry).id, AT_SYMLINK_NOFOLLOW)
-            }
+            })
         }
         // mknodat's mode is reduced by the umask. A symlink put at the name meanwhile (the tree
         // may be a running container's) must not take the mode onto its target.
@@ -360,7 +361,7 @@ final class LayerWriter {
         // does not follow `name`.
         let path = "/proc/self/fd/\(parent)/\(name)"
         try setXattrs(entry, entryName: entryName) { key, value, size in ck_lsetxattr(path, key, value, size, 0) }
-        _ = try sys("set times of", entryName) { utimensat(parent, name, Self.times(entry), AT_SYMLINK_NOFOLLOW) }
+        _ = try LayerError.from(try sys("set times of", path: entryName) { utimensat(parent, name, Self.times(entry), AT_SYMLINK_NOFOLLOW) })
     }
 
     /// Sets the entry's xattrs with `set`. `trusted.overlay.*` names are dropped: only the
@@ -378,7 +379,7 @@ final class LayerWriter {
             guard let key else { continue }
             let name = String(cString: key)
             if name.hasPrefix("trusted.overlay.") { continue }
-            _ = try sys("set xattr \(name) on", entryName) { set(key, value, size) }
+            _ = try LayerError.from(try sys("set xattr \(name) on", path: entryName) { set(key, value, size) })
         }
     }
 

@@ -8,6 +8,7 @@
 import CSyscalls
 import Glibc
 package import SystemPackage
+import SystemSupport
 
 /// What a path below a root names, looked up with ``lookUpPath(_:in:)``.
 package struct PathInfo: Sendable {
@@ -190,19 +191,19 @@ package func copyPath(
     }
 
     var fds: [Int32] = [-1, -1]
-    _ = try sys("create a pipe", nil) { ck_pipe_cloexec(&fds) }
+    _ = try LayerError.from(try sys("create a pipe") { ck_pipe_cloexec(&fds) })
     let readEnd = OwnedFD(fds[0])
     let writeEnd = fds[1]
     let written = SendableResult()
     let archiver: JoinableThread
     do {
-        archiver = try JoinableThread {
+        archiver = try LayerError.from(try JoinableThread {
             written.set(Result { () throws(LayerError) -> Void in
                 try archivePath(source, in: sourceRoot, to: FileDescriptor(rawValue: writeEnd), as: top,
                                 followingLink: followingLink)
             })
             Glibc.close(writeEnd)
-        }
+        })
     } catch {
         Glibc.close(writeEnd)
         throw error
@@ -241,20 +242,20 @@ private func isKernelFileSystem(_ name: String, in parent: Int32, _ st: stat, be
 /// host's tree: its `..` chain is followed up to the host's `/`, across mounts.
 private func isBelow(_ path: String, in root: String, _ ancestor: stat) throws(LayerError) -> Bool {
     var hostRoot = stat()
-    _ = try sys("stat", "/") { stat("/", &hostRoot) }
+    _ = try LayerError.from(try sys("stat", path: "/") { stat("/", &hostRoot) })
     let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
-    var current = OwnedFD(try sys("open", path) {
+    var current = OwnedFD(try LayerError.from(try sys("open", path: path) {
         ck_openat2(rootFD.raw, openablePath(path), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
                    UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-    })
+    }))
     while true {
         var st = stat()
-        _ = try sys("stat", path) { fstat(current.raw, &st) }
+        _ = try LayerError.from(try sys("stat", path: path) { fstat(current.raw, &st) })
         if st.st_dev == ancestor.st_dev && st.st_ino == ancestor.st_ino { return true }
         if st.st_dev == hostRoot.st_dev && st.st_ino == hostRoot.st_ino { return false }
-        let parent = OwnedFD(try sys("open the parent of", path) { openat(current.raw, "..", CK_O_PATH | O_DIRECTORY | O_CLOEXEC) })
+        let parent = OwnedFD(try LayerError.from(try sys("open the parent of", path: path) { openat(current.raw, "..", CK_O_PATH | O_DIRECTORY | O_CLOEXEC) }))
         var above = stat()
-        _ = try sys("stat the parent of", path) { fstat(parent.raw, &above) }
+        _ = try LayerError.from(try sys("stat the parent of", path: path) { fstat(parent.raw, &above) })
         // The root of another mount namespace (a running container's `/proc/<pid>/root`) is
         // its own parent and never reaches the host's `/`.
         if above.st_dev == st.st_dev && above.st_ino == st.st_ino { return false }

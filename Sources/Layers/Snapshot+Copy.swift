@@ -4,6 +4,7 @@
 
 import CSyscalls
 import Glibc
+import SystemSupport
 
 /// The device number of an overlay whiteout (a character device 0/0).
 func isWhiteout(_ st: stat) -> Bool {
@@ -44,7 +45,7 @@ extension LayerStore {
 package func copyDirectory(at path: String, inRoot root: String, into destination: String) async throws(LayerError)
     -> Bool
 {
-    try await onThread { () throws(LayerError) -> Bool in
+    try await BlockingPool.shared.run { () throws(LayerError) -> Bool in
         let tree = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
         let fd = ck_openat2(tree.raw, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
                             UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
@@ -58,7 +59,7 @@ package func copyDirectory(at path: String, inRoot root: String, into destinatio
         var copier = TreeCopier(destinationRoot: target.raw)
         try copier.copyDirectory(from: source.raw, to: target.raw, path: "")
         var st = stat()
-        _ = try sys("stat", path) { fstat(source.raw, &st) }
+        _ = try LayerError.from(try sys("stat", path: path) { fstat(source.raw, &st) })
         try copier.copyMetadata(st, xattrs: readXattrs(fd: source.raw, path: path), to: target.raw, path: path)
         return true
     }
@@ -74,25 +75,25 @@ struct TreeCopier {
     init(destinationRoot: Int32) { self.destinationRoot = destinationRoot }
 
     mutating func copyDirectory(from source: Int32, to destination: Int32, path: String) throws(LayerError) {
-        for entry in try directoryEntries(source, path: path) {
+        for entry in try LayerError.from(try directoryEntries(source, path: path)) {
             let name = entry.name
             let entryPath = path.isEmpty ? name : path + "/" + name
             guard let st = try statEntry(in: source, name, path: entryPath) else { continue }
             if isWhiteout(st) {
-                try removeTree(in: destination, name, path: entryPath)
+                try LayerError.from(try removeTree(in: destination, name, path: entryPath))
                 continue
             }
             let existing = try statEntry(in: destination, name, path: entryPath)
             if let existing, !(existing.st_mode & S_IFMT == S_IFDIR && st.st_mode & S_IFMT == S_IFDIR) {
-                try removeTree(in: destination, name, path: entryPath)
+                try LayerError.from(try removeTree(in: destination, name, path: entryPath))
             }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
                 let from = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: source)
                 if existing == nil {
-                    _ = try sys("create directory", entryPath) { mkdirat(destination, name, 0o700) }
+                    _ = try LayerError.from(try sys("create directory", path: entryPath) { mkdirat(destination, name, 0o700) })
                 } else if isOpaque(fd: from.raw) {
-                    try emptyDirectory(in: destination, name, path: entryPath)
+                    try LayerError.from(try emptyDirectory(in: destination, name, path: entryPath))
                 }
                 let to = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: destination)
                 try copyDirectory(from: from.raw, to: to.raw, path: entryPath)
@@ -100,7 +101,7 @@ struct TreeCopier {
             case S_IFREG:
                 let key = [UInt64(st.st_dev), UInt64(st.st_ino)]
                 if st.st_nlink > 1, let first = linked[key] {
-                    _ = try sys("link", entryPath) { linkat(destinationRoot, first, destination, name, 0) }
+                    _ = try LayerError.from(try sys("link", path: entryPath) { linkat(destinationRoot, first, destination, name, 0) })
                     continue
                 }
                 let from = try openRegularFile(name, in: source, checked: st, path: entryPath)
@@ -120,32 +121,32 @@ struct TreeCopier {
     {
         if st.st_mode & S_IFMT == S_IFLNK {
             let target = try readLink(in: source, name, path: path)
-            _ = try sys("create symlink", path) { symlinkat(target, destination, name) }
+            _ = try LayerError.from(try sys("create symlink", path: path) { symlinkat(target, destination, name) })
         } else {
-            _ = try sys("create node", path) { mknodat(destination, name, st.st_mode, st.st_rdev) }
+            _ = try LayerError.from(try sys("create node", path: path) { mknodat(destination, name, st.st_mode, st.st_rdev) })
             try setNodeMode(name, in: destination, mode: st.st_mode, device: st.st_rdev, path: path)
         }
-        _ = try sys("set owner of", path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
+        _ = try LayerError.from(try sys("set owner of", path: path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) })
         let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
         let target = "/proc/self/fd/\(destination)/\(name)"
         for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
-            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { ck_lsetxattr(target, key, $0.baseAddress, $0.count, 0) } }
+            _ = try LayerError.from(try sys("set xattr \(key) on", path: path) { value.withUnsafeBytes { ck_lsetxattr(target, key, $0.baseAddress, $0.count, 0) } })
         }
-        _ = try sys("set times of", path) { utimensat(destination, name, [st.st_atim, st.st_mtim], AT_SYMLINK_NOFOLLOW) }
+        _ = try LayerError.from(try sys("set times of", path: path) { utimensat(destination, name, [st.st_atim, st.st_mtim], AT_SYMLINK_NOFOLLOW) })
     }
 
     func copyMetadata(_ st: stat, xattrs: [String: [UInt8]], to fd: Int32, path: String) throws(LayerError) {
         // A directory merged onto a lower one takes the upper one's metadata whole, as in an
         // overlay mount: xattrs the upper directory lacks go.
         for key in readXattrs(fd: fd, path: path).keys where xattrs[key] == nil {
-            _ = try sys("remove xattr \(key) from", path) { ck_fremovexattr(fd, key) }
+            _ = try LayerError.from(try sys("remove xattr \(key) from", path: path) { ck_fremovexattr(fd, key) })
         }
-        _ = try sys("set owner of", path) { fchown(fd, st.st_uid, st.st_gid) }
-        _ = try sys("set mode of", path) { fchmod(fd, st.st_mode & 0o7777) }
+        _ = try LayerError.from(try sys("set owner of", path: path) { fchown(fd, st.st_uid, st.st_gid) })
+        _ = try LayerError.from(try sys("set mode of", path: path) { fchmod(fd, st.st_mode & 0o7777) })
         for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
-            _ = try sys("set xattr \(key) on", path) { value.withUnsafeBytes { ck_fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } }
+            _ = try LayerError.from(try sys("set xattr \(key) on", path: path) { value.withUnsafeBytes { ck_fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } })
         }
-        _ = try sys("set times of", path) { futimens(fd, [st.st_atim, st.st_mtim]) }
+        _ = try LayerError.from(try sys("set times of", path: path) { futimens(fd, [st.st_atim, st.st_mtim]) })
     }
 }
 
@@ -172,14 +173,14 @@ func copyContent(from source: Int32, to destination: Int32, size: Int64, path: S
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while remaining > 0 {
             let want = Int(min(remaining, Int64(buffer.count)))
-            let got = try sys("read", path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, want) } }
+            let got = try LayerError.from(try sys("read", path: path) { buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, want) } })
             if got == 0 { return }
             remaining -= Int64(got)
             var written = 0
             while written < got {
-                written += try sys("write", path) {
+                written += try LayerError.from(try sys("write", path: path) {
                     buffer.withUnsafeBytes { write(destination, $0.baseAddress.map { $0 + written }, got - written) }
-                }
+                })
             }
         }
     }
@@ -188,6 +189,6 @@ func copyContent(from source: Int32, to destination: Int32, size: Int64, path: S
 /// The target of the symlink `name` in `directory`.
 func readLink(in directory: Int32, _ name: String, path: String) throws(LayerError) -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = try sys("read link", path) { readlinkat(directory, name, &buffer, buffer.count - 1) }
+    let n = try LayerError.from(try sys("read link", path: path) { readlinkat(directory, name, &buffer, buffer.count - 1) })
     return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

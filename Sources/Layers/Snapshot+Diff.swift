@@ -5,6 +5,7 @@
 import CSyscalls
 import Glibc
 public import SystemPackage
+import SystemSupport
 
 /// One change of a snapshot against its layers, as `docker diff` prints it.
 public struct Change: Sendable, Hashable, CustomStringConvertible {
@@ -82,10 +83,10 @@ extension Snapshot {
                 continue
             }
             let (parentPath, name) = splitPath(relative)
-            let parent = OwnedFD(try sys("open", relative) {
+            let parent = OwnedFD(try LayerError.from(try sys("open", path: relative) {
                 ck_openat2(tree.raw, parentPath, CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-            })
+            }))
             guard let st = try statEntry(in: parent.raw, name, path: relative) else { continue }
             try writer.add(name, in: parent.raw, as: relative, st)
             if item.opaque { try writer.addOpaque(relative) }
@@ -133,7 +134,7 @@ extension Snapshot {
                     let dir = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent)
                     opaque = isOpaque(fd: dir.raw)
                     if opaque && below.st_mode & S_IFMT == S_IFDIR {
-                        let kept = Set(try directoryEntries(dir.raw, path: path).map(\.name))
+                        let kept = Set(try LayerError.from(try directoryEntries(dir.raw, path: path)).map(\.name))
                         for child in lower.children(path).subtracting(kept).sorted() { record(.deleted, path + "/" + child) }
                     }
                 }

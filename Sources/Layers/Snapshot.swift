@@ -6,6 +6,7 @@
 import CSyscalls
 import Crypto
 import Glibc
+import SystemSupport
 
 /// How a snapshot's root filesystem is made.
 public enum SnapshotDriver: String, Sendable, Hashable, CustomStringConvertible {
@@ -51,7 +52,7 @@ public struct Snapshot: Sendable {
     ///   mount, or when deleting fails.
     public func remove() throws(LayerError) {
         try deleteFiles()
-        let lock = try FileLock(storeRoot + "/.locks/store")
+        let lock = try LayerError.from(try FileLock(storeRoot + "/.locks/store"))
         defer { lock.unlock() }
         try releaseLayers()
     }
@@ -70,7 +71,7 @@ public struct Snapshot: Sendable {
             }
             break
         }
-        for path in [rootfs, upper, work] { try removeTree(path) }
+        for path in [rootfs, upper, work] { try LayerError.from(try removeTree(path)) }
     }
 
     /// Deletes the reference that keeps the layers in use, and the directory when it is empty.
@@ -121,14 +122,14 @@ extension LayerStore {
     func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver?,
                         overlayOptions: OverlayOptions?) throws(LayerError) -> Snapshot
     {
-        let lock = try FileLock(locksDirectory + "/store")
+        let lock = try LayerError.from(try FileLock(locksDirectory + "/store"))
         defer { lock.unlock() }
         let layers = try topChainID.map { id throws(LayerError) in try chain(topChainID: id) } ?? []
         let referencePath = Snapshot.referencePath(storeRoot: root, directory: directory)
         guard access(referencePath, F_OK) != 0 else {
             throw LayerError(code: .inUse, entry: directory, detail: "a snapshot already exists at \"\(directory)\"")
         }
-        try makeDirectories(directory, mode: 0o711)
+        try LayerError.from(try makeDirectories(directory, mode: 0o711))
         var snapshot = Snapshot(directory: directory, driver: driver ?? .overlay, layers: layers, storeRoot: root)
         do throws(LayerError) {
             if snapshot.driver == .overlay {
@@ -139,16 +140,16 @@ extension LayerStore {
                         "directory": "\(directory)", "error": "\(error)"])
                     // Not remove(): that takes the store's lock, which this function holds.
                     try snapshot.deleteFiles()
-                    try makeDirectories(directory, mode: 0o711)
+                    try LayerError.from(try makeDirectories(directory, mode: 0o711))
                     snapshot = Snapshot(directory: directory, driver: .copy, layers: layers, storeRoot: root)
                 }
             }
             if snapshot.driver == .copy {
-                try makeDirectories(snapshot.rootfs, mode: 0o755)
+                try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))
                 for layer in layers.reversed() { try copyLayer(layer.path, into: snapshot.rootfs) }
             }
             let record = [directory, snapshot.driver.rawValue] + layers.map(\.chainID)
-            try writeFile(referencePath, record.joined(separator: "\n") + "\n")
+            try LayerError.from(try writeAtomically(referencePath, Array((record.joined(separator: "\n") + "\n").utf8)))
         } catch {
             try? snapshot.deleteFiles()
             try? snapshot.releaseLayers()
@@ -170,7 +171,7 @@ extension LayerStore {
 
     func snapshotReferences() throws(LayerError) -> [SnapshotReference] {
         let fd = try OwnedFD(opening: refsDirectory, flags: O_RDONLY | O_DIRECTORY)
-        return try directoryEntries(fd.raw, path: refsDirectory).compactMap { entry in
+        return try LayerError.from(try directoryEntries(fd.raw, path: refsDirectory)).compactMap { entry in
             readFile(refsDirectory + "/" + entry.name).flatMap(Self.parseReference)
         }
     }
@@ -195,9 +196,9 @@ extension LayerStore {
     /// Throws ``LayerError/Code/unsupported`` when the kernel has no overlay or refuses the
     /// directories (an upper directory on a file system overlay cannot use, such as overlayfs).
     private func mountOverlay(_ snapshot: Snapshot, options: OverlayOptions?) throws(LayerError) {
-        try makeDirectories(snapshot.upper, mode: 0o755)
-        try makeDirectories(snapshot.work, mode: 0o700)
-        try makeDirectories(snapshot.rootfs, mode: 0o755)
+        try LayerError.from(try makeDirectories(snapshot.upper, mode: 0o755))
+        try LayerError.from(try makeDirectories(snapshot.work, mode: 0o700))
+        try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))
         let lowers = snapshot.layers.isEmpty ? [emptyDirectory] : snapshot.layers.map(\.path)
         if options == nil || options == .appended {
             do throws(LayerError) {

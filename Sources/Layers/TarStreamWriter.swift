@@ -7,6 +7,7 @@ import CArchive
 import Crypto
 import Glibc
 public import SystemPackage
+import SystemSupport
 
 /// The identity of a layer blob written by ``Snapshot/writeDiff(to:compression:excluding:)`` or
 /// ``exportFilesystem(of:to:compression:)``.
@@ -158,7 +159,7 @@ final class TarStreamWriter {
         try writeHeader(entry, path)
         guard let content else { return }
         while true {
-            let n = try sys("read", path) { read(content.raw, buffer.baseAddress, buffer.count) }
+            let n = try LayerError.from(try sys("read", path: path) { read(content.raw, buffer.baseAddress, buffer.count) })
             if n == 0 { break }
             guard archive_write_data(tar, buffer.baseAddress, n) == n else { throw currentError("write \"\(path)\"") }
         }
@@ -241,7 +242,7 @@ func walkTree(
     _ fd: Int32, path: String,
     _ visit: (_ parent: Int32, _ name: String, _ path: String, _ st: stat) throws(LayerError) -> Bool
 ) throws(LayerError) {
-    for entry in try directoryEntries(fd, path: path).sorted(by: { $0.name < $1.name }) {
+    for entry in try LayerError.from(try directoryEntries(fd, path: path)).sorted(by: { $0.name < $1.name }) {
         let childPath = path.isEmpty ? entry.name : path + "/" + entry.name
         guard let st = try statEntry(in: fd, entry.name, path: childPath) else { continue }
         guard try visit(fd, entry.name, childPath, st), st.st_mode & S_IFMT == S_IFDIR else { continue }

@@ -9,6 +9,7 @@ import CSyscalls
 import Crypto
 import Glibc
 import Synchronization
+import SystemSupport
 
 /// Where the decompressor reads the blob from.
 enum BlobInput: Sendable {
@@ -28,7 +29,7 @@ enum Unpacker {
         throws(LayerError) -> (diffID: String, size: Int64)
     {
         var fds: [Int32] = [-1, -1]
-        _ = try sys("create a pipe", nil) { ck_pipe_cloexec(&fds) }
+        _ = try LayerError.from(try sys("create a pipe") { ck_pipe_cloexec(&fds) })
         let readEnd = OwnedFD(fds[0])
         let writeEnd = fds[1]
         // A bigger pipe means fewer wake-ups between the stages; failure only costs speed.
@@ -38,13 +39,13 @@ enum Unpacker {
         let digest = Mutex<Result<String, LayerError>?>(nil)
         let decompressor: JoinableThread
         do {
-            decompressor = try JoinableThread {
+            decompressor = try LayerError.from(try JoinableThread {
                 let result = Result { () throws(LayerError) -> String in
                     try decompress(input, compression: compression, into: writeEnd, stop: stop)
                 }
                 Glibc.close(writeEnd)
                 digest.withLock { $0 = result }
-            }
+            })
         } catch {
             Glibc.close(writeEnd)
             throw error
@@ -132,7 +133,7 @@ enum Unpacker {
             hasher.update(bufferPointer: chunk)
             var written = 0
             while written < n {
-                let w = try sys("write to the unpack pipe", nil) { write(fd, chunk.baseAddress.map { $0 + written }, n - written) }
+                let w = try LayerError.from(try sys("write to the unpack pipe") { write(fd, chunk.baseAddress.map { $0 + written }, n - written) })
                 written += w
             }
         }

@@ -1,5 +1,6 @@
 import CNetlink
 import Glibc
+import SystemSupport
 
 /// A netlink socket bound to one network namespace: the host's, or a container's.
 ///
@@ -18,7 +19,7 @@ final class NetlinkSocket: @unchecked Sendable {
 
     /// Opens a socket in the caller's (the host's) network namespace.
     init(protocol: Int32 = NetlinkSocket.route) throws(NetworkError) {
-        fd = try check(.io, "open netlink socket") { ck_nl_open(`protocol`) }
+        fd = try NetworkError.from(try sys("open netlink socket") { ck_nl_open(`protocol`) })
         namespace = "host"
     }
 
@@ -26,9 +27,9 @@ final class NetlinkSocket: @unchecked Sendable {
     ///
     /// The `setns` happens on a short-lived thread of the C helper, never on the caller's.
     init(namespace path: String, protocol: Int32 = NetlinkSocket.route) throws(NetworkError) {
-        let nsfd = try check(.io, "open network namespace \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        let nsfd = try NetworkError.from(try sys("open network namespace \(path)") { open(path, O_RDONLY | O_CLOEXEC) })
         defer { close(nsfd) }
-        fd = try check(.io, "open netlink socket in \(path)") { ck_nl_open_in_netns(nsfd, `protocol`) }
+        fd = try NetworkError.from(try sys("open netlink socket in \(path)") { ck_nl_open_in_netns(nsfd, `protocol`) })
         namespace = path
     }
 
@@ -51,27 +52,27 @@ final class NetlinkSocket: @unchecked Sendable {
     }
 
     func addBridge(_ name: String, mac: [UInt8], mtu: Int) throws(NetworkError) {
-        _ = try check(.netlink, "create bridge \(name)") { ck_nl_bridge_add(fd, name, mac, UInt32(mtu)) }
+        _ = try NetworkError.netlink(try sys("create bridge \(name)") { ck_nl_bridge_add(fd, name, mac, UInt32(mtu)) })
     }
 
     /// Creates `name` here and its peer `peerName` directly inside the namespace at `peerNamespace`.
     func addVeth(_ name: String, peer peerName: String, mtu: Int, peerNamespace: String) throws(NetworkError) {
-        let nsfd = try check(.io, "open network namespace \(peerNamespace)") {
+        let nsfd = try NetworkError.from(try sys("open network namespace \(peerNamespace)") {
             open(peerNamespace, O_RDONLY | O_CLOEXEC)
-        }
+        })
         defer { close(nsfd) }
-        _ = try check(.netlink, "create veth \(name) with peer \(peerName) in \(peerNamespace)") {
+        _ = try NetworkError.netlink(try sys("create veth \(name) with peer \(peerName) in \(peerNamespace)") {
             ck_nl_veth_add(fd, name, peerName, UInt32(mtu), nsfd)
-        }
+        })
     }
 
     /// Sets the link up, enslaving it to `master` first when given.
     func setUp(_ index: Int32, name: String, master: Int32? = nil) throws(NetworkError) {
-        _ = try check(.netlink, "set link \(name) up in \(namespace)") { ck_nl_link_up(fd, index, master ?? 0) }
+        _ = try NetworkError.netlink(try sys("set link \(name) up in \(namespace)") { ck_nl_link_up(fd, index, master ?? 0) })
     }
 
     func deleteLink(_ index: Int32, name: String) throws(NetworkError) {
-        _ = try check(.netlink, "delete link \(name) in \(namespace)") { ck_nl_link_del(fd, index) }
+        _ = try NetworkError.netlink(try sys("delete link \(name) in \(namespace)") { ck_nl_link_del(fd, index) })
     }
 
     /// Deletes the link `name` if it exists.
@@ -85,27 +86,27 @@ final class NetlinkSocket: @unchecked Sendable {
     }
 
     func addAddress(_ address: IPv4Address, prefixLength: Int, to index: Int32, name: String) throws(NetworkError) {
-        _ = try check(.netlink, "add address \(address)/\(prefixLength) to \(name) in \(namespace)") {
+        _ = try NetworkError.netlink(try sys("add address \(address)/\(prefixLength) to \(name) in \(namespace)") {
             ck_nl_addr_add(fd, index, AF_INET, address.bytes, UInt8(prefixLength))
-        }
+        })
     }
 
     func addAddress(_ address: IPv6Address, to index: Int32, name: String) throws(NetworkError) {
-        _ = try check(.netlink, "add address \(address)/64 to \(name) in \(namespace)") {
+        _ = try NetworkError.netlink(try sys("add address \(address)/64 to \(name) in \(namespace)") {
             ck_nl_addr_add(fd, index, AF_INET6, address.bytes, 64)
-        }
+        })
     }
 
     func addDefaultRoute(via gateway: IPv4Address, on index: Int32, name: String) throws(NetworkError) {
-        _ = try check(.netlink, "add default route via \(gateway) dev \(name) in \(namespace)") {
+        _ = try NetworkError.netlink(try sys("add default route via \(gateway) dev \(name) in \(namespace)") {
             ck_nl_route_add_default(fd, AF_INET, gateway.bytes, index)
-        }
+        })
     }
 
     func addDefaultRoute(via gateway: IPv6Address, on index: Int32, name: String) throws(NetworkError) {
-        _ = try check(.netlink, "add default route via \(gateway) dev \(name) in \(namespace)") {
+        _ = try NetworkError.netlink(try sys("add default route via \(gateway) dev \(name) in \(namespace)") {
             ck_nl_route_add_default(fd, AF_INET6, gateway.bytes, index)
-        }
+        })
     }
 
     /// Every route of `family` in every table (main, local and policy tables alike).
@@ -113,15 +114,15 @@ final class NetlinkSocket: @unchecked Sendable {
         // A host with more routes than this is a router, not a container host; the overlap
         // check then sees the first 4096, in the kernel's dump order.
         var buffer = [ck_nl_route](repeating: ck_nl_route(), count: 4096)
-        let count = try check(.netlink, "list routes in \(namespace)") {
+        let count = try NetworkError.netlink(try sys("list routes in \(namespace)") {
             ck_nl_route_dump(fd, family, &buffer, Int32(buffer.count))
-        }
+        })
         return Array(buffer.prefix(Int(count)))
     }
 
     /// Whether a TCP socket listens on `port` in this socket's namespace (a `NETLINK_SOCK_DIAG` socket).
     func tcpListening(on port: UInt16) throws(NetworkError) -> Bool {
-        try check(.netlink, "list listening sockets in \(namespace)") { ck_nl_tcp_listening(fd, port) } == 1
+        try NetworkError.netlink(try sys("list listening sockets in \(namespace)") { ck_nl_tcp_listening(fd, port) }) == 1
     }
 }
 
@@ -129,12 +130,12 @@ final class NetlinkSocket: @unchecked Sendable {
 enum NetworkNamespace {
     /// Creates a namespace pinned at `path` with its loopback interface up.
     static func create(at path: String) throws(NetworkError) {
-        let fd = try check(.io, "create namespace file \(path)") {
+        let fd = try NetworkError.from(try sys("create namespace file \(path)") {
             open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
-        }
+        })
         close(fd)
         do {
-            _ = try check(.io, "create network namespace at \(path)") { ck_nl_netns_create(path) }
+            _ = try NetworkError.from(try sys("create network namespace at \(path)") { ck_nl_netns_create(path) })
             // A new namespace has only `lo`, and down: Docker's `none` mode brings it up.
             let socket = try NetlinkSocket(namespace: path)
             try socket.setUp(try socket.requireLink("lo"), name: "lo")

@@ -1,5 +1,6 @@
 import Glibc
 public import SystemPackage
+package import SystemSupport
 
 /// The error every `Networking` operation throws.
 ///
@@ -75,22 +76,17 @@ public struct NetworkError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Runs a netlink or socket call that returns `-1` and sets `errno` on failure, retrying on `EINTR`.
-///
-/// - Parameters:
-///   - code: The code for a failure (``NetworkError/Code/netlink`` for requests to the kernel).
-///   - detail: What was attempted, naming the object.
-///   - call: The call.
-/// - Returns: The call's non-negative result.
-@inline(__always)
-func check<T: FixedWidthInteger>(
-    _ code: NetworkError.Code, _ detail: @autoclosure () -> String, _ call: () -> T
-) throws(NetworkError) -> T {
-    while true {
-        let rc = call()
-        if rc >= 0 { return rc }
-        if Glibc.errno == EINTR { continue }
-        assert(Glibc.errno != EBADF, "\(detail()): fd bookkeeping bug")
-        throw NetworkError.system(code, detail())
+
+extension NetworkError: SystemErrorConvertible {
+    /// The error for a failed file or socket operation of the shared systems layer.
+    package init(_ error: SystemError) {
+        self.init(code: .io, errno: error.errno, detail: error.detail)
+    }
+
+    /// Evaluates `body`, a request to the kernel over netlink, turning a ``SystemError`` it
+    /// throws into a ``Code/netlink`` error.
+    @inline(__always)
+    static func netlink<T>(_ body: @autoclosure () throws(SystemError) -> T) throws(NetworkError) -> T {
+        do { return try body() } catch { throw NetworkError(code: .netlink, errno: error.errno, detail: error.detail) }
     }
 }

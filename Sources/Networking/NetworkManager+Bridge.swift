@@ -1,5 +1,6 @@
 import CNetlink
 import Glibc
+import SystemSupport
 
 // The bridge driver: networks, leases, veth pairs. Every function here runs with the store's
 // lock held (the public methods take it), so they never take it themselves.
@@ -294,10 +295,10 @@ extension NetworkManager {
     ) throws(NetworkError) {
         let path = "/proc/sys/net/\(family)/conf/\(interface)/\(name)"
         let what = "set \(family) \(name) of \(interface) to \(value) (\(path))"
-        let fd = try check(.io, what) { open(path, O_WRONLY | O_CLOEXEC) }
+        let fd = try NetworkError.from(try sys(what) { open(path, O_WRONLY | O_CLOEXEC) })
         defer { close(fd) }
         let text = Array("\(value)\n".utf8)
-        let written = try check(.io, what) { write(fd, text, text.count) }
+        let written = try NetworkError.from(try sys(what) { write(fd, text, text.count) })
         guard written == text.count else { throw NetworkError(code: .io, detail: "\(what): short write") }
     }
 

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SystemSupport
 
 /// A network as stored in `<root>/networks/<id>.json`: its configuration and its leases.
 ///
@@ -39,14 +40,12 @@ struct NetworkStore: Sendable {
 
     /// Runs `body` holding the exclusive lock on Networking's state.
     ///
-    /// `flock` locks belong to the open file description and every call opens the file anew, so
-    /// two threads of one process exclude each other exactly as two processes do, and a killed
-    /// holder's lock vanishes with it. Calls do not nest.
+    /// Two threads of one process exclude each other exactly as two processes do, and a killed
+    /// holder's lock vanishes with it. Calls do not nest (a nested call throws).
     func withLock<T>(_ body: () throws(NetworkError) -> T) throws(NetworkError) -> T {
         let path = networksDirectory + "/.lock"
-        let fd = try check(.io, "open lock \(path)") { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
-        defer { close(fd) }
-        _ = try check(.io, "lock \(path)") { flock(fd, LOCK_EX) }
+        let lock = try NetworkError.from(try FileLock(path))
+        defer { lock.unlock() }
         return try body()
     }
 
@@ -136,25 +135,18 @@ struct NetworkStore: Sendable {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw NetworkError.system(.io, "create directory \(directory)")
         }
-        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try writeFile(temporary, Array(data), sync: true)
-            _ = try check(.io, "rename \(temporary) to \(path)") { rename(temporary, path) }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
+        try NetworkError.from(try writeAtomically(path, Array(data)))
     }
 }
 
 /// Reads a whole file.
 func readFile(_ path: String) throws(NetworkError) -> Data {
-    let fd = try check(.io, "open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+    let fd = try NetworkError.from(try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) })
     defer { close(fd) }
     var data = Data()
     var buffer = [UInt8](repeating: 0, count: 16384)
     while true {
-        let count = try check(.io, "read \(path)") { read(fd, &buffer, buffer.count) }
+        let count = try NetworkError.from(try sys("read \(path)") { read(fd, &buffer, buffer.count) })
         if count == 0 { return data }
         data.append(contentsOf: buffer[0..<count])
     }
@@ -166,13 +158,13 @@ func readFile(_ path: String) throws(NetworkError) -> Data {
 /// mount pins the inode, so a new file renamed over it would never be seen (Docker rewrites
 /// its hosts files the same way).
 func writeFile(_ path: String, _ bytes: [UInt8], sync: Bool = false) throws(NetworkError) {
-    let fd = try check(.io, "open \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+    let fd = try NetworkError.from(try sys("open \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) })
     defer { close(fd) }
     var offset = 0
     while offset < bytes.count {
-        offset += try check(.io, "write \(path)") {
+        offset += try NetworkError.from(try sys("write \(path)") {
             bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        }
+        })
     }
-    if sync { _ = try check(.io, "fsync \(path)") { fsync(fd) } }
+    if sync { _ = try NetworkError.from(try sys("fsync \(path)") { fsync(fd) }) }
 }

@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import Synchronization
+import SystemSupport
 
 /// Publishes one container port on the host: a userland proxy that accepts on the host port
 /// and connects each client to the container's address (Docker's `docker-proxy` does the same).
@@ -248,19 +249,19 @@ public final class PortForwarder: Sendable {
         defer { close(probe) }
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = try check(.io, "read the port picked for \(mapping)") {
+        _ = try NetworkError.from(try sys("read the port picked for \(mapping)") {
             withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
             }
-        }
+        })
         return UInt16(bigEndian: address.sin_port)
     }
 
     private func bindSocket(port: UInt16, reuseAddress: Bool) throws(NetworkError) -> Int32 {
         let type = mapping.transport == .tcp ? SOCK_STREAM : SOCK_DGRAM
-        let fd = try check(.io, "open a socket for \(mapping)") {
+        let fd = try NetworkError.from(try sys("open a socket for \(mapping)") {
             socket(AF_INET, Int32(type.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        }
+        })
         var one: Int32 = 1
         if reuseAddress { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
         var address = sockaddr_in()

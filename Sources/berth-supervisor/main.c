@@ -11,8 +11,9 @@
  *
  * What it does, and nothing more:
  *   - reads the process's stdout and stderr (descriptors given with --output) into a log of
- *     JSON lines in Docker's json-file format ({"log":…,"stream":…,"time":…}), rotated at
- *     --log-max-size into --log-max-files files, exactly as the Containers target's LogFile;
+ *     JSON lines in Docker's json-file format ({"log":…,"stream":…,"time":…}, encoded by
+ *     CSyscalls' ck_log_entry.h), rotated at --log-max-size into --log-max-files files,
+ *     exactly as the Containers target's LogFile;
  *   - reaps the process and, once its output has ended, writes "<si_code> <si_status>\n"
  *     (waitid's CLD_* code and status) to --status, atomically, then exits.
  * Whoever holds a pidfd of this process knows the container's run has ended when it exits.
@@ -39,6 +40,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../CSyscalls/include/ck_log_entry.h"
 
 extern char **environ;
 
@@ -89,101 +92,32 @@ static void rotate(void)
     log_size = log_fd >= 0 && fstat(log_fd, &st) == 0 ? (long long)st.st_size : 0;
 }
 
-/* Appends `b` to `out` (capacity checked by the caller: 6 bytes per input byte suffice). */
-static size_t put(char *out, size_t at, const char *b, size_t n)
-{
-    memcpy(out + at, b, n);
-    return at + n;
-}
-
-/* The length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid. */
-static size_t utf8_length(const unsigned char *p, size_t left)
-{
-    size_t n, i;
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        n = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-        n = 3;
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (left < n)
-        return 0;
-    for (i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
-        return 0; /* overlong, or a surrogate */
-    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90)))
-        return 0;
-    return n;
-}
-
-/* One JSON-lines entry per line (a trailing partial line is an entry of its own, as in Swift).
- * Invalid UTF-8 becomes U+FFFD, as Swift's String(decoding:as:) does. */
+/* One JSON-lines entry per line (a trailing partial line is an entry of its own), encoded by
+ * the header LogFile uses too, so that attached and detached logs agree byte for byte. */
 static void append(const unsigned char *bytes, size_t count, const char *stream)
 {
-    static char entry[CHUNK * 6 + 256];
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    size_t start = 0, i;
+    static char entry[CHUNK * 6 + 96];
+    struct timespec now;
+    size_t start = 0;
 
-    gmtime_r(&now, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    clock_gettime(CLOCK_REALTIME, &now);
     while (start < count) {
-        size_t end = start, at = 0;
-        while (end < count && bytes[end] != '\n')
-            end++;
-        if (end < count)
-            end++; /* the newline belongs to the entry */
-        at = put(entry, at, "{\"log\":\"", 8);
-        for (i = start; i < end;) {
-            unsigned char c = bytes[i];
-            size_t n;
-            if (c == '"' || c == '\\') {
-                entry[at++] = '\\';
-                entry[at++] = (char)c;
-                i++;
-            } else if (c == '\n') {
-                at = put(entry, at, "\\n", 2);
-                i++;
-            } else if (c == '\r') {
-                at = put(entry, at, "\\r", 2);
-                i++;
-            } else if (c == '\t') {
-                at = put(entry, at, "\\t", 2);
-                i++;
-            } else if (c < 0x20 || c == 0x7F) {
-                at += (size_t)snprintf(entry + at, 7, "\\u%04x", c);
-                i++;
-            } else if ((n = utf8_length(bytes + i, end - i)) == 0) {
-                at = put(entry, at, "\xEF\xBF\xBD", 3);
-                i++;
-            } else {
-                at = put(entry, at, (const char *)bytes + i, n);
-                i += n;
-            }
-        }
-        at += (size_t)snprintf(entry + at, sizeof(entry) - at, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", stream, stamp);
-        if (log_fd < 0 || log_size + (long long)at > log_max_size)
+        size_t used = 0, done = 0;
+        size_t length = ck_log_entry(entry, bytes + start, count - start, &used, stream, &now);
+        if (log_fd < 0 || log_size + (long long)length > log_max_size)
             rotate();
         if (log_fd >= 0) {
-            size_t done = 0;
-            while (done < at) {
-                ssize_t w = write(log_fd, entry + done, at - done);
+            while (done < length) {
+                ssize_t w = write(log_fd, entry + done, length - done);
                 if (w < 0 && errno == EINTR)
                     continue;
                 if (w <= 0)
                     break;
                 done += (size_t)w;
             }
-            log_size += (long long)at;
+            log_size += (long long)length;
         }
-        start = end;
+        start += used;
     }
 }
 

@@ -181,4 +181,44 @@ struct DetachedTests {
         let leaks = await LeakSnapshot.expectClean(since: before)
         #expect(leaks.isEmpty, "\(leaks)")
     }
+
+    /// Attached containers are logged by LogFile (Swift), detached ones by berth-supervisor (C):
+    /// the same bytes give the same lines, byte for byte but for the time, which is RFC 3339
+    /// with nanoseconds in UTC in both. The bytes: a quote, a backslash, tab, CR, ESC, DEL, a
+    /// stray 0xFF, a cut-short sequence, a euro sign, ü, a lone control character, and a last
+    /// line without its newline.
+    @Test func attachedAndDetachedContainersLogTheSameBytesAlike() async throws {
+        let runtime = try await TestRuntime.shared()
+        let script = #"printf 'q"\\ tab\t cr\r esc\033 del\177 bad\377 cut\342\202 euro\342\202\254 ctl\001 \303\274\nsecond line\npartial'"#
+        var logs: [[String]] = []
+        for lifetime in [ContainerLifetime.embedded, .detached] {
+            let container = try await runtime.run(busybox(["sh", "-c", script]) { $0.lifetime = lifetime })
+            #expect(await container.wait() == .exited(0))
+            let file = runtime.root + "/containers/\(container.id)/container.log"
+            var lines: [String] = []
+            #expect(try await eventually {
+                lines = (FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? "")
+                    .split(separator: "\n").map(String.init)
+                return lines.count == 3
+            }, "\(lifetime): \(lines)")
+            for line in lines {
+                // ..."time":"2026-12-03T07:21:19.123456789Z"}
+                let time = line.split(separator: "\"").dropLast().last.map(String.init) ?? ""
+                #expect(time.count == 30 && time.hasSuffix("Z") && time.dropFirst(19).first == ".", "\(time)")
+            }
+            logs.append(lines.map { String($0[..<($0.range(of: #","time":"#)?.lowerBound ?? $0.endIndex)]) })
+            var entries: [LogEntry] = []  // decoded: the times parse
+            for await entry in container.logs() { entries.append(entry) }
+            let expected: [String] = ["q\"\\ tab\t cr\r esc\u{1B} del\u{7F} bad\u{FFFD} cut\u{FFFD}\u{FFFD} euro€ ctl\u{01} ü\n",
+                                      "second line\n", "partial"]
+            #expect(entries.map(\.log) == expected)
+            try await container.remove()
+        }
+        #expect(logs.count == 2 && logs[0] == logs[1])
+        let replacement = "\u{FFFD}"
+        var first = #"{"log":"q\"\\ tab\t cr\r esc\u001b del\u007f bad"#
+        first += replacement + " cut" + replacement + replacement
+        first += #" euro€ ctl\u0001 ü\n","stream":"stdout""#
+        #expect(logs.first?.first == first)
+    }
 }

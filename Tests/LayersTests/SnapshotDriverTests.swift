@@ -67,31 +67,6 @@ struct SnapshotDriverTests {
         #expect(await LeakSnapshot.expectClean(since: before).isEmpty)
     }
 
-    /// A thread taking a store lock it already holds gets an error, not a wait for itself;
-    /// another thread waits until the holder lets go.
-    @Test func takingAHeldLockAgainOnTheSameThreadThrows() throws {
-        let directory = try TemporaryDirectory(prefix: "locks")
-        defer { try? directory.remove() }
-        let path = directory.path + "/store"
-        let lock = try FileLock(path)
-        do {
-            _ = try FileLock(path)
-            Issue.record("a held lock was taken again")
-        } catch {
-            #expect(error.code == .inUse && error.errno == .deadlock, "\(error)")
-        }
-        #expect(try returning(within: 10, { try FileLock(path, wait: false) == nil }) == true)
-        lock.unlock()
-        let other = try returning(within: 10, { () throws -> Bool in
-            let lock = try FileLock(path)
-            lock.unlock()
-            return true
-        })
-        #expect(other == true)
-        let again = try FileLock(path)  // the same thread, once it let go
-        again.unlock()
-    }
-
     /// Every way of passing the layers gives the tree the image spec defines; the kernel takes
     /// `lowerdir+` only from 6.8 on, and classic options and descriptors everywhere.
     @Test(arguments: [OverlayOptions.appended, .classic, .descriptors])

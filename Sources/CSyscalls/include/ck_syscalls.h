@@ -68,6 +68,13 @@ int ck_openat2(int dirfd, const char *path, int flags, uint32_t mode, uint64_t r
 /* fstatfs(2): the file system's magic number (f_type, <linux/magic.h>) in *type. */
 int ck_fs_type(int fd, uint64_t *type);
 
+/* statx(2) with STATX_MNT_ID (Linux 5.8) of `name` in `dirfd`, not following a final symlink
+ * ("" with AT_EMPTY_PATH: dirfd itself): the id of the mount the file is on, in *mnt_id. Unlike
+ * st_dev it tells a bind mount of the same file system apart, and it is the same for every file
+ * of an overlay whose layers sit on several file systems. -1 with ENOSYS or EOPNOTSUPP when the
+ * kernel does not report it. */
+int ck_mount_id(int dirfd, const char *name, uint64_t *mnt_id);
+
 /* copy_file_range(2) from the current offsets (Linux 4.5; across file systems 5.3). */
 ssize_t ck_copy_file_range(int in_fd, int out_fd, size_t length);
 

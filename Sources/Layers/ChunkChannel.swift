@@ -1,59 +1,9 @@
-// Dedicated threads for blocking work (decompression, file writes, flock), which must not run
-// on Swift's cooperative pool (STYLE.md, Concurrency), and the hand-off of downloaded chunks
-// from async code to such a thread.
+// The hand-off of downloaded chunks from async code to a blocking consumer thread (threads
+// themselves are SystemSupport's).
 
 import Dispatch
 import Glibc
 import Synchronization
-
-private final class ThreadBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
-}
-
-/// A started thread that can be joined once.
-struct JoinableThread: ~Copyable {
-    private let thread: pthread_t
-
-    /// Starts `body` on a new thread.
-    init(_ body: @escaping @Sendable () -> Void) throws(LayerError) {
-        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, box)
-        guard rc == 0 else {
-            Unmanaged<ThreadBody>.fromOpaque(box).release()
-            throw LayerError(code: .io, errno: .init(rawValue: rc), detail: "start a worker thread")
-        }
-        self.thread = thread
-    }
-
-    /// Waits for the thread to finish.
-    consuming func join() {
-        pthread_join(thread, nil)
-    }
-}
-
-/// Runs `body` on a new thread and resumes the caller with its result.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws(LayerError) -> T) async throws(LayerError) -> T {
-    let result: Result<T, LayerError> = await withCheckedContinuation { continuation in
-        do throws(LayerError) {
-            let thread = try JoinableThread {
-                do throws(LayerError) { continuation.resume(returning: .success(try body())) } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-            // The thread resumes the continuation itself; it is detached rather than joined.
-            _ = consume thread
-        } catch {
-            continuation.resume(returning: .failure(error))
-        }
-    }
-    return try result.get()
-}
 
 /// A bounded queue of byte chunks from an async producer (a download) to a blocking consumer
 /// thread (the decompressor). The producer is suspended, not blocked, while the queue is full.

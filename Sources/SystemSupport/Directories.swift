@@ -1,0 +1,45 @@
+package import Glibc
+
+/// The names in the directory open as `fd` (without `.` and `..`), each with its `d_type`.
+///
+/// The fd is duplicated for `fdopendir`, so the caller keeps ownership of `fd`.
+///
+/// - Throws: ``SystemError`` when the directory cannot be read.
+package func directoryEntries(_ fd: Int32, path: String) throws(SystemError) -> [(name: String, type: UInt8)] {
+    let copy = try sys("read directory", path: path) { openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    guard let dir = fdopendir(copy) else {
+        let error = SystemError.current("read directory \"\(path)\"", path: path)
+        close(copy)
+        throw error
+    }
+    defer { closedir(dir) }
+    var result: [(name: String, type: UInt8)] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name == "." || name == ".." { continue }
+        result.append((name, entry.pointee.d_type))
+    }
+    return result
+}
+
+/// `(dirname, basename)` of a path without a trailing slash; `("/", name)` at the top and
+/// `(".", path)` for a bare name.
+package func splitPath(_ path: String) -> (parent: String, name: String) {
+    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+    let parent = String(path[..<slash])
+    return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
+}
+
+/// `mkdir -p`: creates `path` and every missing directory above it with `mode`; existing ones
+/// are left as they are. A relative `path` is taken from the working directory.
+///
+/// - Throws: ``SystemError`` naming the directory that could not be created.
+package func makeDirectories(_ path: String, mode: mode_t) throws(SystemError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, mode) != 0 && Glibc.errno != EEXIST {
+            throw SystemError.current("create directory \"\(current)\"", path: current)
+        }
+    }
+}
