@@ -6,7 +6,8 @@
 #   make test-vm the tests that need another kernel, on Debian 12's own (6.1) with pure cgroup v2,
 #                in a QEMU guest (scripts/vm-test; software emulation, some minutes)
 #   make bench   start latency against unshare, crun and runc; the container lifecycle (run, exec,
-#                memory of a detached container) against crun, podman and docker (scripts/bench)
+#                memory of a detached container) against crun, podman and docker (scripts/bench);
+#                SECTIONS=snapshots: overlay against copy from a 4-layer image, in the 6.1 guest
 #
 # BUILD=.build-mine keeps a second build folder apart (add it to .gitignore: .build-*/ is).
 
@@ -15,6 +16,10 @@ BUILD        ?= .build
 DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
+# Executables link the Swift standard library and Foundation statically: a dynamic build loads
+# some 30 shared libraries at every start, most of `berth --help`'s time (Performance.md).
+# A flag of the build, not of Package.swift: a package that depends on Berth links as it likes.
+STATIC_STDLIB ?= --static-swift-stdlib
 
 .PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm
 
@@ -22,7 +27,7 @@ deps:
 	scripts/install-deps
 
 berth: deps
-	$(SWIFTPM) -c release --product berth
+	$(SWIFTPM) -c release $(STATIC_STDLIB) --product berth
 
 # berth-supervisor holds detached containers (run -d) and is the --init. It is embedded in the
 # library as bytes (Sources/CChildPath/ck_supervisor_image.c): after changing
@@ -49,10 +54,12 @@ demo: berth
 	$(BERTH) run --rm --hostname berth-demo busybox \
 		/bin/sh -c 'echo "Hello from a Berth container: pid $$$$ on $$(hostname)"'
 
-# Examples/hello-berth (the README's code) built against a tagged clone of HEAD with
+# Examples/hello-berth (the README's and the Containers articles' code, which
+# scripts/check-doc-code finds there block by block) built against a tagged clone of HEAD with
 # `from: "0.1.0"`, as a user's package depends on Berth: catches what SwiftPM refuses in a
-# versioned dependency (unsafe flags) and imports the README needs.
+# versioned dependency (unsafe flags) and imports the documentation's code needs.
 check-consumer: deps
+	scripts/check-doc-code
 	scripts/check-consumer
 
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
@@ -72,12 +79,13 @@ docs:
 	done
 
 # One product per swift build: with several --product flags SwiftPM builds only the last.
-BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle
+BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot
 
 bench: berth
-	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release --product $$p || exit 1; done
+	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release $(STATIC_STDLIB) --product $$p || exit 1; done
 	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
-		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle scripts/bench
+		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle \
+		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot scripts/bench
 
 # Debian 12's kernel, pure cgroup v2, in QEMU: the berth CLI from an image (scripts/vm-smoke),
 # then the test bundle built here, run in the guest; then the cgroup suites again on the same

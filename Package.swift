@@ -134,6 +134,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Start-to-exit from an image by snapshot driver, overlay against copy (scripts/bench,
+        // section "snapshots", runs it in the 6.1 guest).
+        .executableTarget(
+            name: "berth-bench-snapshot",
+            dependencies: ["ContainerKernel", "Containers", "Images", "Layers"],
+            path: "Benchmarks/berth-bench-snapshot",
+            swiftSettings: strict
+        ),
+
         // What every test needs: test root filesystems, the static probe, the leak checker.
         .target(
             name: "TestSupport",

@@ -6,6 +6,11 @@ import Glibc
 #endif
 
 /// `berth`: a Docker-like command line over Berth's public API.
+///
+/// Every command's configuration names it (`commandName:`): without one, ArgumentParser
+/// derives the name from `String(describing: Self.self)`, a dynamic cast that scans every
+/// protocol conformance of the binary once per command type, and parsing any command line
+/// derives the names of all of them (about a quarter of `berth --help`'s time).
 @main
 struct Berth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

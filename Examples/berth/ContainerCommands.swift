@@ -163,6 +163,7 @@ func forEachContainer(
 /// `berth create`.
 struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "create",
         abstract: "Create a new container without starting it, and print its id.",
         discussion: embeddedNote)
 
@@ -189,6 +190,7 @@ struct Create: AsyncParsableCommand {
 /// `berth start`.
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "start",
         abstract: "Start a created or exited container.",
         discussion: """
             With -a, berth prints the container's output and exits with its exit code. Without \
@@ -224,6 +226,7 @@ struct Start: AsyncParsableCommand {
 /// `berth stop`.
 struct Stop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stop",
         abstract: "Stop running containers: the stop signal, then SIGKILL after a grace period.",
         discussion: embeddedNote)
 
@@ -244,7 +247,7 @@ struct Stop: AsyncParsableCommand {
 
 /// `berth kill`.
 struct Kill: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a signal to running containers.", discussion: embeddedNote)
+    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal to running containers.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
 
@@ -266,6 +269,7 @@ struct Kill: AsyncParsableCommand {
 /// `berth restart`.
 struct Restart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "restart",
         abstract: "Stop and start detached containers again.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
@@ -314,6 +318,7 @@ struct Remove: AsyncParsableCommand {
 /// `berth wait`.
 struct Wait: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "wait",
         abstract: "Wait for containers to stop, then print their exit codes.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
@@ -328,7 +333,7 @@ struct Wait: AsyncParsableCommand {
 
 /// `berth pause`.
 struct Pause: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Freeze every process of running containers.", discussion: embeddedNote)
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Freeze every process of running containers.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var names: ContainerArguments
@@ -343,7 +348,7 @@ struct Pause: AsyncParsableCommand {
 
 /// `berth unpause`.
 struct Unpause: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Thaw paused containers.", discussion: embeddedNote)
+    static let configuration = CommandConfiguration(commandName: "unpause", abstract: "Thaw paused containers.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var names: ContainerArguments
@@ -359,6 +364,7 @@ struct Unpause: AsyncParsableCommand {
 /// `berth update`.
 struct Update: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "update",
         abstract: "Change the resource limits of running containers.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
@@ -394,7 +400,7 @@ struct Update: AsyncParsableCommand {
 
 /// `berth rename`.
 struct Rename: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Rename a container.", discussion: embeddedNote)
+    static let configuration = CommandConfiguration(commandName: "rename", abstract: "Rename a container.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
 
@@ -419,6 +425,7 @@ struct SystemCommand: AsyncParsableCommand {
     /// `berth system prune`.
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prune",
             abstract: "Remove stopped containers, and what berth processes that died left behind.",
             discussion: "Opening the root already removes the containers, mounts and cgroups of dead berth processes; this also removes created and exited containers. Images are pruned with `berth image prune`.")
 

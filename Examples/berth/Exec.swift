@@ -5,6 +5,7 @@ import Containers
 /// `berth exec`.
 struct Exec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "exec",
         abstract: "Run a command in a running container.",
         discussion: """
             The command joins the container's namespaces and cgroup. Exit status: the command's, \

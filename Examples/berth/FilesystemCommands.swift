@@ -12,6 +12,7 @@ let filesystemCommands: [any ParsableCommand.Type] = [Diff.self, Export.self, Co
 /// `berth diff`.
 struct Diff: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "diff",
         abstract: "List the changes of a container's filesystem (A added, C changed, D deleted).",
         discussion: embeddedNote)
 
@@ -29,6 +30,7 @@ struct Diff: AsyncParsableCommand {
 /// `berth export`.
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "export",
         abstract: "Write a container's whole filesystem as a tar archive.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
@@ -55,6 +57,7 @@ struct Export: AsyncParsableCommand {
 /// `berth commit`.
 struct Commit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "commit",
         abstract: "Make a new image from a container's changes.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions

@@ -57,7 +57,7 @@ func printProgress(_ events: AsyncStream<TransferProgress>, verb: String, quiet:
 }
 
 struct Pull: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Download an image from a registry.")
+    static let configuration = CommandConfiguration(commandName: "pull", abstract: "Download an image from a registry.")
 
     @OptionGroup var store: StoreOptions
     @Option(help: "Platform to pull from a multi-platform image (os/arch[/variant]).")
@@ -87,7 +87,7 @@ struct Pull: AsyncParsableCommand {
 }
 
 struct Push: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Upload an image to a registry.")
+    static let configuration = CommandConfiguration(commandName: "push", abstract: "Upload an image to a registry.")
 
     @OptionGroup var store: StoreOptions
     @Flag(name: .shortAndLong, help: "Print only the pushed digest.")
@@ -139,7 +139,7 @@ struct ImageCommand: AsyncParsableCommand {
         subcommands: [Inspect.self, Prune.self, Busybox.self, Pull.self, Push.self, Tag.self, Rmi.self, Save.self, Load.self, Import.self])
 
     struct Inspect: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show images as JSON.")
+        static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show images as JSON.")
 
         @OptionGroup var store: StoreOptions
         @Argument(help: "Images (reference, ID or digest).")
@@ -181,7 +181,7 @@ struct ImageCommand: AsyncParsableCommand {
     }
 
     struct Prune: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove unnamed images and unreferenced blobs.")
+        static let configuration = CommandConfiguration(commandName: "prune", abstract: "Remove unnamed images and unreferenced blobs.")
 
         @OptionGroup var store: StoreOptions
         @Flag(name: .shortAndLong, help: "Remove every image, not only unnamed ones.")
@@ -205,6 +205,7 @@ struct ImageCommand: AsyncParsableCommand {
 
     struct Busybox: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "busybox",
             abstract: "Build busybox:latest from this machine's static busybox, without a registry.")
 
         @OptionGroup var store: StoreOptions
@@ -221,7 +222,7 @@ struct ImageCommand: AsyncParsableCommand {
 }
 
 struct Tag: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Give an image another name.")
+    static let configuration = CommandConfiguration(commandName: "tag", abstract: "Give an image another name.")
 
     @OptionGroup var store: StoreOptions
     @Argument(help: "The existing image.")
@@ -237,7 +238,7 @@ struct Tag: AsyncParsableCommand {
 }
 
 struct Rmi: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove image names; unreferenced blobs go with the next prune.")
+    static let configuration = CommandConfiguration(commandName: "rmi", abstract: "Remove image names; unreferenced blobs go with the next prune.")
 
     @OptionGroup var store: StoreOptions
     @Flag(name: .shortAndLong, help: "Remove even if a container uses the image.")
@@ -257,7 +258,7 @@ struct Rmi: AsyncParsableCommand {
 }
 
 struct Save: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write images to a tar archive.")
+    static let configuration = CommandConfiguration(commandName: "save", abstract: "Write images to a tar archive.")
 
     @OptionGroup var store: StoreOptions
     @Option(name: .shortAndLong, help: "The archive file (default: standard output, if it is not a terminal).")
@@ -281,7 +282,7 @@ struct Save: AsyncParsableCommand {
 }
 
 struct Load: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Add the images of a tar archive (docker-archive or oci-archive).")
+    static let configuration = CommandConfiguration(commandName: "load", abstract: "Add the images of a tar archive (docker-archive or oci-archive).")
 
     @OptionGroup var store: StoreOptions
     @Option(name: .shortAndLong, help: "The archive file (default: standard input).")
@@ -301,7 +302,7 @@ struct Load: AsyncParsableCommand {
 }
 
 struct Import: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make a one-layer image from a directory or a plain tar file.")
+    static let configuration = CommandConfiguration(commandName: "import", abstract: "Make a one-layer image from a directory or a plain tar file.")
 
     @OptionGroup var store: StoreOptions
     @Option(name: .shortAndLong, help: "A commit message for the image's history.")
@@ -322,7 +323,7 @@ struct Import: AsyncParsableCommand {
 }
 
 struct Login: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check credentials with a registry and store them in Docker's config.json.")
+    static let configuration = CommandConfiguration(commandName: "login", abstract: "Check credentials with a registry and store them in Docker's config.json.")
 
     @Option(name: .shortAndLong, help: "User name.")
     var username: String
@@ -348,7 +349,7 @@ struct Login: AsyncParsableCommand {
 }
 
 struct Logout: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove a registry's credentials from Docker's config.json.")
+    static let configuration = CommandConfiguration(commandName: "logout", abstract: "Remove a registry's credentials from Docker's config.json.")
 
     @Argument(help: "The registry host (default: docker.io).")
     var server: String = ImageReference.dockerHub

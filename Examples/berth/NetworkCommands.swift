@@ -200,6 +200,7 @@ struct NetworkDisconnect: AsyncParsableCommand, NetworkSubcommand {
 
 struct Port: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "port",
         abstract: "List a container's published ports.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions

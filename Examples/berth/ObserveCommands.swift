@@ -76,6 +76,7 @@ struct ListContainers: AsyncParsableCommand {
 /// `berth logs`.
 struct Logs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "logs",
         abstract: "Print a container's output (its log, kept after it exits).", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
@@ -137,6 +138,7 @@ struct InspectContainer: AsyncParsableCommand {
 /// `berth top`.
 struct Top: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "top",
         abstract: "List the processes running in a container.", discussion: embeddedNote)
 
     @OptionGroup var store: StoreOptions
@@ -155,6 +157,7 @@ struct Top: AsyncParsableCommand {
 /// `berth stats`.
 struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stats",
         abstract: "Show containers' resource use.",
         discussion: "Without containers, shows every running one. CPU % is measured over one second. \(embeddedNote)")
 
@@ -207,6 +210,7 @@ struct Stats: AsyncParsableCommand {
 /// `berth events`.
 struct Events: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "events",
         abstract: "Print container events until interrupted.",
         discussion: "For now the runtime reports only the events of its own process's containers, so this prints nothing: other berth invocations' events are not shared across processes yet.")
 

@@ -10,6 +10,7 @@ import Glibc
 /// `berth run`: runs a command in a new container and exits with its exit code.
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run a command in a new container.",
         discussion: """
             berth run [OPTIONS] IMAGE [COMMAND [ARG...]] creates a container from IMAGE, starts it, \

@@ -37,6 +37,15 @@
 #ifndef SYS_openat2
 #define SYS_openat2 437 /* Linux 5.6 */
 #endif
+#ifndef SYS_clone3
+#define SYS_clone3 435 /* Linux 5.3 */
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436 /* Linux 5.9 */
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442 /* Linux 5.12 */
+#endif
 /* <linux/mount.h> (its enum clashes with glibc 2.36's <sys/mount.h>, so the values). */
 #define CK_FSOPEN_CLOEXEC 0x1
 #define CK_FSCONFIG_SET_STRING 1
@@ -183,3 +192,24 @@ ssize_t ck_lgetxattr(const char *path, const char *name, void *value, size_t siz
 ssize_t ck_flistxattr(int fd, char *list, size_t size) { return flistxattr(fd, list, size); }
 
 ssize_t ck_llistxattr(const char *path, char *list, size_t size) { return llistxattr(path, list, size); }
+
+/* ---- what the kernel provides ---- */
+
+int ck_feature_errno(int feature)
+{
+    long rc;
+    errno = 0;
+    switch (feature) {
+    case CK_FEATURE_OPENAT2: rc = syscall(SYS_openat2, -1, NULL, NULL, 0); break;          /* EINVAL: size 0 */
+    case CK_FEATURE_CLONE3: rc = syscall(SYS_clone3, NULL, 0); break;                      /* EINVAL: size 0 */
+    case CK_FEATURE_CLOSE_RANGE: rc = syscall(SYS_close_range, 1U, 0U, 0U); break;         /* EINVAL: first > last */
+    case CK_FEATURE_PIDFD_OPEN: rc = syscall(SYS_pidfd_open, 0, 0U); break;                /* EINVAL: pid 0 */
+    case CK_FEATURE_PIDFD_SEND_SIGNAL: rc = syscall(SYS_pidfd_send_signal, -1, 0, NULL, 0U); break; /* EBADF */
+    case CK_FEATURE_MOUNT_SETATTR: rc = syscall(SYS_mount_setattr, -1, NULL, 0U, NULL, 0); break;   /* EINVAL */
+    case CK_FEATURE_FSOPEN: rc = syscall(SYS_fsopen, NULL, 0U); break;                     /* EFAULT */
+    case CK_FEATURE_EXECVEAT: rc = syscall(SYS_execveat, -1, "", NULL, NULL, 0); break;    /* ENOENT or EBADF */
+    case CK_FEATURE_MEMFD_CREATE: rc = syscall(SYS_memfd_create, NULL, 0U); break;         /* EFAULT */
+    default: return EINVAL;
+    }
+    return rc < 0 ? errno : 0;
+}

@@ -1,5 +1,4 @@
 import CSeccomp
-import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -8,7 +7,7 @@ import Synchronization
 /// libseccomp needs tens of milliseconds to compile Docker's profile for three architectures,
 /// several times what the rest of a container start costs; a command-line tool starting one
 /// container per process would pay it every time. So a program is compiled once per profile
-/// and stored in a root-only cache directory, keyed by the profile's exact JSON text, the
+/// and stored in a root-only cache directory, keyed by a canonical text of the profile, the
 /// libseccomp version and the native architecture. A cached file holds that key text and is
 /// used only when it matches byte for byte, so a stale or colliding entry is never loaded.
 enum SeccompCache {
@@ -42,14 +41,45 @@ enum SeccompCache {
     }
 
     private static func key(for profile: SeccompProfile) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json = (try? encoder.encode(profile)).map(Array.init) ?? []
         var uts = utsname()
         uname(&uts)
         let machine = withUnsafeBytes(of: uts.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let version = seccomp_version().map { "\($0.pointee.major).\($0.pointee.minor).\($0.pointee.micro)" } ?? "?"
-        return Array("libseccomp \(version) \(machine)\n".utf8) + json
+        return Array("libseccomp \(version) \(machine)\n\(canonicalText(profile))".utf8)
+    }
+
+    /// The profile as key text: every field in a fixed order, counts before lists and every
+    /// string prefixed by its length, so two different profiles never give the same text. A
+    /// field added to ``SeccompProfile`` must be added here.
+    ///
+    /// Not `JSONEncoder`: its dynamic casts scan every protocol conformance of the binary the
+    /// first time each type is encoded, which cost a command-line start about a millisecond.
+    private static func canonicalText(_ profile: SeccompProfile) -> String {
+        var text = ""
+        func string(_ value: String) { text += "\(value.utf8.count):\(value) " }
+        func number(_ value: UInt64?) { text += value.map { "\($0) " } ?? "- " }
+        func count(_ value: Int) { text += "\(value) " }
+        string(profile.defaultAction.rawValue)
+        number(profile.defaultErrnoRet.map(UInt64.init))
+        count(profile.architectures.count)
+        profile.architectures.forEach { string($0.rawValue) }
+        count(profile.flags.count)
+        profile.flags.forEach { string($0.rawValue) }
+        count(profile.syscalls.count)
+        for rule in profile.syscalls {
+            count(rule.names.count)
+            rule.names.forEach(string)
+            string(rule.action.rawValue)
+            number(rule.errnoRet.map(UInt64.init))
+            count(rule.args.count)
+            for argument in rule.args {
+                number(UInt64(argument.index))
+                number(argument.value)
+                number(argument.valueTwo)
+                string(argument.op.rawValue)
+            }
+        }
+        return text
     }
 
     /// File layout: magic, key length (8 bytes), key, flags (4 bytes), program.

@@ -40,6 +40,9 @@ final class Spawner: Sendable {
     }
 
     func spawn(_ spec: ProcessSpec) async throws(KernelError) -> ProcessHandle {
+        // A missing system call is named here, not met as ENOSYS halfway through the clone.
+        try KernelFeature.require(KernelFeature.forSpawn + (spec.rootfs == nil ? [] : [.mountSetattr]),
+                                  to: "starting a process")
         // Everything that can be done off the spawner thread is: compiling seccomp, creating
         // the cgroup, building the flat config.
         let seccomp = try program(for: spec)

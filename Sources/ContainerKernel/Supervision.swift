@@ -124,6 +124,7 @@ public struct Supervision: Sendable, Hashable {
     func executableDescriptor() throws(KernelError) -> Int32? {
         if executable != nil { return nil }
         if try Self.environmentOverride() != nil { return nil }
+        try KernelFeature.require([.memfdCreate, .execveat], to: "running the embedded berth-supervisor")
         return try Self.embedded.get()
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Creates bridge networks and prepares containers' network namespaces, speaking rtnetlink

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// A network as stored in `<root>/networks/<id>.json`: its configuration and its leases.

@@ -15,6 +15,9 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -509,6 +512,34 @@ static int cmd_watch_host(int n, char **a)
 }
 
 /* Adapters so every command has the same shape in the table below. */
+/* enosys NR[,NR...] PROGRAM [ARGS...]: runs PROGRAM (a host path) with those system calls
+ * answering ENOSYS, as an older kernel, or a seccomp filter around the process (Docker's
+ * default profile does it to clone3), would. */
+static int cmd_enosys(int n, char **a)
+{
+    struct sock_filter filter[2 + 2 * 16];
+    struct sock_fprog program;
+    unsigned short count = 0;
+    char *numbers = a[0], *next;
+
+    (void)n;
+    filter[count++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    for (next = strtok(numbers, ","); next != NULL && count < 2 + 2 * 15; next = strtok(NULL, ",")) {
+        long nr;
+        if (parse_long(next, 0, 4096, &nr) < 0)
+            return usage("enosys: system call numbers, comma separated");
+        filter[count++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1);
+        filter[count++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+    }
+    filter[count++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    program.len = count;
+    program.filter = filter;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) < 0)
+        return result(-1);
+    execv(a[1], a + 1);
+    return result(-1);
+}
+
 static int do_status(int n, char **a) { (void)n; (void)a; return cmd_status(); }
 static int do_ids(int n, char **a) { (void)n; (void)a; return cmd_ids(); }
 static int do_mount_tmpfs(int n, char **a) { (void)n; return result(mount("tmpfs", a[0], "tmpfs", 0, "size=1m")); }
@@ -566,6 +597,8 @@ static const struct {
     {"write-stdout-stderr", 0, do_write_stdout_stderr},
     /* escape attempts (EscapeTests) */
     {"watch-host", 1, cmd_watch_host},       /* SECS [ALLOWED-EXE...] */
+    /* what older kernels lack (KernelFeatureTests) */
+    {"enosys", 2, cmd_enosys},               /* NR[,NR...] PROGRAM [ARGS...] */
 };
 
 int main(int argc, char **argv)

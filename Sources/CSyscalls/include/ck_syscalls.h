@@ -94,4 +94,24 @@ ssize_t ck_lgetxattr(const char *path, const char *name, void *value, size_t siz
 ssize_t ck_flistxattr(int fd, char *list, size_t size);
 ssize_t ck_llistxattr(const char *path, char *list, size_t size);
 
+/* ---- what the kernel provides ---- */
+
+/* The system calls Berth probes for before relying on them (ck_feature_errno). */
+enum ck_feature {
+    CK_FEATURE_OPENAT2,
+    CK_FEATURE_CLONE3,
+    CK_FEATURE_CLOSE_RANGE,
+    CK_FEATURE_PIDFD_OPEN,
+    CK_FEATURE_PIDFD_SEND_SIGNAL,
+    CK_FEATURE_MOUNT_SETATTR,
+    CK_FEATURE_FSOPEN,
+    CK_FEATURE_EXECVEAT,
+    CK_FEATURE_MEMFD_CREATE,
+};
+/* Calls the feature's system call with arguments that every kernel that has it refuses (a size
+ * of 0, a descriptor of -1, a null pointer), so it never has an effect, and returns the errno:
+ * ENOSYS when the kernel lacks the call, ENOSYS or EPERM when a seccomp filter around this
+ * process refuses it, anything else when it is there. */
+int ck_feature_errno(int feature);
+
 #endif

@@ -1,4 +1,5 @@
-// The README's "Using the library" code, compiled by CI as a dependent's program.
+// The README's "Depending on Berth" code, compiled by CI as a dependent's program
+// (scripts/check-doc-code checks that it is the README's block verbatim).
 import Containers
 
 // Pulls the image when it is missing; the container is a child of this process.

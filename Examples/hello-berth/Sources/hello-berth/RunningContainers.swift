@@ -1,0 +1,62 @@
+// The code of the article "Running containers" (RunningContainers.md) in
+// Sources/Containers/Containers.docc, block by block in the article's order, so that
+// `make check-consumer` compiles it as a dependent's code; scripts/check-doc-code checks that
+// every block is here verbatim. Compiled, not run.
+import Containers
+
+func runningContainers() async throws {
+    let runtime = try ContainerRuntime()            // BERTH_ROOT, else /var/lib/berth
+
+    var config = ContainerConfiguration(image: "busybox", command: ["sh", "-c", "echo hi; exit 3"])
+    config.name = "greeter"
+    let container = try await runtime.run(config)
+    let status = await container.wait()             // .exited(3): a result, not an error
+    for await entry in container.logs() { print(entry.stream, entry.log) }
+    try await container.remove()
+
+    let server = try await runtime.run(ContainerConfiguration(image: "busybox", command: ["sleep", "600"]))
+    let result = try await server.exec(["ls", "/"])        // joins its namespaces and cgroup
+    let stats = try server.stats()                         // memory, cpu, pids, block and network I/O
+    try await server.pause()                               // cgroup freezer
+    try await server.resume()
+    try server.update(resources: CgroupResources(memoryLimit: 256 << 20))
+    try await server.stop()                                // stop signal, then SIGKILL after 10 s
+
+    var shellConfig = ContainerConfiguration(image: "busybox", command: ["sh", "-c", "read x; echo got $x"])
+    shellConfig.interactive = true
+    let shell = try await runtime.run(shellConfig)
+    let attachment = try shell.attach()
+    try await attachment.input?.write("hi\n")
+    for await entry in attachment.output { print(entry.log, terminator: "") }   // got hi
+
+    try server.copyIn(fromHostPath: "site/", to: "/srv")          // /srv/site/…
+    try server.copyOut("/var/log/app.log", toHostPath: "logs/")    // logs/app.log
+
+    let cache = try runtime.createVolume(name: "cache", labels: ["app": "web"])
+    var jobConfig = ContainerConfiguration(image: "busybox", command: ["sh", "-c", "date >> /cache/runs"])
+    jobConfig.mounts = [.volume(name: cache.name, target: "/cache", readOnly: false)]
+    let job = try await runtime.run(jobConfig)
+    _ = await job.wait()
+    print(try runtime.volumes().map(\.name))              // ["cache"]
+
+    try await job.remove()                                 // the volume stays
+    try runtime.removeVolume("cache")                      // refused while a container mounts it
+    let removed = try runtime.pruneVolumes()               // every volume no container mounts
+
+    for await event in runtime.events() where event.action == .die {
+        print(event.name, event.attributes["exitCode"] ?? "")
+    }
+
+    // Process A
+    var workerConfig = ContainerConfiguration(image: "busybox", command: ["sleep", "600"])
+    workerConfig.name = "worker"
+    workerConfig.lifetime = .detached
+    _ = try await runtime.run(workerConfig)
+    // … A exits; the container keeps running.
+
+    // Process B, later
+    let worker = try ContainerRuntime().container("worker")
+    print(try await worker.exec(["hostname"]).standardOutput)
+    try await worker.stop()
+    try await worker.remove()
+}
