@@ -30,9 +30,16 @@ struct OwnerDeathTests {
         let runtime = try await TestRuntime.shared()
         let name = "orphan-\(getpid())"
         let owner = try CLITests.launch(["run", "--name", name, "busybox", "/bin/probe", "sleep", "60"], root: runtime.root)
+        // Whatever fails below, the owner must not outlive the test: its container would be
+        // observed (and counted as a leak) by the tests after this one.
+        defer {
+            if owner.isRunning { kill(owner.processIdentifier, SIGKILL) }
+            owner.waitUntilExit()
+        }
 
+        // Up to 30 s: under emulation (make test-vm) the CLI takes several seconds to start.
         var running: (id: String, status: String, pid: Int32?)?
-        for _ in 0..<100 {
+        for _ in 0..<600 {
             if let found = record(named: name, in: runtime.root), found.status == "running", found.pid != nil {
                 running = found
                 break
