@@ -255,9 +255,10 @@ struct DatagramFloodTests {
             }
             #expect(peak <= cap + 8, "the relay held \(peak) sockets for \(flood) clients (cap \(cap))")
 
-            // A client after the flood still gets its reply.
+            // A client after the flood still gets its reply: at once here, after the relay has
+            // worked through the flood under emulation (the 6.1 guest), so up to a minute.
             var reply = ""
-            for _ in 0..<25 where reply.isEmpty {
+            for _ in 0..<300 where reply.isEmpty {
                 let fd = sendFromNewPort(Array("ping".utf8), to: port)
                 var buffer = [UInt8](repeating: 0, count: 512)
                 let count = recv(fd, &buffer, buffer.count, 0)
