@@ -23,8 +23,10 @@ struct DetachedTests {
         }
     }
 
+    /// Polls for up to 30 s: the berth CLI takes some 20 s to get a container running in the
+    /// emulated 6.1 guest, well under a second here.
     func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-        for _ in 0..<100 {
+        for _ in 0..<600 {
             if try await condition() { return true }
             try await Task.sleep(for: .milliseconds(50))
         }
