@@ -44,6 +44,7 @@ public enum KernelFeature: String, CaseIterable, Sendable, CustomStringConvertib
     /// `memfd_create(2)` with sealing.
     case memfdCreate = "memfd_create"
 
+    /// The system call's name, as in its manual page (`close_range`).
     public var description: String { rawValue }
 
     /// The first Linux release with the feature.
