@@ -98,7 +98,7 @@ struct BenchLifecycle {
         for index in 0..<(warmup + runs) {
             let start = clock.now
             let container = try await runtime.run(configuration)
-            let status = await container.wait()
+            let status = try await container.wait()
             let exited = clock.now
             try await container.remove()
             let removed = clock.now
@@ -119,7 +119,7 @@ struct BenchLifecycle {
             let created = clock.now
             try await container.start()
             let started = clock.now
-            let status = await container.wait()
+            let status = try await container.wait()
             let exited = clock.now
             try await container.remove()
             guard status.isSuccess else { fail("phases \(index): /bin/true \(status)") }

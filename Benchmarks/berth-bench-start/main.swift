@@ -46,7 +46,7 @@ struct BenchStart {
             if !exec { spec.cgroup = CgroupPlacement(path: "berth-bench/\(getpid())-\(index)") }
             let start = clock.now
             let process = try await ProcessHandle.spawn(spec)
-            let status = await process.wait()
+            let status = try await process.wait()
             let elapsed = clock.now - start
             guard status.isSuccess else {
                 print("run \(index): \(program) \(status)")
@@ -59,7 +59,7 @@ struct BenchStart {
         }
         if let target {
             try target.signal(.kill)
-            _ = await target.wait()
+            _ = try await target.wait()
         }
         samples.sort()
         func percentile(_ p: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * p))] }

@@ -214,9 +214,9 @@ struct Start: AsyncParsableCommand {
                 print(container.name)
                 return
             }
-            let status = await forwardingSignals(to: container) {
+            let status = try await forwardingSignals(to: container) { () async throws(ContainerError) -> ExitStatus in
                 await printLogs(container.logs(follow: true), timestamps: false)
-                return await container.wait()
+                return try await container.wait()
             }
             throw ExitCode(status.code)
         }
@@ -326,7 +326,7 @@ struct Wait: AsyncParsableCommand {
 
     func run() async throws {
         try await forEachContainer(store, names) { container in
-            print(await container.wait().code)
+            print(try await container.wait().code)
         }
     }
 }

@@ -52,7 +52,7 @@ struct Exec: AsyncParsableCommand {
                     command, environment: environment, workingDirectory: workingDirectory, user: user,
                     io: ProcessIO(terminal: currentTerminalSize()))
                 if let terminal = process.terminal { await relay(terminal, forwardingInput: interactive) }
-                throw ExitCode(await process.wait().code)
+                throw ExitCode(try await process.wait().code)
             }
             // Never berth's own stdio: the command gets pipes that berth relays.
             let status = try await StdioRelay.run(interactive: interactive) { io in

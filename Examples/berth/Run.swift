@@ -70,8 +70,9 @@ struct Run: AsyncParsableCommand {
             print(container.id)
             return
         }
-        // Berth removes the container itself after reading its whole log: the runtime's
-        // auto-remove could delete the log before the last lines are printed.
+        // Attached, the output comes through pipes, not the log: berth ends as soon as the
+        // container has closed them and exited. Berth removes the container itself.
+        configuration.output = .stream
         configuration.autoRemove = false
         let container = try await runtime.create(configuration)
         do {
@@ -84,9 +85,10 @@ struct Run: AsyncParsableCommand {
         let pump = Task.detached { [tty = options.tty] in
             if let input { await pumpStandardInput(into: input, closingAtEnd: !tty) }
         }
-        let status = await forwardingSignals(to: container) {
-            await printLogs(container.logs(follow: true), timestamps: false)
-            return await container.wait()
+        let output = try container.output()
+        let status = try await forwardingSignals(to: container) { () async throws(ContainerError) -> ExitStatus in
+            await printOutput(output)
+            return try await container.wait()
         }
         pump.cancel()
         if options.rm { try await container.remove(force: true) }
@@ -101,7 +103,7 @@ struct Run: AsyncParsableCommand {
             // The terminal is allocated in the container: berth relays keystrokes, as before.
             let process = try await ProcessHandle.spawn(spec)
             if let terminal = process.terminal { await relay(terminal, forwardingInput: true) }
-            throw ExitCode(await process.wait().code)
+            throw ExitCode(try await process.wait().code)
         }
         // Never berth's own stdio: the process gets pipes that berth relays.
         let status = try await StdioRelay.run(interactive: options.interactive) { io in
@@ -175,7 +177,7 @@ struct Run: AsyncParsableCommand {
 
 /// Passes the signals a terminal or `kill` sends to berth on to the container while `body`
 /// runs, as `docker run`'s sig-proxy does; berth itself then ends when the container does.
-func forwardingSignals<T: Sendable>(to container: Container, _ body: () async -> T) async -> T {
+func forwardingSignals<T: Sendable>(to container: Container, _ body: () async throws(ContainerError) -> T) async throws(ContainerError) -> T {
     let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
     let sources = forwarded.map { number in
         signal(number, SIG_IGN)
@@ -190,7 +192,14 @@ func forwardingSignals<T: Sendable>(to container: Container, _ body: () async ->
             signal(number, SIG_DFL)
         }
     }
-    return await body()
+    return try await body()
+}
+
+/// Copies a container's output to berth's stdout and stderr until it ends.
+func printOutput(_ output: ContainerOutput) async {
+    for await chunk in output {
+        _ = chunk.bytes.withUnsafeBytes { write(chunk.stream == .stdout ? 1 : 2, $0.baseAddress, $0.count) }
+    }
 }
 
 /// Copies berth's stdin into `input` until end-of-file or cancellation. A pipe is closed at

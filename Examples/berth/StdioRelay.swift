@@ -102,7 +102,7 @@ struct StdioRelay {
                 }
             }
         }
-        let status = await process.wait()
+        let status = await process.exited()  // the CLI is never cancelled; the relay must end
         close(self.exited.write)
         await copied.value
         close(exited)

@@ -19,7 +19,7 @@ public struct KernelError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Storage: UInt8 {
-            case syscallFailed, initFailed, protocolViolation, unsupported, invalidArgument, invalidState, timedOut
+            case syscallFailed, initFailed, protocolViolation, unsupported, invalidArgument, invalidState, timedOut, cancelled
         }
         let storage: Storage
 
@@ -37,6 +37,8 @@ public struct KernelError: Error, Sendable, Hashable, CustomStringConvertible {
         public static var invalidState: Code { Code(storage: .invalidState) }
         /// A deadline passed (for example ``ProcessSpec/initTimeout``); the child was killed.
         public static var timedOut: Code { Code(storage: .timedOut) }
+        /// The calling task was cancelled before the operation finished.
+        public static var cancelled: Code { Code(storage: .cancelled) }
 
         public var description: String { "\(storage)" }
     }

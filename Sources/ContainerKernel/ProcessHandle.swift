@@ -6,12 +6,12 @@ import SystemSupport
 /// A spawned process, owned through a pidfd: waiting and signalling never race with pid reuse.
 ///
 /// The process is reaped by Berth's I/O thread as soon as it exits; its cgroup (if any) is
-/// removed before ``wait()`` returns, so a caller that waited has nothing left to clean up.
+/// removed before ``wait(timeout:)`` returns, so a caller that waited has nothing left to clean up.
 ///
 /// ```swift
 /// let process = try await ProcessHandle.spawn(spec)
 /// try process.signal(.terminate)
-/// let status = await process.wait()   // .signaled(SIGTERM, coreDumped: false)
+/// let status = try await process.wait()   // .signaled(SIGTERM, coreDumped: false)
 /// ```
 public final class ProcessHandle: Sendable {
     /// The process id in the caller's pid namespace.
@@ -40,7 +40,7 @@ public final class ProcessHandle: Sendable {
     /// For a process another program holds (``observe(pid:parentPID:cgroup:exitStatus:)``):
     /// how to learn its exit status from that program once it has ended.
     private let observedExit: (@Sendable () async -> ExitStatus)?
-    private let state = Mutex<(status: ExitStatus?, waiters: [CheckedContinuation<ExitStatus, Never>])>((nil, []))
+    private let exit = Outcome<ExitStatus>()
 
     init(
         pid: Int32, pidfd: Int32, supervisor: Supervisor? = nil, observedExit: (@Sendable () async -> ExitStatus)? = nil,
@@ -69,7 +69,7 @@ public final class ProcessHandle: Sendable {
     /// Takes hold of a detached process that another program spawned, through its supervisor.
     ///
     /// The supervisor is identified by its pid and start time (so a reused pid is never taken
-    /// for it), the process by being the supervisor's child. ``wait()`` returns when the
+    /// for it), the process by being the supervisor's child. ``wait(timeout:)`` returns when the
     /// supervisor has recorded the exit (at once when it already has); ``signal(_:)`` signals
     /// the process.
     ///
@@ -106,7 +106,7 @@ public final class ProcessHandle: Sendable {
 
     /// Takes hold of a process that another program spawned and still holds as its child, to
     /// signal it and to learn when it ends. That program reaps it and cleans up after it; this
-    /// handle's ``wait()`` returns what `exitStatus` reports once the process has exited.
+    /// handle's ``wait(timeout:)`` returns what `exitStatus` reports once the process has exited.
     ///
     /// - Parameters:
     ///   - pid: The process.
@@ -162,7 +162,7 @@ public final class ProcessHandle: Sendable {
     }
 
     /// How the process ended, or `nil` while it runs.
-    public var exitStatus: ExitStatus? { state.withLock { $0.status } }
+    public var exitStatus: ExitStatus? { exit.value }
 
     /// This process's `PR_GET_DUMPABLE` setting, which spawning must leave as it found it.
     package static var callerDumpable: Int32 { ck_get_dumpable() }
@@ -173,17 +173,28 @@ public final class ProcessHandle: Sendable {
 
     /// Waits until the process has exited and everything spawned for it is cleaned up.
     ///
+    /// Waiting costs nothing while it lasts: the exit arrives through the process's pidfd on
+    /// Berth's I/O thread, and the calling task is suspended, never blocking a thread.
+    /// Giving up (the deadline, or cancellation of the calling task) leaves the process
+    /// running: kill it with ``signal(_:)`` and wait again to leave nothing behind.
+    ///
+    /// - Parameter timeout: How long to wait at most; `nil` waits as long as the process runs.
     /// - Returns: How the process ended.
-    public func wait() async -> ExitStatus {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> ExitStatus? in
-                if let status = state.status { return status }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let done { continuation.resume(returning: done) }
+    /// - Throws: ``KernelError``: ``KernelError/Code/timedOut`` when `timeout` passed first,
+    ///   ``KernelError/Code/cancelled`` when the calling task was cancelled first.
+    public func wait(timeout: Duration? = nil) async throws(KernelError) -> ExitStatus {
+        switch await exit.wait(timeout: timeout) {
+        case .success(let status): return status
+        case .failure(.deadline):
+            throw KernelError(code: .timedOut, detail: "wait for process \(pid): still running after \(timeout ?? .zero)")
+        case .failure(.cancelled):
+            throw KernelError(code: .cancelled, detail: "wait for process \(pid)")
         }
     }
+
+    /// Waits for the exit, whatever happens to the calling task: for the owner of the process,
+    /// which must see its end to release what goes with it.
+    package func exited() async -> ExitStatus { await exit.uncancellableValue() }
 
     /// Starts watching the pidfd on the I/O loop; the loop keeps `self` alive until the exit.
     ///
@@ -241,12 +252,5 @@ public final class ProcessHandle: Sendable {
         complete(exit)
     }
 
-    private func complete(_ exit: ExitStatus) {
-        let waiters = state.withLock { state in
-            state.status = exit
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        waiters.forEach { $0.resume(returning: exit) }
-    }
+    private func complete(_ status: ExitStatus) { exit.fulfil(status) }
 }

@@ -56,14 +56,19 @@ public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
     case signaled(Signal, coreDumped: Bool)
     /// The kernel's OOM killer ended the process because its cgroup hit the memory limit.
     case oomKilled
+    /// The caller's deadline passed and Berth killed the process (`SIGKILL`): a
+    /// `ContainerConfiguration.timeout` or an exec's `timeout`, never a signal the program
+    /// sent itself.
+    case timedOut
 
     /// The code a shell (and `docker run`) reports: the exit code, or 128 + the signal number
-    /// (137 for an OOM kill).
+    /// (137 for an OOM kill), or 124 for a deadline, as `timeout(1)` reports it.
     public var code: Int32 {
         switch self {
         case .exited(let code): code
         case .signaled(let signal, _): 128 + signal.rawValue
         case .oomKilled: 128 + SIGKILL
+        case .timedOut: 124
         }
     }
 
@@ -75,6 +80,7 @@ public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
         case .exited(let code): "exited with code \(code)"
         case .signaled(let signal, let core): "killed by \(signal)" + (core ? " (core dumped)" : "")
         case .oomKilled: "killed by the OOM killer"
+        case .timedOut: "killed at its deadline"
         }
     }
 }

@@ -3,7 +3,8 @@ public import ContainerKernel
 /// A connection to a running container's stdio, from ``Container/attach()`` (`docker attach`).
 public struct ContainerAttachment: Sendable {
     /// What the container writes from the moment of attaching until it exits: stdout and
-    /// stderr (or the terminal), entry by entry as the log records them.
+    /// stderr (or the terminal), entry by entry as the log records them. Empty for a
+    /// container whose output is not the log: read ``Container/output()`` instead.
     public var output: AsyncStream<LogEntry>
     /// The container's stdin: a pipe for a container created with
     /// ``ContainerConfiguration/interactive``, the terminal's input with

@@ -1,21 +1,31 @@
 public import ContainerKernel
 import Glibc
 
-/// The result of a command run in a container with ``Container/exec(_:environment:workingDirectory:user:input:)``.
+/// The result of a command run in a container with
+/// ``Container/exec(_:environment:workingDirectory:user:input:outputLimit:timeout:)``.
 public struct ExecResult: Sendable, Hashable {
-    /// How the command ended.
+    /// How the command ended: `ExitStatus.timedOut` when its deadline killed it.
     public var status: ExitStatus
-    /// What it wrote to stdout.
+    /// What it wrote to stdout, up to the output limit (invalid UTF-8 replaced).
     public var standardOutput: String
-    /// What it wrote to stderr.
+    /// What it wrote to stderr, up to the output limit (invalid UTF-8 replaced).
     public var standardError: String
+    /// Whether it wrote more than the output limit, and the rest was dropped.
+    public var truncated: Bool
 }
 
 extension Container {
     /// Runs a command in the running container and collects its output (`docker exec`).
     ///
     /// The command joins the container's namespaces and cgroup, with the container's
-    /// environment (plus `environment`), capabilities and seccomp profile.
+    /// environment (plus `environment`), capabilities and seccomp profile. It waits until the
+    /// command has exited and its output has ended (a background process that keeps the
+    /// command's stdout open keeps it waiting), suspending the calling task: no thread is
+    /// blocked. Memory stays within `outputLimit` whatever the command writes. To stream the
+    /// output instead, use ``startExec(_:environment:workingDirectory:user:io:)``.
+    ///
+    /// Cancelling the calling task kills the command (`SIGKILL`) and waits for its exit, so
+    /// nothing of it is left; processes it started in the background stay in the container.
     ///
     /// - Parameters:
     ///   - command: The program and its arguments.
@@ -23,25 +33,42 @@ extension Container {
     ///   - workingDirectory: Defaults to the container's.
     ///   - user: Defaults to the container's.
     ///   - input: Bytes written to the command's stdin, which is then closed.
-    /// - Returns: The exit status and output; a non-zero exit is a result, not an error.
+    ///   - outputLimit: The most bytes of stdout and stderr together that are kept (1 MiB by
+    ///     default); beyond it, output is read and dropped and the result is ``ExecResult/truncated``.
+    ///   - timeout: The command's deadline: at it the command is killed (`SIGKILL`) and the
+    ///     result's status is `ExitStatus.timedOut`; `nil` for none.
+    /// - Returns: The exit status and output; a non-zero exit or a deadline is a result, not an error.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/invalidState`` unless running;
-    ///   ``ContainerError/Code/kernel`` when the command cannot start (`exec "nope": executable file not found in $PATH`).
+    ///   ``ContainerError/Code/kernel`` when the command cannot start (`exec "nope": executable file not found in $PATH`);
+    ///   ``ContainerError/Code/cancelled`` when the calling task was cancelled.
     public func exec(
         _ command: [String], environment: [String] = [], workingDirectory: String? = nil, user: String? = nil,
-        input: [UInt8]? = nil
+        input: [UInt8]? = nil, outputLimit: Int = 1 << 20, timeout: Duration? = nil
     ) async throws(ContainerError) -> ExecResult {
         var io = ProcessIO()
         if input != nil { io.standardInput = .pipe }
         let process = try await startExec(command, environment: environment, workingDirectory: workingDirectory,
                                           user: user, io: io)
+        let output = Task { await ContainerOutput(of: process).collect(limit: outputLimit) }
         if let input {
             try? await process.standardInput?.write(input)
             await process.standardInput?.close()
         }
-        async let out = process.standardOutput?.collectString() ?? ""
-        async let err = process.standardError?.collectString() ?? ""
-        let status = await process.wait()
-        return ExecResult(status: status, standardOutput: await out, standardError: await err)
+        var status: ExitStatus
+        var cancelled = false
+        do {
+            status = try await process.wait(timeout: timeout)
+        } catch {
+            cancelled = error.code == .cancelled
+            try? process.signal(.kill)
+            _ = await process.exited()
+            status = .timedOut
+        }
+        let collected = await output.value
+        guard !cancelled else { throw ContainerError(code: .cancelled, container: name, detail: "exec \(command.first ?? "") in") }
+        return ExecResult(status: status, standardOutput: String(decoding: collected.standardOutput, as: UTF8.self),
+                          standardError: String(decoding: collected.standardError, as: UTF8.self),
+                          truncated: collected.truncated)
     }
 
     /// Starts a command in the running container and returns its process, for streaming
@@ -53,8 +80,10 @@ extension Container {
     ///   - workingDirectory: Defaults to the container's.
     ///   - user: Defaults to the container's.
     ///   - io: Where its stdio goes (pipes by default, or a terminal).
-    /// - Returns: The process; wait for it with its `wait()`.
-    /// - Throws: ``ContainerError`` as ``exec(_:environment:workingDirectory:user:input:)``.
+    /// - Returns: The process; read its output through its `standardOutput` and
+    ///   `standardError` (or `terminal`) and wait for it with its `wait(timeout:)`; to stop
+    ///   early, signal it and wait again.
+    /// - Throws: ``ContainerError`` as ``exec(_:environment:workingDirectory:user:input:outputLimit:timeout:)``.
     public func startExec(
         _ command: [String], environment: [String] = [], workingDirectory: String? = nil, user: String? = nil,
         io: ProcessIO = ProcessIO()

@@ -36,20 +36,13 @@ extension Container {
 
     private func runCheck(_ check: HealthcheckConfiguration) async -> Bool {
         guard let process = try? await startExec(check.command, io: .null) else { return false }
-        return await withTaskGroup(of: Bool?.self) { group in
-            group.addTask { await process.wait().isSuccess }
-            group.addTask {
-                try? await Task.sleep(for: check.timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            if first == nil {
-                // Timed out: the check fails and its process must not linger.
-                try? process.signal(.kill)
-                _ = await process.wait()
-            }
-            group.cancelAll()
-            return first ?? false
+        do {
+            return try await process.wait(timeout: check.timeout).isSuccess
+        } catch {
+            // Timed out (or the checks were cancelled): the check fails and its process must not linger.
+            try? process.signal(.kill)
+            _ = await process.exited()
+            return false
         }
     }
 }

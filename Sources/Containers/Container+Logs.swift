@@ -15,10 +15,15 @@ public struct LogEntry: Sendable, Hashable, Codable {
     public var stream: Stream
     /// When Berth read it.
     public var time: Date
+    /// Set on the entry that log rotation writes when it deletes the oldest file: how many
+    /// bytes of older output were dropped (the entry's ``log`` says it in words). Stored as
+    /// the json-file driver's `attrs` (`{"berth.dropped":"1048576"}`).
+    public var dropped: Int?
 }
 
 extension LogEntry {
-    private enum CodingKeys: String, CodingKey { case log, stream, time }
+    private enum CodingKeys: String, CodingKey { case log, stream, time, attrs }
+    private static let droppedAttribute = "berth.dropped"
 
     /// Decodes an entry of the log file; `time` is RFC 3339 in UTC, with or without a fraction
     /// of a second (`2026-12-03T07:21:19.123456789Z`).
@@ -34,6 +39,8 @@ extension LogEntry {
             throw DecodingError.dataCorruptedError(forKey: .time, in: container, debugDescription: "not an RFC 3339 UTC time: \(text)")
         }
         self.time = time
+        let attributes = try container.decodeIfPresent([String: String].self, forKey: .attrs)
+        dropped = attributes?[Self.droppedAttribute].flatMap { Int($0) }
     }
 
     /// Encodes the entry as the log file holds it, `time` as RFC 3339 in UTC with nanoseconds.
@@ -50,6 +57,7 @@ extension LogEntry {
         var text = [CChar](repeating: 0, count: 32)
         let length = ck_log_time(&text, &now)
         try container.encode(String(decoding: text[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self), forKey: .time)
+        if let dropped { try container.encode([Self.droppedAttribute: "\(dropped)"], forKey: .attrs) }
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, as ck_log_time writes it (and as older logs have it,
@@ -127,9 +135,15 @@ final class LogFile: Sendable {
         }
     }
 
+    /// Starts a new file; when that deletes the oldest one, the new file begins with an entry
+    /// that says how much output was dropped.
     private func rotate(_ state: inout (fd: Int32, size: Int)) {
+        var dropped = 0
         if state.fd >= 0 {
             close(state.fd)
+            let oldest = limits.maximumFiles > 1 ? "\(path).\(limits.maximumFiles - 1)" : path
+            var st = stat()
+            if stat(oldest, &st) == 0 { dropped = Int(st.st_size) }
             if limits.maximumFiles > 1 {
                 for index in stride(from: limits.maximumFiles - 1, to: 0, by: -1) {
                     rename(index == 1 ? path : "\(path).\(index - 1)", "\(path).\(index)")
@@ -141,6 +155,13 @@ final class LogFile: Sendable {
         state.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         var st = stat()
         state.size = state.fd >= 0 && fstat(state.fd, &st) == 0 ? Int(st.st_size) : 0
+        guard dropped > 0, state.fd >= 0 else { return }
+        let marker = LogEntry(log: "berth: log rotation dropped \(dropped) bytes of older output\n", stream: .stderr,
+                              time: Date(), dropped: dropped)
+        guard let line = try? jsonEncoder.encode(marker) else { return }
+        let bytes = Array(line) + [0x0A]
+        _ = bytes.withUnsafeBytes { try? writeAll(state.fd, $0, path: path) }
+        state.size += bytes.count
     }
 
     /// Every entry on disk, oldest first.
@@ -160,58 +181,110 @@ final class LogFile: Sendable {
 }
 
 extension Container {
-    /// Reads the process's stdout and stderr into the log until both end.
-    func drainOutput(of process: ProcessHandle) -> Task<Void, Never> {
+    /// Writes the process's output into the log until it ends.
+    func drain(_ output: ContainerOutput) -> Task<Void, Never> {
         let logs = self.logs
         return Task.detached {
-            await withTaskGroup(of: Void.self) { group in
-                if let output = process.standardOutput {
-                    group.addTask { for await chunk in output { logs.append(chunk, stream: .stdout) } }
-                }
-                if let output = process.standardError {
-                    group.addTask { for await chunk in output { logs.append(chunk, stream: .stderr) } }
-                }
-                if let terminal = process.terminal {
-                    group.addTask { for await chunk in terminal.output { logs.append(chunk, stream: .stdout) } }
-                }
-            }
+            for await chunk in output { logs.append(chunk.bytes, stream: chunk.stream) }
         }
     }
 
     /// The container's log (`docker logs`).
     ///
+    /// Following wakes when the container's directory changes (inotify): a new entry, a
+    /// rotation, or the record of the run's end, whichever process writes them; it never polls.
+    /// Each wake-up reads the log files again. Cancelling the task that iterates (or dropping
+    /// the sequence) ends it.
+    ///
     /// - Parameters:
     ///   - follow: Keep reading while the container runs (`-f`); the sequence ends when it exits.
     ///   - since: Only entries written at or after this time.
     ///   - tail: Only the last `tail` entries already written.
-    /// - Returns: The entries, oldest first.
+    /// - Returns: The entries, oldest first; after a rotation dropped output, an entry with
+    ///   ``LogEntry/dropped`` says how much.
     public func logs(follow: Bool = false, since: Date? = nil, tail: Int? = nil) -> AsyncStream<LogEntry> {
         let logs = self.logs
         return AsyncStream { continuation in
+            // Watching starts before the first read: no change after it is missed.
+            let changes = follow ? DirectoryChanges(directory) : nil
             let task = Task.detached { [self] in
                 var seen = logs.entries()
                 var initial = seen.filter { entry in since.map { entry.time >= $0 } ?? true }
                 if let tail { initial = Array(initial.suffix(tail)) }
                 initial.forEach { continuation.yield($0) }
-                // Following polls the file: cheap, works for readers in other processes, and
-                // rotation only ever moves whole entries.
-                while follow && !Task.isCancelled {
-                    let running = state.status == .running || state.status == .paused
-                    try? await Task.sleep(for: .milliseconds(50))
-                    let now = logs.entries()
-                    if now.count > seen.count || now.last != seen.last {
-                        let fresh = now.count >= seen.count && now.prefix(seen.count).elementsEqual(seen)
-                            ? Array(now.dropFirst(seen.count))
-                            : now.filter { entry in !seen.contains(entry) }
-                        fresh.forEach { continuation.yield($0) }
-                        seen = now
-                    } else if !running {
-                        break
+                if let changes {
+                    var wakeUps = changes.wakeUps.makeAsyncIterator()
+                    while !Task.isCancelled {
+                        let running = state.status == .running || state.status == .paused
+                        let now = logs.entries()
+                        if now.count > seen.count || now.last != seen.last {
+                            // Rotation only ever moves whole entries.
+                            let fresh = now.count >= seen.count && now.prefix(seen.count).elementsEqual(seen)
+                                ? Array(now.dropFirst(seen.count))
+                                : now.filter { entry in !seen.contains(entry) }
+                            fresh.forEach { continuation.yield($0) }
+                            seen = now
+                        } else if !running {
+                            break
+                        }
+                        guard await wakeUps.next() != nil else { break }
                     }
+                    changes.close()
                 }
                 continuation.finish()
             }
             continuation.onTermination = { _ in task.cancel() }
         }
+    }
+}
+
+/// Wake-ups when anything in a directory changes, through inotify on Berth's I/O thread.
+final class DirectoryChanges: Sendable {
+    /// One element per burst of changes (bursts that come while nobody reads are merged).
+    let wakeUps: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+    private let fd: Mutex<Int32>
+    private let token: Mutex<UInt64?>
+
+    init(_ directory: String) {
+        (wakeUps, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        fd = Mutex(descriptor)
+        token = Mutex(nil)
+        let events = UInt32(IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE)
+        guard descriptor >= 0, inotify_add_watch(descriptor, directory, events) >= 0 else {
+            // Without a watch the follower would never wake: end it instead.
+            continuation.finish()
+            return
+        }
+        // The loop holds `self` until close() unregisters it.
+        let registered = try? IOLoop.shared.register(descriptor, events: IOLoop.readable) { [self] _ in
+            fd.withLock { fd in
+                guard fd >= 0 else { return }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+            }
+            continuation.yield()
+        }
+        guard let registered else {
+            continuation.finish()
+            return
+        }
+        token.withLock { $0 = registered }
+    }
+
+    /// Stops watching; the wake-ups end. The follower calls it when it ends.
+    func close() {
+        let token = token.withLock { token in
+            defer { token = nil }
+            return token
+        }
+        fd.withLock { fd in
+            guard fd >= 0 else { return }
+            if let token { IOLoop.shared.unregister(fd, token: token) }
+            Glibc.close(fd)
+            fd = -1
+        }
+        continuation.finish()
     }
 }

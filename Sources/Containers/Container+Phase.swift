@@ -1,6 +1,7 @@
 import ContainerKernel
 import Networking
 import Synchronization
+import SystemSupport
 
 extension Container {
     /// Where a container is in its lifecycle, with the resources that exist only there.
@@ -33,13 +34,19 @@ extension Container {
         var forwarders: [PortForwarder] = []
         /// Copies stdout and stderr into the log (none for a supervised run: the supervisor writes it).
         var logDrain: Task<Void, Never>?
+        /// The output stream of a run with ``OutputDestination/stream``.
+        var output: ContainerOutput?
         var health: Task<Void, Never>?
-        /// Callers of ``Container/wait()``, resumed with the exit status.
-        var waiters: [CheckedContinuation<ExitStatus?, Never>] = []
+        /// How the run ended, set once its end is recorded; what ``Container/wait(timeout:)`` waits for.
+        let ended = Outcome<ExitStatus>()
         /// Taken over from another process or an earlier runtime (``Container/hold(_:)``):
         /// only the process that started a run applies the restart policy to it.
         var adopted = false
-        /// Ended on request (stop, remove): the restart policy does not restart it.
+        /// Kills the run at ``ContainerConfiguration/timeout``; cancelled when the run ends.
+        var deadline: Task<Void, Never>?
+        /// The deadline killed it: the run ends with `ExitStatus.timedOut`.
+        var timedOut = false
+        /// Ended on request (stop, remove, the deadline): the restart policy does not restart it.
         var stopRequested = false
 
         var cgroup: Cgroup? { process.cgroup }
@@ -49,8 +56,11 @@ extension Container {
     struct Live: Sendable {
         var record: ContainerRecord
         var phase: Phase = .idle
-        /// How the last run ended, for ``Container/wait()`` after it.
+        /// How the last run ended, for ``Container/wait(timeout:)`` after it.
         var lastExit: ExitStatus?
+        /// The output of the last run started with ``OutputDestination/stream``, until
+        /// ``Container/output()`` takes it (or the next start replaces it).
+        var output: ContainerOutput?
 
         /// The state as error messages name it: the record's status, or the transition underway.
         var stateName: String {

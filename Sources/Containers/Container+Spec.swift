@@ -94,7 +94,9 @@ extension Container {
         if configuration.terminal {
             spec.io = ProcessIO(terminal: TerminalSize(rows: 24, columns: 80))
         } else {
-            spec.io = ProcessIO(standardInput: configuration.interactive ? .pipe : .null)
+            let output: ProcessIO.Output = configuration.output == .discard ? .null : .pipe
+            spec.io = ProcessIO(standardInput: configuration.interactive ? .pipe : .null,
+                                standardOutput: output, standardError: output)
         }
         return spec
     }

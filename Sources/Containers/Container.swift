@@ -186,6 +186,7 @@ public final class Container: Sendable {
                 let joiners = live.endStart()
                 live.phase = .running(run)
                 live.lastExit = nil
+                live.output = run.output
                 live.record.state.status = .running
                 live.record.state.pid = run.process.pid
                 live.record.supervisor = run.process.supervisorPID.map {
@@ -208,17 +209,21 @@ public final class Container: Sendable {
             runtime.publish(.start, self)
             joiners.forEach { $0.resume(returning: .success(())) }
             Task.detached { [self] in await self.watch(run.process) }
+            if let timeout = record.configuration.timeout { keep(run.process, within: timeout) }
         }
     }
 
-    /// Spawns the process of a run and what goes with it: published ports, the log drain,
-    /// the health checks.
+    /// Spawns the process of a run and what goes with it: published ports, the log drain (or
+    /// the output stream), the health checks.
     private func launch(_ record: ContainerRecord) async throws(ContainerError) -> Run {
         var spec = try makeProcessSpec(record)
         if record.configuration.lifetime == .detached {
-            guard record.configuration.ports.isEmpty else {
+            let ownerOnly = [("published ports", !record.configuration.ports.isEmpty),
+                             ("a deadline", record.configuration.timeout != nil),
+                             ("output other than the log", record.configuration.output != .log)]
+            if let (what, _) = ownerOnly.first(where: { $0.1 }) {
                 throw ContainerError(code: .invalidArgument, container: record.name,
-                                     detail: "start: published ports need the owning process and cannot be used with a detached container:")
+                                     detail: "start: \(what) need the owning process and cannot be used with a detached container:")
             }
             spec.supervision = Supervision(statusPath: statusPath, logPath: logs.path,
                                            logMaximumSize: logs.limits.maximumSize,
@@ -234,41 +239,98 @@ public final class Container: Sendable {
             forwarders.forEach { $0.stop() }
             throw ContainerError(code: .kernel, container: record.name, detail: "start", underlying: error)
         }
-        return Run(process: process, forwarders: forwarders, logDrain: drainOutput(of: process), health: healthChecks())
+        let output = ContainerOutput(of: process)
+        switch record.configuration.output {
+        case .log:
+            return Run(process: process, forwarders: forwarders, logDrain: drain(output), health: healthChecks())
+        case .stream:
+            return Run(process: process, forwarders: forwarders, output: output, health: healthChecks())
+        case .discard:
+            // Only a terminal's output reaches here (without one, stdout and stderr are /dev/null).
+            return Run(process: process, forwarders: forwarders, logDrain: Task.detached { for await _ in output {} },
+                       health: healthChecks())
+        }
+    }
+
+    /// Kills the run of `process` at its deadline, unless it has ended by then.
+    private func keep(_ process: ProcessHandle, within timeout: Duration) {
+        let deadline = Task.detached { [self] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            let status = live.withLock { live -> ContainerStatus? in
+                guard case .running(var run) = live.phase, run.process === process else { return nil }
+                run.timedOut = true
+                run.stopRequested = true
+                live.phase = .running(run)
+                return live.record.state.status
+            }
+            guard let status else { return }
+            try? process.signal(.kill)
+            // A frozen process cannot die under the v1 freezer: thaw it once it is killed.
+            if status == .paused { try? await process.cgroup?.thaw() }
+        }
+        let kept = live.withLock { live in
+            guard case .running(var run) = live.phase, run.process === process else { return false }
+            run.deadline = deadline
+            live.phase = .running(run)
+            return true
+        }
+        if !kept { deadline.cancel() }
     }
 
     /// Waits for the current run to end; returns at once for a container that is not running
     /// (after a start underway, if there is one).
     ///
+    /// It waits until the run's end is recorded: the process has exited, its output is in the
+    /// log (or its stream has ended), and its cgroup is gone. The calling task is suspended
+    /// meanwhile, never blocking a thread. Giving up (the deadline, or cancellation of the
+    /// calling task) leaves the container running; to bound the run itself, set
+    /// ``ContainerConfiguration/timeout``.
+    ///
+    /// - Parameter timeout: How long to wait at most; `nil` waits as long as the run lasts.
     /// - Returns: How the process ended (`.exited(0)` for a container never started).
-    public func wait() async -> ExitStatus {
-        enum Next { case now(ExitStatus), afterStart }
+    /// - Throws: ``ContainerError``: ``ContainerError/Code/timeout`` when `timeout` passed
+    ///   first, ``ContainerError/Code/cancelled`` when the calling task was cancelled first.
+    @discardableResult
+    public func wait(timeout: Duration? = nil) async throws(ContainerError) -> ExitStatus {
+        switch await currentRun() {
+        case .ended(let status): return status
+        case .running(let ended):
+            switch await ended.wait(timeout: timeout) {
+            case .success(let status): return status
+            case .failure(.deadline):
+                throw ContainerError(code: .timeout, container: name, detail: "wait for (still running after \(timeout ?? .zero))")
+            case .failure(.cancelled):
+                throw ContainerError(code: .cancelled, container: name, detail: "wait for")
+            }
+        }
+    }
+
+    /// Waits for the end of the current run whatever happens to the calling task: for the
+    /// operations (stop, remove) that must not return before the run is over.
+    func ended() async -> ExitStatus {
+        switch await currentRun() {
+        case .ended(let status): status
+        case .running(let ended): await ended.uncancellableValue()
+        }
+    }
+
+    private enum RunEnd { case ended(ExitStatus), running(Outcome<ExitStatus>) }
+
+    /// The end of the current run (after a start underway, if there is one), or how the last one ended.
+    private func currentRun() async -> RunEnd {
+        enum Next { case now(RunEnd), afterStart }
         while true {
-            let waited = await withCheckedContinuation { (continuation: CheckedContinuation<ExitStatus?, Never>) in
-                let next = live.withLock { live -> Next? in
-                    switch live.phase {
-                    case .running(var run):
-                        run.waiters.append(continuation)
-                        live.phase = .running(run)
-                        return nil
-                    case .removing(var run?, let joiners):
-                        run.waiters.append(continuation)
-                        live.phase = .removing(run, joiners: joiners)
-                        return nil
-                    case .starting:
-                        return .afterStart
-                    case .idle, .removing(nil, _), .removed:
-                        return .now(live.lastExit ?? .exited(live.record.state.exitCode ?? 0))
-                    }
-                }
-                switch next {
-                case nil: break
-                case .now(let status): continuation.resume(returning: status)
-                case .afterStart: continuation.resume(returning: nil)
+            let next = live.withLock { live -> Next in
+                switch live.phase {
+                case .running(let run), .removing(let run?, _): .now(.running(run.ended))
+                case .starting: .afterStart
+                case .idle, .removing(nil, _), .removed: .now(.ended(live.lastExit ?? .exited(live.record.state.exitCode ?? 0)))
                 }
             }
-            if let waited { return waited }
-            _ = await joinStart()
+            switch next {
+            case .now(let end): return end
+            case .afterStart: _ = await joinStart()
+            }
         }
     }
 
@@ -300,7 +362,7 @@ public final class Container: Sendable {
         try? process.signal(signal)
         let grace = timeout ?? .seconds(configuration.stopTimeout)
         await withTaskGroup(of: Bool.self) { group in
-            group.addTask { _ = await process.wait(); return true }
+            group.addTask { _ = await process.exited(); return true }
             group.addTask { try? await Task.sleep(for: grace); return false }
             // The group waits for both tasks; killing (when the grace period ran out first)
             // is what ends the waiting one.
@@ -308,7 +370,7 @@ public final class Container: Sendable {
             group.cancelAll()
         }
         runtime.publish(.stop, self)
-        return await wait()
+        return await ended()
     }
 
     /// Sends a signal to the container's main process (`docker kill`).
@@ -409,13 +471,16 @@ public final class Container: Sendable {
             try? run.process.signal(.kill)
             // A frozen process cannot die under the v1 freezer: thaw it once it is killed.
             if status == .paused { try? await run.cgroup?.thaw() }
-            _ = await wait()
+            _ = await ended()
         case .destroy: break
         }
         runtime.forget(self)
         let destroyed = Result { () throws(ContainerError) in try destroyFiles() }
         let joiners = live.withLock { live -> [CheckedContinuation<Void, Never>] in
-            defer { live.phase = .removed }
+            defer {
+                live.phase = .removed
+                live.output = nil
+            }
             guard case .removing(_, let joiners) = live.phase else { return [] }
             return joiners
         }
@@ -474,13 +539,15 @@ public final class Container: Sendable {
     /// Ends the run of `process` when it exits: records how, resumes the waiters, releases what
     /// the run held, then applies the restart policy and auto-removal.
     private func watch(_ process: ProcessHandle) async {
-        let status = await process.wait()
+        let exited = await process.exited()
         // The log drain ends when the process (and its children) closed stdout and stderr.
         await live.withLock { $0.run(of: process)?.logDrain }?.value
         // The owner of an observed run has recorded its end (the handle waited for it).
         let recorded = observed ? try? Container.loadRecord(directory) : nil
+        var status = exited
         let ended = update { live -> Run? in
             guard let run = live.run(of: process) else { return nil }
+            status = run.timedOut ? .timedOut : exited
             if case .removing(_, let joiners) = live.phase {
                 live.phase = .removing(nil, joiners: joiners)
             } else {
@@ -502,9 +569,10 @@ public final class Container: Sendable {
         guard let run = ended else { return }
         run.forwarders.forEach { $0.stop() }
         run.health?.cancel()
+        run.deadline?.cancel()
         if status == .oomKilled && !observed { runtime.publish(.oom, self) }
         runtime.publish(.die, self, ["exitCode": "\(status.code)"])
-        run.waiters.forEach { $0.resume(returning: status) }
+        run.ended.fulfil(status)
         guard !observed else { return }
 
         let (policy, restarts) = live.withLock { ($0.record.configuration.restartPolicy, $0.record.state.restartCount) }

@@ -91,6 +91,16 @@ public struct ContainerConfiguration: Sendable, Codable {
     /// Whether the container dies with this process (``ContainerLifetime/embedded``, the
     /// default) or outlives it (``ContainerLifetime/detached``, `docker run -d`).
     public var lifetime: ContainerLifetime
+    /// Where the main process's stdout and stderr go: the log (the default), a stream the
+    /// owner reads with ``Container/output()``, or nowhere.
+    public var output: OutputDestination
+    /// The deadline of each run of the main process, counted from its start; `nil` for none.
+    ///
+    /// At the deadline Berth kills every process of the container (`SIGKILL`, thawing a
+    /// paused one first) and the run ends with `ExitStatus.timedOut`, which no signal the
+    /// program sends itself can produce; a timed-out run is not restarted. The deadline is
+    /// kept by the owning process, so an embedded container only: a detached one is refused.
+    public var timeout: Duration?
 
     /// A configuration with Docker's defaults.
     ///
@@ -129,7 +139,23 @@ public struct ContainerConfiguration: Sendable, Codable {
         self.initProcess = false
         self.logLimits = LogLimits()
         self.lifetime = .embedded
+        self.output = .log
+        self.timeout = nil
     }
+}
+
+/// Where a container's main process writes its stdout and stderr.
+public enum OutputDestination: String, Sendable, Codable, Hashable, CaseIterable {
+    /// The json-file log, read with ``Container/logs(follow:since:tail:)`` by any process (the
+    /// default, and the only choice for a detached container). It costs a write to disk per
+    /// line and is bounded by ``ContainerConfiguration/logLimits``.
+    case log
+    /// Pipes the owner reads through ``Container/output()`` (`docker run` attached): nothing
+    /// touches the disk and the stream ends as soon as the process has closed its output.
+    /// What is written and not yet read stays in memory, so read it as it comes.
+    case stream
+    /// `/dev/null`: the output costs nothing and is gone.
+    case discard
 }
 
 /// How long a container's processes live.
@@ -189,6 +215,8 @@ extension ContainerConfiguration {
         if let value = try values.decodeIfPresent(Bool.self, forKey: .initProcess) { initProcess = value }
         if let value = try values.decodeIfPresent(LogLimits.self, forKey: .logLimits) { logLimits = value }
         if let value = try values.decodeIfPresent(ContainerLifetime.self, forKey: .lifetime) { lifetime = value }
+        if let value = try values.decodeIfPresent(OutputDestination.self, forKey: .output) { output = value }
+        if let value = try values.decodeIfPresent(Duration.self, forKey: .timeout) { timeout = value }
     }
 }
 

@@ -22,7 +22,7 @@ import SystemSupport
 /// ```swift
 /// let runtime = try ContainerRuntime(root: "/var/lib/berth")
 /// let container = try await runtime.run(ContainerConfiguration(image: "busybox", command: ["echo", "hi"]))
-/// print(await container.wait())                 // exited with code 0
+/// print(try await container.wait())                 // exited with code 0
 /// ```
 public final class ContainerRuntime: Sendable {
     /// The root directory (`/var/lib/berth` by default for root; `BERTH_ROOT` overrides it).

@@ -100,7 +100,7 @@ struct ChildPathEscapeTests {
             guard let result = try? await runToEnd(exec), result.status == .exited(0) else { break }
             execs += 1
         }
-        #expect(await watcher.wait() == .exited(0))
+        #expect(try await watcher.wait() == .exited(0))
         return (await output.value, execs)
     }
 

@@ -27,7 +27,7 @@ func runToEnd(_ spec: ProcessSpec) async throws -> Finished {
     let process = try await ProcessHandle.spawn(spec)
     async let out = process.standardOutput?.collectString() ?? ""
     async let err = process.standardError?.collectString() ?? ""
-    let status = await process.wait()
+    let status = try await process.wait()
     return Finished(status: status, stdout: await out, stderr: await err)
 }
 

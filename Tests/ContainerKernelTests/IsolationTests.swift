@@ -113,7 +113,7 @@ struct IsolationTests {
         await process.standardInput?.close()
         let output = await process.standardOutput?.collectString()
         #expect(output == "through stdin\n")
-        #expect(await process.wait() == .exited(0))
+        #expect(try await process.wait() == .exited(0))
     }
 
     @Test func terminalIsAllocatedInsideTheContainer() async throws {
@@ -123,14 +123,14 @@ struct IsolationTests {
         let output = await process.terminal?.output.collectString() ?? ""
         #expect(output.contains("/dev/pts/0"), "\(output)")
         #expect(output.contains("33 101"), "\(output)")
-        #expect(await process.wait() == .exited(0))
+        #expect(try await process.wait() == .exited(0))
     }
 
     @Test func exitCodesAndSignalsAreDistinct() async throws {
         #expect(try await probe("exit", "3").status == .exited(3))
         let sleeper = try await ProcessHandle.spawn(try busyboxSpec([TestRootfs.probe, "sleep", "30"]))
         try sleeper.signal(.kill)
-        #expect(await sleeper.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await sleeper.wait() == .signaled(.kill, coreDumped: false))
     }
 
     @Test func readOnlyRootfsRefusesWrites() async throws {
@@ -164,7 +164,7 @@ struct IsolationTests {
         let result = try await runToEnd(spec)
         #expect(result.stdout == "first\n", "\(result.stderr)")
         try first.signal(.kill)
-        _ = await first.wait()
+        _ = try await first.wait()
     }
 }
 

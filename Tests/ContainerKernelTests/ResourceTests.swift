@@ -47,7 +47,7 @@ struct ResourceTests {
         #expect(stats.cpuPeriod == 100_000)
         #expect(stats.pidsCurrent == 1)
         try process.signal(.kill)
-        _ = await process.wait()
+        _ = try await process.wait()
     }
 
     @Test func freezingStopsAndThawingResumes() async throws {
@@ -60,6 +60,6 @@ struct ResourceTests {
         try await cgroup.thaw()
         #expect(try !cgroup.isFrozen)
         try process.signal(.kill)
-        _ = await process.wait()
+        _ = try await process.wait()
     }
 }

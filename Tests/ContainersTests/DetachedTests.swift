@@ -124,7 +124,7 @@ struct DetachedTests {
             }
         }
         try container.kill(.kill)
-        #expect(await container.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await container.wait() == .signaled(.kill, coreDumped: false))
         owner.waitUntilExit()
         #expect(owner.terminationStatus == 137)
         // The owner has exited: the next look adopts the exited container, which can be removed.
@@ -140,7 +140,7 @@ struct DetachedTests {
         let pid = try #require(container.state.pid)
         kill(try #require(supervisors.first), SIGKILL)
         // The container dies through its parent-death signal; nothing recorded a status.
-        #expect(await container.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await container.wait() == .signaled(.kill, coreDumped: false))
         #expect(kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z") == true)
         try await container.remove()
         let leaks = await LeakSnapshot.expectClean(since: before)
@@ -155,9 +155,9 @@ struct DetachedTests {
         #expect(adopted.state.status == .running)
         #expect(adopted.state.pid == container.state.pid)
         try adopted.kill()
-        #expect(await adopted.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await adopted.wait() == .signaled(.kill, coreDumped: false))
         // The runtime that started it sees the same end.
-        #expect(await container.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await container.wait() == .signaled(.kill, coreDumped: false))
         try await adopted.remove()
         #expect(throws: ContainerError.self) { try runtime.container(container.id) }
     }
@@ -195,7 +195,7 @@ struct DetachedTests {
         var logs: [[String]] = []
         for lifetime in [ContainerLifetime.embedded, .detached] {
             let container = try await runtime.run(busybox(["sh", "-c", script]) { $0.lifetime = lifetime })
-            #expect(await container.wait() == .exited(0))
+            #expect(try await container.wait() == .exited(0))
             let file = runtime.root + "/containers/\(container.id)/container.log"
             var lines: [String] = []
             #expect(try await eventually {

@@ -24,7 +24,7 @@ struct ImageSourceTests {
         never.pullPolicy = .never
         await #expect(throws: ContainerError.self) { try await fresh.run(never) }
         let container = try await fresh.run(ContainerConfiguration(image: reference.description, command: ["/bin/probe", "exit", "5"]))
-        #expect(await container.wait() == .exited(5))
+        #expect(try await container.wait() == .exited(5))
         #expect(container.imageID == (try runtime.images.image("busybox:latest")).id.description)
         try await container.remove()
     }
@@ -35,13 +35,13 @@ struct ImageSourceTests {
         let runtime = try ContainerRuntime(root: root.path)
         try await runtime.images.makeBusyboxImage()
         let echo = try await runtime.run(ContainerConfiguration(image: "busybox", command: ["sh", "-c", "echo hi from $(hostname)"]))
-        #expect(await echo.wait() == .exited(0))
+        #expect(try await echo.wait() == .exited(0))
         var lines: [String] = []
         for await entry in echo.logs() { lines.append(entry.log) }
         #expect(lines == ["hi from \(echo.id.prefix(12))\n"])
         let killed = try await runtime.run(ContainerConfiguration(image: "busybox", command: ["sleep", "60"]))
         try killed.kill(.kill)
-        #expect(await killed.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await killed.wait() == .signaled(.kill, coreDumped: false))
         for container in [echo, killed] { try await container.remove() }
     }
 }

@@ -37,7 +37,7 @@ struct ContainerLifecycleTests {
         case .exited:
             try await container.start()
             try container.kill()
-            _ = await container.wait()
+            _ = try await container.wait()
         }
         #expect(container.state.status.rawValue == state.rawValue)
         return container
@@ -121,7 +121,7 @@ struct ContainerLifecycleTests {
         #expect(await iterator.next()?.log == "got ping\n")
         await input.close()
         #expect(await iterator.next()?.log == "eof\n")
-        #expect(await container.wait() == .exited(0))
+        #expect(try await container.wait() == .exited(0))
         #expect(throws: ContainerError.self) { try container.attach() }
         try await container.remove()
     }
@@ -214,17 +214,17 @@ struct ContainerLifecycleTests {
     func exitCodesSignalsAndOOMAreDistinct(_ lifetime: ContainerLifetime) async throws {
         let runtime = try await TestRuntime.shared()
         let exited = try await runtime.run(busybox(["/bin/probe", "exit", "7"]) { $0.lifetime = lifetime })
-        #expect(await exited.wait() == .exited(7))
+        #expect(try await exited.wait() == .exited(7))
         #expect(exited.state.exitCode == 7)
         let killed = try await runtime.run(busybox(["/bin/probe", "sleep", "30"]) { $0.lifetime = lifetime })
         try killed.kill(.kill)
-        #expect(await killed.wait() == .signaled(.kill, coreDumped: false))
+        #expect(try await killed.wait() == .signaled(.kill, coreDumped: false))
         let oom = try await runtime.run(busybox(["/bin/probe", "alloc", "64"]) {
             $0.lifetime = lifetime
             $0.resources.memoryLimit = 32 << 20
             $0.resources.memorySwapLimit = 32 << 20
         })
-        #expect(await oom.wait() == .oomKilled)
+        #expect(try await oom.wait() == .oomKilled)
         #expect(oom.state.oomKilled)
         for container in [exited, killed, oom] { try await container.remove() }
     }
@@ -236,7 +236,7 @@ struct ContainerLifecycleTests {
             $0.hostname = "fixture"
             $0.workingDirectory = "/tmp"
         })
-        _ = await container.wait()
+        _ = try await container.wait()
         let text = await collect(container.logs()).map(\.log).joined()
         #expect(text == "yes mine\nfixture\n/tmp\n")
         try await container.remove()
@@ -402,12 +402,12 @@ struct ContainerLifecycleTests {
     @Test func fiveHundredRunRemoveCyclesLeaveNothingBehind() async throws {
         let runtime = try await TestRuntime.shared()
         let warm = try await runtime.run(busybox(["/bin/true"]))
-        _ = await warm.wait()
+        _ = try await warm.wait()
         try await warm.remove()
         let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
         for index in 0..<500 {
             let container = try await runtime.run(busybox(["/bin/probe", "exit", "\(index % 2)"]))
-            #expect(await container.wait() == .exited(Int32(index % 2)))
+            #expect(try await container.wait() == .exited(Int32(index % 2)))
             try await container.remove()
         }
         let leaks = await LeakSnapshot.expectClean(since: before)
@@ -436,7 +436,7 @@ extension ContainerLifecycleTests {
     @Test func diffCommitRunRoundTrip() async throws {
         let runtime = try await TestRuntime.shared()
         let container = try await runtime.run(busybox(["/bin/sh", "-c", "echo changed > /etc/motd-new; rm /etc/passwd; rm -r /var; mkdir /var; echo new > /var/file"]))
-        #expect(await container.wait() == .exited(0))
+        #expect(try await container.wait() == .exited(0))
         let changes = try container.changes().map(\.description)
         #expect(changes.contains("A /etc/motd-new"), "\(changes)")
         #expect(changes.contains("D /etc/passwd"), "\(changes)")
@@ -446,7 +446,7 @@ extension ContainerLifecycleTests {
         let check = try await runtime.run(busybox(["/bin/sh", "-c", "cat /etc/motd-new; test -e /etc/passwd || echo gone; ls /var"]) {
             $0.image = "committed:test"
         })
-        #expect(await check.wait() == .exited(0))
+        #expect(try await check.wait() == .exited(0))
         let output = await collect(check.logs()).map(\.log).joined()
         #expect(output == "changed\ngone\nfile\n")
         try await check.remove()

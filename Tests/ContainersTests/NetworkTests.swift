@@ -23,7 +23,7 @@ struct ContainerNetworkTests {
         let client = try await runtime.run(busybox(["/bin/sh", "-c", "sleep 0.3; wget -q -O - http://web-\(getpid())/index.html"]) {
             $0.network = .bridge([network])
         })
-        #expect(await client.wait() == .exited(0))
+        #expect(try await client.wait() == .exited(0))
         let fetched = await collect(client.logs()).map(\.log).joined()
         #expect(fetched == "served\n")
         #expect(server.state.addresses[network] != nil)
@@ -62,6 +62,6 @@ extension ProcessSpec {
 func runToEnd(_ spec: ProcessSpec) async throws -> String {
     let process = try await ProcessHandle.spawn(spec)
     let output = await process.standardOutput?.collectString() ?? ""
-    _ = await process.wait()
+    _ = try await process.wait()
     return output
 }

@@ -80,7 +80,7 @@ extension OwnerDeathTests {
         let container = try next.container(name)
         #expect(container.state.status == .created)
         try await container.start()
-        #expect(await container.wait() == .exited(0))
+        #expect(try await container.wait() == .exited(0))
         var output = ""
         for await entry in container.logs() { output += entry.log }
         #expect(output == "adopted\n")

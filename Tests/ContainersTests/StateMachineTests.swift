@@ -31,7 +31,7 @@ struct ContainerStateMachineTests {
             case .exec:
                 let result = try await container.exec(["/bin/true"])
                 return .ended(result.status)
-            case .wait: return .ended(await container.wait())
+            case .wait: return .ended(try await container.wait())
             }
             return .succeeded
         } catch {

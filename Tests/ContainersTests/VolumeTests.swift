@@ -35,7 +35,7 @@ struct VolumeTests {
         -> (status: ContainerKernel.ExitStatus, output: String)
     {
         let container = try await runtime.run(busybox(command) { $0.mounts = mounts })
-        let status = await container.wait()
+        let status = try await container.wait()
         let output = await collect(container.logs()).map(\.log).joined()
         try await container.remove()
         return (status, output)
@@ -96,7 +96,7 @@ struct VolumeTests {
     func copyingUp(_ script: String, at target: String, _ body: (String) throws -> Void) async throws {
         try await leakChecked { runtime in
             let setup = try await runtime.run(busybox(["/bin/sh", "-c", script]))
-            #expect(await setup.wait() == .exited(0))
+            #expect(try await setup.wait() == .exited(0))
             let reference = "copy-up-\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
             _ = try await setup.commit(as: reference)
             try await setup.remove()

@@ -383,7 +383,7 @@ struct InterfaceIsolationTests {
                 let router = try await ProcessHandle.spawn(spec)
                 async let output = router.standardOutput?.collectString() ?? ""
                 async let errors = router.standardError?.collectString() ?? ""
-                let status = await router.wait()
+                let status = try await router.wait()
                 let (sent, failed) = await (output, errors)
                 #expect(status == .exited(0), "\(failed)")
                 #expect(sent.hasPrefix("sent"), "\(sent) \(failed)")
@@ -397,7 +397,7 @@ struct InterfaceIsolationTests {
                 peer.configure(&read)
                 let reader = try await ProcessHandle.spawn(read)
                 async let peerAddresses = reader.standardOutput?.collectString() ?? ""
-                _ = await reader.wait()
+                _ = try await reader.wait()
                 #expect(await peerAddresses.contains("20010db805ee0000"), "\(name): the peer took no address")
                 try networks.releaseSandbox(containerID: peer.containerID)
                 try networks.releaseSandbox(containerID: sandbox.containerID)

@@ -39,7 +39,7 @@ func run(_ arguments: [String], in sandbox: Sandbox) async throws -> (status: Ex
     let process = try await ProcessHandle.spawn(try sandboxedSpec(arguments, in: sandbox))
     async let out = process.standardOutput?.collectString() ?? ""
     async let err = process.standardError?.collectString() ?? ""
-    let status = await process.wait()
+    let status = try await process.wait()
     return (status, await out + (await err))
 }
 
@@ -61,7 +61,7 @@ func startHTTPServer(in sandbox: Sandbox, root: String, port: Int = 80, delay: I
 /// Stops a long-running test process and waits for it.
 func stop(_ process: ProcessHandle) async {
     try? process.signal(.kill)
-    _ = await process.wait()
+    _ = try? await process.wait()
 }
 
 /// Interfaces that `ip -o link` lists in the host's namespace: the oracle for leak checks.

@@ -207,7 +207,7 @@ struct DatagramPortTests {
                 if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
             }
             let output = await server.standardOutput?.collectString() ?? ""
-            _ = await server.wait()
+            _ = try await server.wait()
             #expect(reply == "pong:ping\n")
             #expect(output == "ping\n")
         }

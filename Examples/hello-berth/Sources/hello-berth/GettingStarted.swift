@@ -14,7 +14,7 @@ func gettingStarted() async throws {
         "/srv/rootfs", as: ImageReference(parsing: "local/rootfs:1"))
 
     let container = try await runtime.run(ContainerConfiguration(image: "busybox", command: ["echo", "hello"]))
-    let status = await container.wait()             // .exited(0)
+    let status = try await container.wait()             // .exited(0)
 
     var config = ContainerConfiguration(image: "busybox", command: ["httpd", "-f", "-p", "8080"])
     config.resources = CgroupResources(memoryLimit: 64 << 20, pidsLimit: 100)
@@ -29,6 +29,7 @@ func gettingStarted() async throws {
     case .exited(let code): print("exit code", code)
     case .signaled(let signal, _): print("killed by", signal)
     case .oomKilled: print("out of memory")
+    case .timedOut: print("killed at its deadline")
     }
 
     let result = try await server.exec(["cat", "/etc/hostname"])
@@ -40,7 +41,7 @@ func gettingStarted() async throws {
 
     try await runtime.withRunning(ContainerConfiguration(image: "busybox", command: ["sleep", "60"])) { container in
         try container.kill(.terminate)
-        print(await container.wait())               // killed by SIGTERM
+        print(try await container.wait())               // killed by SIGTERM
     }
 
     var worker = ContainerConfiguration(image: "busybox", command: ["sleep", "600"])

@@ -6,7 +6,7 @@ import Containers
 
 func landingPage() async throws {
     let container = try await Container.run(image: "busybox", command: ["echo", "hello"])
-    print(await container.wait())                       // exited with code 0
+    print(try await container.wait())                       // exited with code 0
     for await entry in container.logs() { print(entry.log, terminator: "") }
     try await container.remove()
 

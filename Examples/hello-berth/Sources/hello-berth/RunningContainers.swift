@@ -10,7 +10,7 @@ func runningContainers() async throws {
     var config = ContainerConfiguration(image: "busybox", command: ["sh", "-c", "echo hi; exit 3"])
     config.name = "greeter"
     let container = try await runtime.run(config)
-    let status = await container.wait()             // .exited(3): a result, not an error
+    let status = try await container.wait()             // .exited(3): a result, not an error
     for await entry in container.logs() { print(entry.stream, entry.log) }
     try await container.remove()
 
@@ -29,6 +29,17 @@ func runningContainers() async throws {
     try await attachment.input?.write("hi\n")
     for await entry in attachment.output { print(entry.log, terminator: "") }   // got hi
 
+    var jobSpec = ContainerConfiguration(image: "busybox", command: ["sh", "-c", "echo out; echo err >&2"])
+    jobSpec.output = .stream
+    jobSpec.timeout = .seconds(30)
+    let job1 = try await runtime.run(jobSpec)
+    for await chunk in try job1.output() {
+        print(chunk.stream, String(decoding: chunk.bytes, as: UTF8.self), terminator: "")
+    }
+    if try await job1.wait() == .timedOut { print("too slow") }
+    let listing = try await server.exec(["ls", "-R", "/"], outputLimit: 64 << 10, timeout: .seconds(5))
+    print(listing.truncated)                                  // true: more than 64 KiB
+
     try server.copyIn(fromHostPath: "site/", to: "/srv")          // /srv/site/…
     try server.copyOut("/var/log/app.log", toHostPath: "logs/")    // logs/app.log
 
@@ -36,7 +47,7 @@ func runningContainers() async throws {
     var jobConfig = ContainerConfiguration(image: "busybox", command: ["sh", "-c", "date >> /cache/runs"])
     jobConfig.mounts = [.volume(name: cache.name, target: "/cache", readOnly: false)]
     let job = try await runtime.run(jobConfig)
-    _ = await job.wait()
+    _ = try await job.wait()
     print(try runtime.volumes().map(\.name))              // ["cache"]
 
     try await job.remove()                                 // the volume stays

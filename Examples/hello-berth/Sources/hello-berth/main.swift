@@ -4,7 +4,7 @@ import Containers
 
 // Pulls the image when it is missing; the container is a child of this process.
 let container = try await Container.run(image: "busybox", command: ["echo", "hello"])
-print(await container.wait())          // exited with code 0: exit codes are results, not errors
+print(try await container.wait())          // exited with code 0: exit codes are results, not errors
 
 try await Container.withRunning(image: "busybox", command: ["sleep", "60"]) { container in
     let result = try await container.exec(["cat", "/etc/hostname"])
