@@ -282,7 +282,7 @@ extension ImageStore {
         func stamp(_ path: String) {
             utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
             guard FileIO.isDirectory(path) else { return }
-            for name in FileIO.list(path) {
+            for name in ((try? directoryEntries(atPath: path)) ?? []).map(\.name) {
                 var st = stat()
                 if lstat(path + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
                     stamp(path + "/" + name)

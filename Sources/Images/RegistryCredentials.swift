@@ -61,7 +61,7 @@ public struct DockerConfig: Sendable, Hashable {
     /// - Throws: ``ImageError`` with code ``ImageError/Code/invalidContent`` if it is not valid JSON,
     ///   or ``ImageError/Code/notFound`` if it does not exist.
     public init(path: String) throws(ImageError) {
-        let file = try ContentStore.decode(File.self, from: FileIO.read(path), what: path)
+        let file = try ContentStore.decode(File.self, from: ImageError.from(try readWholeFile(path)), what: path)
         self.path = path
         auths = (file.auths ?? [:]).compactMapValues { entry in
             entry.auth ?? entry.username.flatMap { user in
@@ -130,7 +130,7 @@ public struct DockerConfig: Sendable, Hashable {
     private static func editAuths(in path: String, _ edit: (inout [String: Any]) -> Bool) throws(ImageError) -> Bool {
         var document: [String: Any] = [:]
         if FileIO.exists(path) {
-            let bytes = try FileIO.read(path)
+            let bytes = try ImageError.from(try readWholeFile(path))
             guard let parsed = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 throw ImageError(code: .invalidContent, detail: "\(path) is not a json object")
             }
