@@ -1,5 +1,6 @@
 public import ContainerKernel
 import Glibc
+import SystemSupport
 
 /// The result of a command run in a container with ``Container/exec(_:environment:workingDirectory:user:input:)``.
 public struct ExecResult: Sendable, Hashable {
@@ -97,7 +98,7 @@ extension Container {
         let cgroup = try cgroup(of: requireRun("list processes of").run, for: "list processes of")
         let pids = try wrapping("list processes of", container: name) { try cgroup.processes() }
         return pids.sorted().map { pid in
-            let raw = (try? readBytes("/proc/\(pid)/cmdline")) ?? []
+            let raw = (try? readWholeFile("/proc/\(pid)/cmdline", limit: 1 << 20, truncating: true)) ?? []
             let words = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             return (pid, words.joined(separator: " "))
         }

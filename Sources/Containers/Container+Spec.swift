@@ -1,6 +1,7 @@
 import ContainerKernel
 import Images
 import Layers
+import SystemSupport
 
 extension Container {
     /// The kernel-level description of a run: the image's runtime config with the container's
@@ -175,7 +176,7 @@ struct UserIdentity {
     private static func database(_ path: String, rootfs: String) throws(ContainerError) -> [[Substring]] {
         let bytes: [UInt8]?
         do {
-            bytes = try readRegularFile(path, inRoot: rootfs, limit: databaseLimit)
+            bytes = try LayerError.from(try readRegularFile(path, inRoot: rootfs, limit: databaseLimit))
         } catch {
             throw ContainerError(code: .invalidArgument, detail: "read \(path) to look up a user", underlying: error)
         }

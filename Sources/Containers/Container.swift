@@ -96,7 +96,7 @@ public final class Container: Sendable {
     }
 
     static func loadRecord(_ directory: String) throws(ContainerError) -> ContainerRecord {
-        let bytes = try readBytes(directory + "/container.json")
+        let bytes = try ContainerError.from(try readWholeFile(directory + "/container.json"))
         return try wrapping("decode \(directory)/container.json") { try jsonDecoder.decode(ContainerRecord.self, from: Data(bytes)) }
     }
 
@@ -133,7 +133,7 @@ public final class Container: Sendable {
             """
         try ContainerError.from(try writeAtomically(directory + "/hosts", Array(hosts.utf8), durable: false))
         // Loopback nameservers of the host mean nothing in another network namespace.
-        let host = (try? readTextFile("/etc/resolv.conf")) ?? ""
+        let host = (try? readWholeFile("/etc/resolv.conf")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let resolv = host.split(separator: "\n").filter { line in
             !(line.hasPrefix("nameserver 127.") || line.hasPrefix("nameserver ::1"))
         }.joined(separator: "\n")

@@ -237,7 +237,7 @@ public final class ContainerRuntime: Sendable {
     func refresh(removingLeftovers: Bool = false) {
         let lock = try? FileLock(containersDirectory + "/.lock")
         defer { lock?.unlock() }
-        guard let entries = try? listDirectory(containersDirectory) else { return }
+        guard let entries = try? directoryEntries(atPath: containersDirectory).map(\.name) else { return }
         let present = Set(entries)
         let held = live.withLock { containers in
             containers = containers.filter { present.contains($0.key) }

@@ -103,7 +103,7 @@ enum Unpacker {
         let opened: Int32
         switch input {
         case .file(let path):
-            let file = try OwnedFD(opening: path, flags: O_RDONLY)
+            let file = try LayerError.from(try OwnedFD(opening: path, flags: O_RDONLY))
             source = file
             opened = archive_read_open_fd(archive, file.raw, bufferSize)
         case .channel(let channel):
