@@ -303,7 +303,8 @@ private func copyOut(_ path: String, of container: Container, scratch: String) t
     return archive
 }
 
-private func contents(_ path: String) throws -> String {
+/// The whole file at `path` as text.
+func contents(_ path: String) throws -> String {
     let fd = try FileDescriptor.open(path, .readOnly)
     defer { try? fd.close() }
     var bytes: [UInt8] = []
