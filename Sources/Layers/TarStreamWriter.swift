@@ -40,6 +40,7 @@ final class TarStreamWriter {
     init(output: Int32, compression: LayerCompression) throws(LayerError) {
         self.output = output
         self.compression = compression
+        try loadLibArchive()
         guard let tar = archive_write_new() else { throw LayerError(code: .io, detail: "create a tar writer") }
         self.tar = tar
         // pax "restricted": plain ustar headers unless an entry needs pax records (long names,
