@@ -76,7 +76,9 @@ extension Container {
         base.rootfs = nil
         base.namespaces = []
         base.joinNamespaces = NamespaceJoin.all(Namespaces.container.subtracting(.network).union(
-            record.configuration.network == .host ? [] : .network), of: process)
+            record.configuration.network == .host ? [] : .network)
+            .union(record.configuration.userNamespace == nil ? [] : .user), of: process)
+        base.sysctls = [:]  // the container's, set by its start
         base.hostname = nil
         base.cgroup = nil
         base.joinCgroup = run.cgroup

@@ -96,8 +96,10 @@ public final class ContainerRuntime: Sendable {
     /// - Returns: The container.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/nameInUse``, ``ContainerError/Code/image``
     ///   for a missing or unpullable image, ``ContainerError/Code/layer`` for a root filesystem
-    ///   that cannot be prepared. Nothing is left behind on failure.
+    ///   that cannot be prepared, ``ContainerError/Code/invalidArgument`` for a configuration
+    ///   ``ContainerConfiguration/validate()`` refuses. Nothing is left behind on failure.
     public func create(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Container {
+        try configuration.validate()
         let id = randomHex(64)
         let name = configuration.name ?? generatedName()
         refresh()  // a detached container of another process may have the name
