@@ -36,7 +36,7 @@ public struct Fixture: Sendable {
     ///   - environment: `KEY=value` pairs, merged over the image's.
     ///   - files: Files copied in before the container starts.
     ///   - ports: Container ports to publish, each on `127.0.0.1` at a free host port
-    ///     (``RunningFixture/mappedPort(_:)`` tells which).
+    ///     (``RunningFixture/mappedPort(_:transport:)`` tells which).
     ///   - network: The network; `nil` is the default bridge network when `ports` is not
     ///     empty (publishing needs one), else a network namespace with only `lo`.
     ///   - resources: cgroup limits (memory, CPUs, pids).

@@ -84,7 +84,8 @@ public struct WaitStrategy: Sendable, CustomStringConvertible {
     }
 
     /// Ready when a path exists in the container's filesystem, as its processes see it
-    /// (resolved inside its root: a symlink cannot lead the check out of it).
+    /// (resolved inside its root: a symlink cannot lead the check out of it). A symlink as
+    /// the last component counts as existing, even when its target does not.
     ///
     /// - Parameter path: The absolute path in the container.
     /// - Returns: The strategy.

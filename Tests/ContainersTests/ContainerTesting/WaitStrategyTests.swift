@@ -84,6 +84,17 @@ struct WaitStrategyTests {
         #expect("\(error)".contains("starting") && "\(error)".contains(row.failing ?? row.strategy.description), "\(error)")
     }
 
+    /// The file wait resolves the path inside the container's root: a symlink to a directory
+    /// that exists on the host (the test cache) but not in the container leads nowhere.
+    @Test func theFileWaitResolvesInsideTheContainersRoot() async throws {
+        let runtime = try await TestRuntime.shared()
+        let script = "ln -s \(TestRootfs.cacheDirectory) /tmp/out; echo starting; exec sleep 60"
+        let fixture = Fixture(image: "busybox", command: ["/bin/sh", "-c", script],
+                              waitingFor: .fileExists("/tmp/out/tmp"), startupTimeout: .milliseconds(800))
+        let error = try await #require(throws: FixtureError.self) { try await withFixture(fixture, in: runtime) { _ in } }
+        #expect(error.code == .timedOut, "\(error)")
+    }
+
     /// A published port's forwarder listens on the host from the start; the port wait looks
     /// inside the container and is met only once the service itself listens.
     @Test func thePortWaitIsNotMetBeforeTheServiceListens() async throws {
