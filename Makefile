@@ -13,7 +13,7 @@
 
 SWIFT        ?= swift
 BUILD        ?= .build
-DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers
+DOCS_TARGETS ?= ContainerKernel Layers Images Networking Containers ContainerTesting
 SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
 # Executables link the Swift standard library and Foundation statically: a dynamic build loads

@@ -4,7 +4,7 @@
 //
 // Layers, bottom up (each imports only what is below it):
 //   CChildPath, CSyscalls, CNetlink (C) -> SystemSupport -> ContainerKernel, Layers -> Networking,
-//   Images -> Containers
+//   Images -> Containers -> ContainerTesting
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "Images", targets: ["Images"]),
         .library(name: "Networking", targets: ["Networking"]),
         .library(name: "Containers", targets: ["Containers"]),
+        .library(name: "ContainerTesting", targets: ["ContainerTesting"]),
         .executable(name: "berth", targets: ["berth"]),
     ],
     dependencies: [
@@ -122,6 +123,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Containers as test fixtures (issue #14): a fixture as a value, wait strategies checked
+        // inside the container, scoped starts that always remove, a Swift Testing trait and
+        // XCTest helpers. Imports Swift Testing and XCTest from the toolchain.
+        .target(
+            name: "ContainerTesting",
+            dependencies: [
+                "Containers", "Layers", "SystemSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
 
         .executableTarget(
             name: "berth",
@@ -192,11 +205,14 @@ let package = Package(
         ),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Layers", "TestSupport"]),
         .testTarget(name: "NetworkingTests", dependencies: ["Networking", "ContainerKernel", "TestSupport"]),
+        // With ContainerTesting's tests (Tests/ContainersTests/ContainerTesting), which share
+        // this target's test runtime and busybox image.
         .testTarget(
             name: "ContainersTests",
             dependencies: [
-                "Containers", "Images", "Networking", "ContainerKernel", "TestSupport",
+                "Containers", "ContainerTesting", "Images", "Networking", "ContainerKernel", "TestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
     ]
