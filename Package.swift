@@ -4,7 +4,7 @@
 //
 // Layers, bottom up (each imports only what is below it):
 //   CChildPath, CSyscalls, CNetlink (C) -> SystemSupport -> ContainerKernel, Layers -> Networking,
-//   Images -> Containers
+//   Images -> Containers -> ContainerTesting
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "Images", targets: ["Images"]),
         .library(name: "Networking", targets: ["Networking"]),
         .library(name: "Containers", targets: ["Containers"]),
+        .library(name: "ContainerTesting", targets: ["ContainerTesting"]),
         .executable(name: "berth", targets: ["berth"]),
     ],
     dependencies: [
@@ -28,7 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
@@ -37,7 +38,6 @@ let package = Package(
         // System libraries (Debian: libseccomp-dev, libcap-dev, libarchive-dev).
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
-        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
 
         // The C layer, cut by responsibility. No unsafe flags, so that a package can depend on
         // Berth by version: `make lint-c` compiles every C source of these targets with
@@ -55,6 +55,10 @@ let package = Package(
         .target(name: "CSyscalls"),
         // rtnetlink and sock_diag requests: Networking only.
         .target(name: "CNetlink"),
+        // libarchive (headers from libarchive-dev), not linked: hidden forwarders dlopen
+        // libarchive.so.13 the first time Layers reads or writes a tar, so a program that only
+        // runs containers never maps it and the ICU, libxml2 and codecs it brings. Layers only.
+        .target(name: "CArchive"),
 
         // The one systems layer every Swift target shares, `package` access only (not API):
         // the error scaffolding, removeTree (never crossing a mount), and the other file and
@@ -116,6 +120,18 @@ let package = Package(
                 "ContainerKernel", "Layers", "Networking", "Images", "SystemSupport", "CSyscalls",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // Containers as test fixtures (issue #14): a fixture as a value, wait strategies checked
+        // inside the container, scoped starts that always remove, a Swift Testing trait and
+        // XCTest helpers. Imports Swift Testing and XCTest from the toolchain.
+        .target(
+            name: "ContainerTesting",
+            dependencies: [
+                "Containers", "Layers", "SystemSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -189,11 +205,14 @@ let package = Package(
         ),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Layers", "TestSupport"]),
         .testTarget(name: "NetworkingTests", dependencies: ["Networking", "ContainerKernel", "TestSupport"]),
+        // With ContainerTesting's tests (Tests/ContainersTests/ContainerTesting), which share
+        // this target's test runtime and busybox image.
         .testTarget(
             name: "ContainersTests",
             dependencies: [
-                "Containers", "Images", "Networking", "ContainerKernel", "TestSupport",
+                "Containers", "ContainerTesting", "Images", "Networking", "ContainerKernel", "TestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
     ]

@@ -21,3 +21,15 @@ let package = Package(
         ),
     ]
 )
+
+// The code of ContainerTesting's articles, as a dependent's tests (apart from the targets above,
+// which are the README's block verbatim).
+package.targets.append(contentsOf: [
+        .testTarget(
+            name: "AppTests",
+            dependencies: [
+                .product(name: "Containers", package: "Berth"),
+                .product(name: "ContainerTesting", package: "Berth"),
+            ]
+        ),
+])

@@ -1,0 +1,64 @@
+// The code of ContainerTesting's articles (Sources/ContainerTesting/ContainerTesting.docc),
+// block by block in each article's order, so that `make check-consumer` compiles it as a
+// dependent's test code; scripts/check-doc-code checks that every block is here verbatim.
+// Compiled, not run (`swift build --build-tests`).
+import Containers
+import ContainerTesting
+import Testing
+import XCTest
+
+// ContainerTesting.md
+func landingPage() async throws {
+    let web = Fixture(
+        image: "busybox", command: ["httpd", "-f", "-p", "8080", "-h", "/www"],
+        files: [.text("hello\n", at: "/www/index.html")],
+        ports: [8080],
+        waitingFor: .http("/index.html", port: 8080))
+
+    try await withFixture(web) { web in
+        let url = "http://\(web.host):\(try web.mappedPort(8080))/index.html"
+        // … a real client talks to it …
+    }
+}
+
+// ContainersAsTestFixtures.md
+func getAnImage() async throws {
+    let runtime = try ContainerRuntime.shared()
+    try await runtime.images.makeBusyboxImage()         // busybox:latest, offline
+}
+
+let web = Fixture(
+    image: "busybox", command: ["httpd", "-f", "-p", "8080", "-h", "/www"],
+    files: [.text("hello\n", at: "/www/index.html")],
+    ports: [8080],
+    waitingFor: .http("/index.html", port: 8080),
+    startupTimeout: .seconds(30))
+
+func runATest() async throws {
+    try await withFixture(web) { web in
+        let url = "http://\(web.host):\(try web.mappedPort(8080))/index.html"
+        print("GET", url)                               // your HTTP client here
+    }
+
+    let database = Fixture(
+        image: "busybox", command: ["/bin/sh", "-c", "sleep 1; echo ready; exec nc -l -p 5432"],
+        waitingFor: .allOf([.logLine(matching: "^ready$"), .listeningPort(5432).timeout(.seconds(10))]))
+    _ = database
+}
+
+@Suite(.fixture("web", web))
+struct WebTests {
+    @Test func servesTheIndex() async throws {
+        let web = try RunningFixture.scoped("web")
+        let url = "http://\(web.host):\(try web.mappedPort(8080))/index.html"
+        print("GET", url)                           // your HTTP client here
+    }
+}
+
+final class WebXCTests: XCTestCase {
+    func testServesTheIndex() async throws {
+        let server = try await startFixture(web)
+        let url = "http://\(server.host):\(try server.mappedPort(8080))/index.html"
+        print("GET", url)                           // your HTTP client here
+    }
+}
