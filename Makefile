@@ -37,7 +37,7 @@ supervisor: deps
 
 # The C sources of every C target with strict warnings, as errors: here, not in Package.swift,
 # so that a newer compiler's new warning never breaks a package that depends on Berth.
-C_TARGETS := CChildPath CSyscalls CNetlink
+C_TARGETS := CChildPath CSyscalls CNetlink CArchive
 
 lint-c: deps
 	for t in $(C_TARGETS); do \

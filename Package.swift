@@ -29,7 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
@@ -38,7 +38,6 @@ let package = Package(
         // System libraries (Debian: libseccomp-dev, libcap-dev, libarchive-dev).
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
-        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
 
         // The C layer, cut by responsibility. No unsafe flags, so that a package can depend on
         // Berth by version: `make lint-c` compiles every C source of these targets with
@@ -56,6 +55,10 @@ let package = Package(
         .target(name: "CSyscalls"),
         // rtnetlink and sock_diag requests: Networking only.
         .target(name: "CNetlink"),
+        // libarchive (headers from libarchive-dev), not linked: hidden forwarders dlopen
+        // libarchive.so.13 the first time Layers reads or writes a tar, so a program that only
+        // runs containers never maps it and the ICU, libxml2 and codecs it brings. Layers only.
+        .target(name: "CArchive"),
 
         // The one systems layer every Swift target shares, `package` access only (not API):
         // the error scaffolding, removeTree (never crossing a mount), and the other file and

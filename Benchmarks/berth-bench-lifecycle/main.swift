@@ -3,10 +3,17 @@
 // and `Container.exec` of /bin/true into a running container.
 //
 // Usage: berth-bench-lifecycle ROOT [RUNS] [BUSYBOX]
+//        berth-bench-lifecycle --throughput CONCURRENCY ROOT [RUNS] [BUSYBOX]
 //   ROOT     a scratch runtime root (the busybox image is built there if missing)
 //   RUNS     measured runs of each kind (default 50); a tenth more run first, uncounted
 //   BUSYBOX  the static busybox the image is made from (default /bin/busybox, Debian's
 //            busybox-static), as `berth image busybox` does
+//
+// --throughput: RUNS containers, each run → wait → remove, by CONCURRENCY tasks of one task
+// group at once (after CONCURRENCY uncounted ones), printing
+//   throughput concurrency=4 per_second=123.4 runs=64 seconds=0.52
+// (the rate at which a server or a test harness gets containers through, against
+// `xargs -P CONCURRENCY crun run` and `podman run` in scripts/bench's concurrency section).
 //
 // Prints one line per measurement for scripts/bench, in the form of berth-bench-start:
 //   run      runtime.run + container.wait: start-to-exit (the `crun run` / `podman run` row)
@@ -56,9 +63,17 @@ struct Options {
     var root: String
     var runs = 50
     var busybox = "/bin/busybox"
+    /// Tasks at once for --throughput; nil for the latency measurements.
+    var concurrency: Int?
 
     /// Parses the arguments after the program's name; `nil` when they are not usable.
     init?(_ arguments: [String]) {
+        var arguments = arguments
+        if arguments.first == "--throughput" {
+            guard arguments.count >= 2, let concurrency = Int(arguments[1]), concurrency > 0 else { return nil }
+            self.concurrency = concurrency
+            arguments.removeFirst(2)
+        }
         guard (1...3).contains(arguments.count) else { return nil }
         root = arguments[0]
         // The stores make their directories component by component from "/", so a relative
@@ -79,7 +94,7 @@ struct Options {
 struct BenchLifecycle {
     static func main() async throws {
         guard let options = Options(Array(CommandLine.arguments.dropFirst())) else {
-            print("usage: berth-bench-lifecycle ROOT [RUNS] [BUSYBOX]")
+            print("usage: berth-bench-lifecycle [--throughput CONCURRENCY] ROOT [RUNS] [BUSYBOX]")
             exit(2)
         }
         let runs = options.runs
@@ -92,6 +107,10 @@ struct BenchLifecycle {
         configuration.network = .none
         configuration.pullPolicy = .never
         let clock = ContinuousClock()
+        if let concurrency = options.concurrency {
+            try await throughput(runtime, configuration, concurrency: concurrency, runs: runs)
+            return
+        }
 
         var run = Samples(name: "run")
         var remove = Samples(name: "remove")
@@ -149,5 +168,43 @@ struct BenchLifecycle {
         try await target.remove(force: true)
 
         for samples in [run, remove, create, spawn, exit, exec] { samples.report() }
+    }
+
+    /// Runs `runs` containers with `concurrency` of them in flight at once and prints the rate.
+    static func throughput(
+        _ runtime: ContainerRuntime, _ configuration: ContainerConfiguration, concurrency: Int, runs: Int
+    ) async throws {
+        /// One container from run to removal.
+        @Sendable func once(_ index: Int) async throws {
+            let container = try await runtime.run(configuration)
+            let status = await container.wait()
+            try await container.remove()
+            guard status.isSuccess else { fail("throughput \(index): /bin/true \(status)") }
+        }
+        /// `count` containers, `concurrency` at a time: each task takes the next index when its
+        /// container is gone.
+        func batch(_ count: Int) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var next = 0
+                while next < min(concurrency, count) {
+                    let index = next
+                    group.addTask { try await once(index) }
+                    next += 1
+                }
+                while try await group.next() != nil, next < count {
+                    let index = next
+                    group.addTask { try await once(index) }
+                    next += 1
+                }
+                try await group.waitForAll()
+            }
+        }
+        try await batch(concurrency)
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await batch(runs)
+        let parts = (clock.now - start).components
+        let seconds = Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+        print("throughput concurrency=\(concurrency) per_second=\(Double(runs) / seconds) runs=\(runs) seconds=\(seconds)")
     }
 }

@@ -161,8 +161,8 @@ struct ContainerOptions: ParsableArguments {
         configuration.readOnlyRootfs = readOnly
         configuration.initProcess = `init`
         configuration.resources = try resources
-        configuration.capabilitiesAdded = capAdd
-        configuration.capabilitiesDropped = capDrop
+        configuration.capabilitiesAdded = try Capability.parsing(capAdd)
+        configuration.capabilitiesDropped = try Capability.parsing(capDrop)
         configuration.privileged = privileged
         let security = try self.security
         configuration.noNewPrivileges = security.noNewPrivileges

@@ -142,10 +142,8 @@ struct Run: AsyncParsableCommand {
             spec.maskedPaths = []
             spec.readOnlyPaths = []
         }
-        let dropAll = options.capDrop.contains { $0.uppercased() == "ALL" }
-        let added = try Set(options.capAdd.map { try Capability(named: $0) })
-        let dropped = dropAll ? Capability.all : try Set(options.capDrop.map { try Capability(named: $0) })
-        spec.capabilities = spec.capabilities.adding(added.subtracting(dropAll ? [] : dropped), dropping: dropped.subtracting(added))
+        let added = try Capability.parsing(options.capAdd)
+        spec.capabilities = spec.capabilities.adding(added, dropping: try Capability.parsing(options.capDrop).subtracting(added))
         let security = try options.security
         spec.noNewPrivileges = security.noNewPrivileges
         switch security.seccomp {

@@ -717,18 +717,7 @@ protocol CgroupBackend: Sendable {
 enum CgroupFile {
     /// Reads a whole file.
     static func read(_ path: String) throws(KernelError) -> String {
-        let fd = try KernelError.from(try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) })
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = try KernelError.from(try sys("read \(path)") {
-                chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            })
-            if count == 0 { break }
-            bytes += chunk[..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        String(decoding: try KernelError.from(try readWholeFile(path)), as: UTF8.self)
     }
 
     /// Reads a file, or returns `nil` when it does not exist (its controller is not enabled).
@@ -789,21 +778,16 @@ enum CgroupFile {
     /// Every directory below `top` (not `top` itself), children before their parent; empty
     /// when `top` does not exist.
     static func subdirectories(deepestFirst top: String) throws(KernelError) -> [String] {
-        guard let directory = opendir(top) else {
-            if errno == ENOENT { return [] }
-            throw KernelError(code: .syscallFailed, errno: Errno(rawValue: errno), detail: "opendir \(top)")
+        let entries: [(name: String, type: UInt8)]
+        do throws(SystemError) {
+            entries = try directoryEntries(atPath: top)
+        } catch where error.is(.noSuchFileOrDirectory) {
+            return []
+        } catch {
+            throw KernelError(error)
         }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(directory)
         var result: [String] = []
-        for name in names.sorted() {
+        for name in entries.filter({ $0.type == UInt8(DT_DIR) }).map(\.name).sorted() {
             let child = top + "/" + name
             result += try subdirectories(deepestFirst: child)
             result.append(child)

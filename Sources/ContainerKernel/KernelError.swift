@@ -68,15 +68,8 @@ public struct KernelError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `exec "/bin/nope": no such file or directory`.
     public var description: String {
         var text = detail
-        if let errno { text += ": \(Self.message(for: errno))" }
+        if let errno { text += ": \(SystemError.message(for: errno))" }
         return text
-    }
-
-    /// The kernel's description of an error number, lower-cased like the rest of Berth's messages.
-    static func message(for errno: Errno) -> String {
-        let text = String(cString: strerror(errno.rawValue))
-        guard let first = text.first else { return text }
-        return first.lowercased() + text.dropFirst()
     }
 }
 

@@ -167,9 +167,12 @@ public struct Device: Sendable, Hashable {
 
 /// A resource limit set on the process with `prlimit(2)` from the parent (the host process's
 /// own limits are never touched).
-public struct ResourceLimit: Sendable, Hashable {
+///
+/// Encoded with the `RLIMIT_*` number and the two values, as a container's stored
+/// configuration keeps it.
+public struct ResourceLimit: Sendable, Hashable, Codable {
     /// Which limit.
-    public struct Resource: RawRepresentable, Sendable, Hashable {
+    public struct Resource: RawRepresentable, Sendable, Hashable, Codable {
         /// The `RLIMIT_*` number.
         public var rawValue: Int32
         /// Wraps an `RLIMIT_*` number.

@@ -42,6 +42,10 @@ public struct ProcessSpec: Sendable {
     public var seccomp: SeccompFilter
     /// The OOM killer's bias for the process (`/proc/<pid>/oom_score_adj`); raising is always
     /// allowed, lowering below the host process's needs `CAP_SYS_RESOURCE`.
+    ///
+    /// Set before the process runs its program. Until its `execve` the process shares this
+    /// process's address space, whose processes the kernel gives one score, so this process
+    /// has the same score for that moment; its own is written back once the spawn ends.
     public var oomScoreAdjustment: Int32?
     /// Where stdin, stdout and stderr go.
     public var io: ProcessIO

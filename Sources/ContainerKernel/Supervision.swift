@@ -79,8 +79,9 @@ public struct Supervision: Sendable, Hashable {
     /// kernel would refuse it only after the container's process exists, as a failed spawn that
     /// does not say why.
     private static func checkMachine(of path: String, named name: String) throws(KernelError) {
-        guard let machine, let header = try readWholeFile(path, limit: 20, truncate: true), header.count == 20,
-              header[0..<4].elementsEqual([0x7F, 0x45, 0x4C, 0x46]) else { return }
+        guard let machine else { return }
+        let header = try KernelError.from(try readWholeFile(path, limit: 20, truncating: true))
+        guard header.count == 20, header[0..<4].elementsEqual([0x7F, 0x45, 0x4C, 0x46]) else { return }
         let found = UInt16(header[18]) | UInt16(header[19]) << 8
         guard found != machine.value else { return }
         let names: [UInt16: String] = [0x03: "i386", 0x28: "arm", 0x3E: "x86_64", 0xB7: "aarch64", 0xF3: "riscv64",
@@ -165,25 +166,11 @@ public struct Supervision: Sendable, Hashable {
             throw KernelError(code: .unsupported,
                               detail: "\(directory) is on a file system mounted noexec: the init process (berth-supervisor) cannot run from it; use a root directory on a file system that allows execution")
         }
-        if let existing = try? readWholeFile(path, limit: image.count + 1), existing.elementsEqual(image) {
+        if let existing = try? readWholeFile(path, limit: image.count), existing.elementsEqual(image) {
             return path
         }
         try KernelError.from(try writeAtomically(path, Array(image), mode: 0o555, durable: false))
         return path
-    }
-
-    /// Reads a small file whole; past `limit` bytes, `nil` or (`truncate`) its first `limit` bytes.
-    private static func readWholeFile(_ path: String, limit: Int, truncate: Bool = false) throws(KernelError) -> [UInt8]? {
-        let fd = try KernelError.from(try sys("open \(path)") { open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) })
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: limit)
-        var total = 0
-        while total < limit {
-            let n = try KernelError.from(try sys("read \(path)") { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit - total) } })
-            if n == 0 { break }
-            total += n
-        }
-        return total < limit || truncate ? Array(bytes[..<total]) : nil
     }
 
     /// The supervisor's arguments for a process whose stdout and stderr (those that are pipes)
@@ -203,13 +190,8 @@ public struct Supervision: Sendable, Hashable {
     /// Reads the status the supervisor recorded: waitid's `CLD_*` code and status, or `nil`
     /// when there is none (the supervisor was killed before the process ended).
     static func readStatus(at path: String) -> (code: Int32, status: Int32)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &bytes, bytes.count)
-        guard count > 0 else { return nil }
-        let fields = String(decoding: bytes[0..<count], as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard let bytes = try? readWholeFile(path, limit: 64, truncating: true) else { return nil }
+        let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard fields.count == 2, let code = Int32(fields[0]), let status = Int32(fields[1]) else { return nil }
         return (code, status)
     }
@@ -218,25 +200,16 @@ public struct Supervision: Sendable, Hashable {
 /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot; with
 /// the pid it tells a live process from a reused pid.
 package func processStartTime(_ pid: Int32) -> UInt64? {
-    let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 1024)
-    let count = read(fd, &bytes, bytes.count)
-    guard count > 0, let close = bytes[0..<count].lastIndex(of: UInt8(ascii: ")")) else { return nil }
-    let fields = bytes[(close + 1)..<count].split(separator: UInt8(ascii: " "))
+    guard let bytes = try? readWholeFile("/proc/\(pid)/stat", limit: 4096, truncating: true),
+          let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+    let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
     return fields.count > 19 ? UInt64(String(decoding: fields[19], as: UTF8.self)) : nil
 }
 
 /// The parent of `pid`, from `/proc/<pid>/status`.
 func parentProcess(of pid: Int32) -> Int32? {
-    let fd = open("/proc/\(pid)/status", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 4096)
-    let count = read(fd, &bytes, bytes.count)
-    guard count > 0 else { return nil }
-    let text = String(decoding: bytes[0..<count], as: UTF8.self)
+    guard let bytes = try? readWholeFile("/proc/\(pid)/status", limit: 1 << 16, truncating: true) else { return nil }
+    let text = String(decoding: bytes, as: UTF8.self)
     guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }) else { return nil }
     return Int32(line.dropFirst(5).trimmingPrefix(while: { $0 == "\t" || $0 == " " }))
 }

@@ -59,14 +59,16 @@ extension Container {
     ///     runtime running as root, as `docker cp` makes them.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` naming the container and
     ///   the path when `path` does not exist, ``ContainerError/Code/invalidArgument`` when it is
-    ///   not a directory or the container's root filesystem is read-only
-    ///   (``ContainerConfiguration/readOnlyRootfs``), ``ContainerError/Code/layer`` for a
-    ///   malformed or refused archive (its `LayerError` says which entry) or a failed write.
+    ///   not a directory, or when the container's root filesystem is read-only
+    ///   (``ContainerConfiguration/readOnlyRootfs``) and `path` is not in one of its writable
+    ///   mounts, ``ContainerError/Code/invalidState`` when it is in one but the container is not
+    ///   running, ``ContainerError/Code/layer`` for a malformed or refused archive (its
+    ///   `LayerError` says which entry) or a failed write.
     public func copyIn(from input: FileDescriptor, to path: String, preservingOwners: Bool = false)
         throws(ContainerError)
     {
-        try requireWritableRootfs(copyingInto: path)
-        try withRootfs { rootfs throws(ContainerError) in
+        let needsRun = try requireWritable(copyingInto: path)
+        try withRootfs(requiringRun: needsRun) { rootfs throws(ContainerError) in
             try copying(path, "copy into \(path) of") { () throws(LayerError) in
                 try extractArchive(from: input, into: path, in: rootfs, preservingOwners: preservingOwners)
             }
@@ -128,18 +130,20 @@ extension Container {
     ///     (`docker cp --archive`); by default they belong to the calling process.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `hostPath` or the
     ///   destination's parent directory does not exist, ``ContainerError/Code/invalidArgument``
-    ///   when the container's root filesystem is read-only or the rules forbid the copy (a
-    ///   directory onto a file), ``ContainerError/Code/layer`` when reading or writing fails.
+    ///   when the rules forbid the copy (a directory onto a file) or the container's root
+    ///   filesystem is read-only and `path` is not in one of its writable mounts,
+    ///   ``ContainerError/Code/invalidState`` when it is in one but the container is not
+    ///   running, ``ContainerError/Code/layer`` when reading or writing fails.
     public func copyIn(
         fromHostPath hostPath: String, to path: String, followingLink: Bool = false, preservingOwners: Bool = false
     ) throws(ContainerError) {
-        try requireWritableRootfs(copyingInto: path)
+        let needsRun = try requireWritable(copyingInto: path)
         let source = absolute(hostPath)
         guard (try? lookUpPath(source, in: "/")) != nil else {
             throw ContainerError(code: .notFound, container: name,
                                  detail: "could not find the file \(hostPath) on the host to copy into")
         }
-        try withRootfs { rootfs throws(ContainerError) in
+        try withRootfs(requiringRun: needsRun) { rootfs throws(ContainerError) in
             try copying(path, "copy \(hostPath) to \(path) in") { () throws(LayerError) in
                 try copyPath(source, in: "/", to: path, in: rootfs, followingLink: followingLink,
                              preservingOwners: preservingOwners)
@@ -180,23 +184,68 @@ extension Container {
     /// cannot be reused: when a signal 0 through it still reaches the process, the pid had not
     /// passed to another process when the root was opened. `body` gets that open directory as
     /// `/proc/self/fd/<n>`, which leads to it and nowhere else. A process that has exited
-    /// meanwhile is copied like an exited container, through its root filesystem directory.
-    private func withRootfs(_ body: (String) throws(ContainerError) -> Void) throws(ContainerError) {
+    /// meanwhile is copied like an exited container, through its root filesystem directory,
+    /// unless `requiringRun`: then the copy is refused, as it needs the running container's
+    /// mounts.
+    private func withRootfs(requiringRun: Bool = false, _ body: (String) throws(ContainerError) -> Void)
+        throws(ContainerError)
+    {
         let rootfs = try requireSnapshot().rootfs
-        guard let process = try? requireRun("copy files of").run.process else { return try body(rootfs) }
-        let root = open("/proc/\(process.pid)/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var root: Int32 = -1
         defer { if root >= 0 { close(root) } }
-        guard root >= 0, (try? process.signal(Signal(rawValue: 0))) != nil else { return try body(rootfs) }
+        if let process = try? requireRun("copy files of").run.process {
+            root = open("/proc/\(process.pid)/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if root >= 0 && (try? process.signal(Signal(rawValue: 0))) == nil {
+                close(root)
+                root = -1
+            }
+        }
+        guard root >= 0 else {
+            guard !requiringRun else {
+                throw ContainerError(code: .invalidState, container: name,
+                                     detail: "copy into a mount of a read-only root filesystem: the mount exists only while it runs, container")
+            }
+            return try body(rootfs)
+        }
         try body("/proc/self/fd/\(root)")
     }
 
-    /// Throws unless the container's root filesystem is writable: with
-    /// ``ContainerConfiguration/readOnlyRootfs`` a copy would change what the configuration
-    /// promises does not change (Docker refuses it with "container rootfs is marked read-only").
-    private func requireWritableRootfs(copyingInto path: String) throws(ContainerError) {
-        guard !configuration.readOnlyRootfs else {
+    /// Checks that a copy may write at `path`, and returns whether it needs the running
+    /// container.
+    ///
+    /// A writable root filesystem takes copies in every state. With
+    /// ``ContainerConfiguration/readOnlyRootfs`` a copy is refused (Docker: "container rootfs
+    /// is marked read-only"), unless `path`, made absolute and with `.` and `..` resolved as
+    /// text, lies in a tmpfs, a volume or a bind mount of the configuration that is not
+    /// read-only, as Docker allows: the copy then needs the running container, whose mount it
+    /// writes, and the kernel refuses a write that a symlink leads onto the read-only part.
+    private func requireWritable(copyingInto path: String) throws(ContainerError) -> Bool {
+        let configuration = configuration
+        guard configuration.readOnlyRootfs else { return false }
+        let destination = lexicalComponents(path)
+        let inWritableMount = configuration.mounts.contains { mount in
+            let (target, readOnly) = switch mount {
+            case .tmpfs(let target, _): (target, false)
+            case .bind(_, let target, let readOnly), .volume(_, let target, let readOnly): (target, readOnly)
+            }
+            return !readOnly && destination.starts(with: lexicalComponents(target))
+        }
+        guard inWritableMount else {
             throw ContainerError(code: .invalidArgument, container: name,
-                                 detail: "copy into \(path): the root filesystem is read-only in container")
+                                 detail: "copy into \(path): the root filesystem is read-only and the path is in none of its writable mounts in container")
+        }
+        return true
+    }
+}
+
+/// The components of `path` taken from `/`, with `.` dropped and `..` removing the one before
+/// (never above `/`), as text: no symlink is looked at.
+private func lexicalComponents(_ path: String) -> [Substring] {
+    path.split(separator: "/").reduce(into: []) { components, component in
+        switch component {
+        case ".": break
+        case "..": _ = components.popLast()
+        default: components.append(component)
         }
     }
 }

@@ -1,5 +1,6 @@
 public import ContainerKernel
 import Glibc
+import SystemSupport
 
 /// The result of a command run in a container with ``Container/exec(_:environment:workingDirectory:user:input:)``.
 public struct ExecResult: Sendable, Hashable {
@@ -75,7 +76,9 @@ extension Container {
         base.rootfs = nil
         base.namespaces = []
         base.joinNamespaces = NamespaceJoin.all(Namespaces.container.subtracting(.network).union(
-            record.configuration.network == .host ? [] : .network), of: process)
+            record.configuration.network == .host ? [] : .network)
+            .union(record.configuration.userNamespace == nil ? [] : .user), of: process)
+        base.sysctls = [:]  // the container's, set by its start
         base.hostname = nil
         base.cgroup = nil
         base.joinCgroup = run.cgroup
@@ -97,7 +100,7 @@ extension Container {
         let cgroup = try cgroup(of: requireRun("list processes of").run, for: "list processes of")
         let pids = try wrapping("list processes of", container: name) { try cgroup.processes() }
         return pids.sorted().map { pid in
-            let raw = (try? readBytes("/proc/\(pid)/cmdline")) ?? []
+            let raw = (try? readWholeFile("/proc/\(pid)/cmdline", limit: 1 << 20, truncating: true)) ?? []
             let words = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             return (pid, words.joined(separator: " "))
         }

@@ -148,7 +148,7 @@ final class LogFile: Sendable {
         var all: [LogEntry] = []
         for index in stride(from: limits.maximumFiles - 1, through: 0, by: -1) {
             let file = index == 0 ? path : "\(path).\(index)"
-            guard let bytes = try? readBytes(file) else { continue }
+            guard let bytes = try? readWholeFile(file) else { continue }
             all += Self.decode(bytes[...])
         }
         return all

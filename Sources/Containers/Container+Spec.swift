@@ -1,6 +1,7 @@
 import ContainerKernel
 import Images
 import Layers
+import SystemSupport
 
 extension Container {
     /// The kernel-level description of a run: the image's runtime config with the container's
@@ -35,14 +36,21 @@ extension Container {
             spec.maskedPaths = []
             spec.readOnlyPaths = []
         }
-        let dropAll = configuration.capabilitiesDropped.contains { $0.uppercased() == "ALL" }
-        let added = try wrapping("parse --cap-add of", container: record.name) {
-            try Set(configuration.capabilitiesAdded.map { try Capability(named: $0) })
+        spec.capabilities = capabilities.adding(
+            configuration.capabilitiesAdded,
+            dropping: configuration.capabilitiesDropped.subtracting(configuration.capabilitiesAdded))
+        spec.resourceLimits = configuration.resourceLimits
+        spec.sysctls = configuration.sysctls
+        spec.oomScoreAdjustment = configuration.oomScoreAdjustment.map(Int32.init)
+        if let range = configuration.userNamespace {
+            guard identity.uid < range.size, identity.gid < range.size else {
+                throw ContainerError(code: .invalidArgument, container: record.name,
+                                     detail: "start: user \(identity.uid):\(identity.gid) is outside the user namespace's \(range.size) ids")
+            }
+            spec.namespaces.insert(.user)
+            spec.uidMappings = range.mappings
+            spec.gidMappings = range.mappings
         }
-        let dropped = try wrapping("parse --cap-drop of", container: record.name) {
-            try dropAll ? Capability.all : Set(configuration.capabilitiesDropped.map { try Capability(named: $0) })
-        }
-        spec.capabilities = capabilities.adding(added.subtracting(dropAll ? [] : dropped), dropping: dropped.subtracting(added))
         switch configuration.seccomp {
         case _ where configuration.privileged: spec.seccomp = .unconfined
         case .dockerDefault: spec.seccomp = .dockerDefault
@@ -175,7 +183,7 @@ struct UserIdentity {
     private static func database(_ path: String, rootfs: String) throws(ContainerError) -> [[Substring]] {
         let bytes: [UInt8]?
         do {
-            bytes = try readRegularFile(path, inRoot: rootfs, limit: databaseLimit)
+            bytes = try LayerError.from(try readRegularFile(path, inRoot: rootfs, limit: databaseLimit))
         } catch {
             throw ContainerError(code: .invalidArgument, detail: "read \(path) to look up a user", underlying: error)
         }

@@ -1,5 +1,6 @@
 public import ContainerKernel
 public import FoundationEssentials
+import SystemSupport
 
 /// A container's resource use at one moment (`docker stats`).
 public struct ContainerStats: Sendable, Hashable {
@@ -24,7 +25,7 @@ extension Container {
         let usage = try wrapping("read stats of", container: record.name) { try cgroup.stats() }
         var received: UInt64 = 0, sent: UInt64 = 0
         // /proc/<pid>/net/dev shows the counters of the process's own network namespace.
-        for line in ((try? readTextFile("/proc/\(pid)/net/dev")) ?? "").split(separator: "\n").dropFirst(2) {
+        for line in ((try? readWholeFile("/proc/\(pid)/net/dev")).map { String(decoding: $0, as: UTF8.self) } ?? "").split(separator: "\n").dropFirst(2) {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2, parts[0].split(separator: " ").last != "lo" else { continue }
             let fields = parts[1].split(separator: " ")

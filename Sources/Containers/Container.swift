@@ -77,6 +77,8 @@ public final class Container: Sendable {
             _ = try wrapping("prepare the root filesystem of", container: name) {
                 try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)
             }
+            // Before the volumes' copy-up, which keeps the owners it reads.
+            try await configuration.userNamespace?.shiftOwners(of: directory + "/rootfs")
             // After the snapshot: the copy-up reads the image's content from the root filesystem.
             try await runtime.prepareVolumes(for: configuration, rootfs: directory + "/rootfs")
             if let mode = try runtime.networkMode(for: configuration) {
@@ -96,7 +98,7 @@ public final class Container: Sendable {
     }
 
     static func loadRecord(_ directory: String) throws(ContainerError) -> ContainerRecord {
-        let bytes = try readBytes(directory + "/container.json")
+        let bytes = try ContainerError.from(try readWholeFile(directory + "/container.json"))
         return try wrapping("decode \(directory)/container.json") { try jsonDecoder.decode(ContainerRecord.self, from: Data(bytes)) }
     }
 
@@ -133,7 +135,7 @@ public final class Container: Sendable {
             """
         try ContainerError.from(try writeAtomically(directory + "/hosts", Array(hosts.utf8), durable: false))
         // Loopback nameservers of the host mean nothing in another network namespace.
-        let host = (try? readTextFile("/etc/resolv.conf")) ?? ""
+        let host = (try? readWholeFile("/etc/resolv.conf")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let resolv = host.split(separator: "\n").filter { line in
             !(line.hasPrefix("nameserver 127.") || line.hasPrefix("nameserver ::1"))
         }.joined(separator: "\n")
@@ -224,6 +226,14 @@ public final class Container: Sendable {
                                            logMaximumSize: logs.limits.maximumSize,
                                            logMaximumFiles: logs.limits.maximumFiles)
             unlink(statusPath)  // the last run's
+        }
+        if let hook = record.configuration.processSpecHook {
+            do {
+                try await hook(&spec)
+            } catch {
+                throw ContainerError(code: .invalidArgument, container: record.name,
+                                     detail: "start: the process spec hook failed for", underlying: error)
+            }
         }
         // Ports are bound before the process starts: a taken port fails the start, not later.
         let forwarders = try publishPorts(record.configuration.ports, sandbox: sandbox)
@@ -558,14 +568,15 @@ extension Container {
     /// - Parameters:
     ///   - image: The image reference.
     ///   - command: Replaces the image's command.
-    ///   - configure: Adjusts the rest of the configuration.
+    ///   - configure: Adjusts the rest of the configuration; it may await and throw (what it
+    ///     throws is rethrown, and nothing is created).
     /// - Returns: The running container.
-    /// - Throws: ``ContainerError``.
+    /// - Throws: What `configure` throws, else ``ContainerError``.
     public static func run(
-        image: String, command: [String]? = nil, configure: (inout ContainerConfiguration) -> Void = { _ in }
-    ) async throws(ContainerError) -> Container {
+        image: String, command: [String]? = nil, configure: (inout ContainerConfiguration) async throws -> Void = { _ in }
+    ) async throws -> Container {
         var configuration = ContainerConfiguration(image: image, command: command)
-        configure(&configuration)
+        try await configure(&configuration)
         return try await ContainerRuntime.shared().run(configuration)
     }
 
@@ -575,16 +586,19 @@ extension Container {
     /// - Parameters:
     ///   - image: The image reference.
     ///   - command: Replaces the image's command.
-    ///   - configure: Adjusts the rest of the configuration.
+    ///   - configure: Adjusts the rest of the configuration; it may await and throw (what it
+    ///     throws is rethrown, and nothing is created).
     ///   - body: What to do with the container.
     /// - Returns: What `body` returns.
-    /// - Throws: What `body` throws, or ``ContainerError`` from starting the container.
+    /// - Throws: What `configure` or `body` throws, or ``ContainerError`` from starting the
+    ///   container.
     public static func withRunning<T: Sendable>(
-        image: String, command: [String]? = nil, configure: (inout ContainerConfiguration) -> Void = { _ in },
+        image: String, command: [String]? = nil,
+        configure: (inout ContainerConfiguration) async throws -> Void = { _ in },
         _ body: (Container) async throws -> T
     ) async throws -> T {
         var configuration = ContainerConfiguration(image: image, command: command)
-        configure(&configuration)
+        try await configure(&configuration)
         return try await ContainerRuntime.shared().withRunning(configuration, body)
     }
 }

@@ -36,18 +36,23 @@ public struct ContainerConfiguration: Sendable, Codable {
     public var readOnlyRootfs: Bool
     /// cgroup limits (`--memory`, `--cpus`, `--pids-limit`, `--cpuset-cpus`).
     public var resources: CgroupResources
-    /// Capabilities added to Docker's default set (`--cap-add`).
+    /// Capabilities added to Docker's default set (`--cap-add`); a capability both added and
+    /// dropped is added.
+    ///
+    /// An unknown name cannot be stored: `Capability(named:)` and
+    /// `Capability.parsing(_:)` throw for it when the configuration is built.
     ///
     /// - Important: `SYS_ADMIN` gives the container the host's root on a cgroup v1 host. Berth
-    ///   loads no LSM profile (AppArmor, SELinux) and does not use a user namespace, so with it
-    ///   the container can mount a cgroup v1 hierarchy and make the host's kernel run the
-    ///   hierarchy's `release_agent`, a program of its choosing, as root on the host (the
-    ///   CVE-2022-0492 class). On cgroup v2 it still mounts file systems and reaches much of
-    ///   the kernel that the default set keeps away. Add it, and likewise set ``privileged``,
-    ///   only for images you trust as you trust the host.
-    public var capabilitiesAdded: [String]
-    /// Capabilities removed (`--cap-drop`; `ALL` removes every one).
-    public var capabilitiesDropped: [String]
+    ///   loads no LSM profile (AppArmor, SELinux), so without a ``userNamespace`` the container
+    ///   can mount a cgroup v1 hierarchy and make the host's kernel run the hierarchy's
+    ///   `release_agent`, a program of its choosing, as root on the host (the CVE-2022-0492
+    ///   class). On cgroup v2 it still mounts file systems and reaches much of the kernel that
+    ///   the default set keeps away. Add it, and likewise set ``privileged``, only for images
+    ///   you trust as you trust the host.
+    public var capabilitiesAdded: Set<Capability>
+    /// Capabilities removed (`--cap-drop`); `Capability.all` removes every one
+    /// (`--cap-drop ALL`).
+    public var capabilitiesDropped: Set<Capability>
     /// The seccomp profile.
     public var seccomp: SeccompChoice
     /// Every capability, no seccomp, no masked paths (`--privileged`).
@@ -57,6 +62,57 @@ public struct ContainerConfiguration: Sendable, Codable {
     public var privileged: Bool
     /// `--security-opt no-new-privileges`.
     public var noNewPrivileges: Bool
+    /// Resource limits of the main process and what it starts (`--ulimit nofile=1024:2048`),
+    /// set with `prlimit(2)` before it runs; a limit not listed keeps this process's value.
+    ///
+    /// Raising a hard limit above this process's needs `CAP_SYS_RESOURCE` here (the start
+    /// fails with ``ContainerError/Code/kernel`` otherwise). ``validate()`` refuses a soft limit
+    /// above its hard limit.
+    public var resourceLimits: [ResourceLimit]
+    /// Namespaced sysctls written in the container before its program runs
+    /// (`--sysctl net.ipv4.ip_unprivileged_port_start=0`), by name with dots.
+    ///
+    /// Only sysctls that belong to the container's own namespaces are accepted, as Docker
+    /// accepts them: `net.*` (not with ``ContainerNetwork/host`` or
+    /// ``ContainerNetwork/container(_:)``, whose network namespace is not the container's own),
+    /// the System V IPC ones (`kernel.msgmax`, `kernel.msgmnb`, `kernel.msgmni`, `kernel.sem`,
+    /// `kernel.shmall`, `kernel.shmmax`, `kernel.shmmni`, `kernel.shm_rmid_forced`) and
+    /// `fs.mqueue.*`. Any other (a host-wide one such as `vm.overcommit_memory`,
+    /// `kernel.hostname`: use ``hostname``) is refused by ``validate()``. A sysctl the kernel
+    /// does not have fails the start.
+    public var sysctls: [String: String]
+    /// The OOM killer's bias for the container's main process, `-1000` (never killed) to
+    /// `1000` (killed first) (`--oom-score-adj`); `nil` inherits this process's.
+    ///
+    /// Lowering it below this process's value needs `CAP_SYS_RESOURCE` here.
+    public var oomScoreAdjustment: Int?
+    /// Runs the container in a user namespace whose root is an unprivileged range of host
+    /// ids (`--userns-remap`); `nil` keeps the host's ids, as Docker does by default.
+    ///
+    /// Root in the container is then an ordinary user on the host: a process that escapes
+    /// the container's other isolation holds no privilege over the host's files and
+    /// processes, and its capabilities reach only what the namespace owns.
+    ///
+    /// The image's files are owned correctly inside: at ``ContainerRuntime/create(_:)`` every
+    /// file of the root filesystem is given the mapped owner (a chown'ed copy: the overlay
+    /// copies each file up, so creating costs a copy of the image's files, and file
+    /// capabilities, `security.capability`, are lost). Files of volumes and bind mounts keep
+    /// their host owners: a host owner outside the range appears as `nobody` (65534) inside.
+    /// Needs a kernel with user namespaces enabled (`user.max_user_namespaces` above 0).
+    public var userNamespace: UserNamespaceRemapping?
+    /// A last-resort hook that edits the kernel-level description of the main process just
+    /// before it is spawned, at every start; `nil` for none.
+    ///
+    /// It gets the `ProcessSpec` built from the rest of the configuration (mounts, limits,
+    /// capabilities, namespaces…) and may change anything in it. Nothing checks what it does:
+    /// it can undo every protection of the container. Prefer a field of the configuration
+    /// where one exists. An error it throws fails the start with
+    /// ``ContainerError/Code/invalidArgument`` (`underlying` holds it). Exec'd processes do
+    /// not pass through it.
+    ///
+    /// Not stored with the configuration: a container started by a runtime that did not create
+    /// it (another process, after this one exited) starts without it.
+    public var processSpecHook: (@Sendable (inout ProcessSpec) async throws -> Void)?
     /// The signal `stop` sends first; `nil` uses the image's `StopSignal`, else `SIGTERM`.
     public var stopSignal: String?
     /// Seconds between the stop signal and `SIGKILL`.
@@ -112,6 +168,11 @@ public struct ContainerConfiguration: Sendable, Codable {
         self.resources = CgroupResources()
         self.capabilitiesAdded = []
         self.capabilitiesDropped = []
+        self.resourceLimits = []
+        self.sysctls = [:]
+        self.oomScoreAdjustment = nil
+        self.userNamespace = nil
+        self.processSpecHook = nil
         self.seccomp = .dockerDefault
         self.privileged = false
         self.noNewPrivileges = false
@@ -170,8 +231,18 @@ extension ContainerConfiguration {
         if let value = try values.decodeIfPresent([ContainerMount].self, forKey: .mounts) { mounts = value }
         if let value = try values.decodeIfPresent(Bool.self, forKey: .readOnlyRootfs) { readOnlyRootfs = value }
         if let value = try values.decodeIfPresent(CgroupResources.self, forKey: .resources) { resources = value }
-        if let value = try values.decodeIfPresent([String].self, forKey: .capabilitiesAdded) { capabilitiesAdded = value }
-        if let value = try values.decodeIfPresent([String].self, forKey: .capabilitiesDropped) { capabilitiesDropped = value }
+        // Names, as ``Capability`` encodes itself; records written before capabilities were
+        // typed may hold Docker's `ALL`.
+        if let value = try values.decodeIfPresent([String].self, forKey: .capabilitiesAdded) {
+            capabilitiesAdded = try capabilities(value, .capabilitiesAdded)
+        }
+        if let value = try values.decodeIfPresent([String].self, forKey: .capabilitiesDropped) {
+            capabilitiesDropped = try capabilities(value, .capabilitiesDropped)
+        }
+        if let value = try values.decodeIfPresent([ResourceLimit].self, forKey: .resourceLimits) { resourceLimits = value }
+        if let value = try values.decodeIfPresent([String: String].self, forKey: .sysctls) { sysctls = value }
+        if let value = try values.decodeIfPresent(Int.self, forKey: .oomScoreAdjustment) { oomScoreAdjustment = value }
+        if let value = try values.decodeIfPresent(UserNamespaceRemapping.self, forKey: .userNamespace) { userNamespace = value }
         if let value = try values.decodeIfPresent(SeccompChoice.self, forKey: .seccomp) { seccomp = value }
         if let value = try values.decodeIfPresent(Bool.self, forKey: .privileged) { privileged = value }
         if let value = try values.decodeIfPresent(Bool.self, forKey: .noNewPrivileges) { noNewPrivileges = value }
@@ -189,6 +260,22 @@ extension ContainerConfiguration {
         if let value = try values.decodeIfPresent(Bool.self, forKey: .initProcess) { initProcess = value }
         if let value = try values.decodeIfPresent(LogLimits.self, forKey: .logLimits) { logLimits = value }
         if let value = try values.decodeIfPresent(ContainerLifetime.self, forKey: .lifetime) { lifetime = value }
+        func capabilities(_ names: [String], _ key: CodingKeys) throws -> Set<Capability> {
+            do {
+                return try Capability.parsing(names)
+            } catch {
+                throw DecodingError.dataCorruptedError(forKey: key, in: values, debugDescription: error.detail)
+            }
+        }
+    }
+
+    /// The stored fields: every one but ``processSpecHook``, a closure.
+    enum CodingKeys: String, CodingKey {
+        case image, command, entrypoint, environment, workingDirectory, user, hostname, labels, name, mounts
+        case readOnlyRootfs, resources, capabilitiesAdded, capabilitiesDropped, seccomp, privileged
+        case noNewPrivileges, resourceLimits, sysctls, oomScoreAdjustment, userNamespace, stopSignal, stopTimeout
+        case network, networkAliases, ports, restartPolicy, healthcheck, autoRemove, pullPolicy, interactive
+        case terminal, initProcess, logLimits, lifetime
     }
 }
 

@@ -96,8 +96,10 @@ public final class ContainerRuntime: Sendable {
     /// - Returns: The container.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/nameInUse``, ``ContainerError/Code/image``
     ///   for a missing or unpullable image, ``ContainerError/Code/layer`` for a root filesystem
-    ///   that cannot be prepared. Nothing is left behind on failure.
+    ///   that cannot be prepared, ``ContainerError/Code/invalidArgument`` for a configuration
+    ///   ``ContainerConfiguration/validate()`` refuses. Nothing is left behind on failure.
     public func create(_ configuration: ContainerConfiguration) async throws(ContainerError) -> Container {
+        try configuration.validate()
         let id = randomHex(64)
         let name = configuration.name ?? generatedName()
         refresh()  // a detached container of another process may have the name
@@ -237,7 +239,7 @@ public final class ContainerRuntime: Sendable {
     func refresh(removingLeftovers: Bool = false) {
         let lock = try? FileLock(containersDirectory + "/.lock")
         defer { lock?.unlock() }
-        guard let entries = try? listDirectory(containersDirectory) else { return }
+        guard let entries = try? directoryEntries(atPath: containersDirectory).map(\.name) else { return }
         let present = Set(entries)
         let held = live.withLock { containers in
             containers = containers.filter { present.contains($0.key) }

@@ -22,6 +22,13 @@
 @_exported public import struct ContainerKernel.ProcessIO
 @_exported public import class ContainerKernel.ProcessInput
 
+// The sandbox controls of a configuration: capabilities, resource limits, and the process
+// spec that ``ContainerConfiguration/processSpecHook`` edits (the types of its fields come
+// with `import ContainerKernel`; member syntax such as `.tmpfs("/run")` works without it).
+@_exported public import struct ContainerKernel.Capability
+@_exported public import struct ContainerKernel.ResourceLimit
+@_exported public import struct ContainerKernel.ProcessSpec
+
 // Images: the store a runtime holds, what it returns and takes, its errors.
 @_exported public import class Images.ImageStore
 @_exported public import struct Images.Image

@@ -80,7 +80,7 @@ extension ContainerRuntime {
     /// - Throws: ``ContainerError/Code/io`` when the volumes directory cannot be read.
     public func volumes() throws(ContainerError) -> [Volume] {
         guard access(volumesDirectory, F_OK) == 0 else { return [] }
-        return try listDirectory(volumesDirectory)
+        return try ContainerError.from(try directoryEntries(atPath: volumesDirectory)).map(\.name)
             .filter { (try? validateName($0, of: "volume")) != nil }
             .compactMap { try? Volume(loadVolumeRecord($0), runtime: self) }
             .sorted { $0.name < $1.name }
@@ -116,7 +116,7 @@ extension ContainerRuntime {
             let directory = volumesDirectory + "/" + name
             let doomed = volumesDirectory + "/.removing-" + randomHex(16)
             guard rename(directory, doomed) == 0 else {
-                throw ContainerError(code: .io, detail: "remove volume \(name): rename: \(String(cString: strerror(errno)))")
+                throw ContainerError(code: .io, detail: "remove volume \(name): rename: \(SystemError.message(for: .init(rawValue: errno)))")
             }
             try ContainerError.from(try removeTree(doomed))
         }
@@ -167,8 +167,8 @@ extension ContainerRuntime {
                 guard var current = try? loadVolumeRecord(name), !current.initialized else { return }
                 let data = volumeDataPath(name)
                 // rename(2) replaces an empty directory; content the user put there first wins.
-                if copied, try listDirectory(data).isEmpty, rename(staging, data) != 0 {
-                    throw ContainerError(code: .io, detail: "copy \(target) of the image into volume \(name): rename: \(String(cString: strerror(errno)))")
+                if copied, try ContainerError.from(try directoryEntries(atPath: data)).isEmpty, rename(staging, data) != 0 {
+                    throw ContainerError(code: .io, detail: "copy \(target) of the image into volume \(name): rename: \(SystemError.message(for: .init(rawValue: errno)))")
                 }
                 current.initialized = true
                 try writeVolumeRecord(current)
@@ -182,7 +182,7 @@ extension ContainerRuntime {
     func removeVolumeLeftovers() {
         guard access(volumesDirectory, F_OK) == 0 else { return }
         try? withVolumesLocked { () throws(ContainerError) in
-            for name in try listDirectory(volumesDirectory) {
+            for name in try ContainerError.from(try directoryEntries(atPath: volumesDirectory)).map(\.name) {
                 let parts = name.split(separator: "-")
                 let copyOfDeadProcess = name.hasPrefix(".copy-") && parts.count == 4
                     && !isAlive(Int32(parts[1]) ?? 0, UInt64(parts[2]) ?? 0)
@@ -197,7 +197,7 @@ extension ContainerRuntime {
     /// root (also those of containers other processes hold).
     private func volumeUsers() -> [String: Set<String>] {
         var users: [String: Set<String>] = [:]
-        for id in (try? listDirectory(containersDirectory)) ?? [] where id != ".lock" {
+        for id in ((try? directoryEntries(atPath: containersDirectory)) ?? []).map(\.name) where id != ".lock" {
             guard let record = try? Container.loadRecord(containersDirectory + "/" + id) else { continue }
             for case .volume(let name, _, _) in record.configuration.mounts {
                 users[name, default: []].insert(record.name)
@@ -225,7 +225,7 @@ extension ContainerRuntime {
     private func loadVolumeRecord(_ name: String) throws(ContainerError) -> VolumeRecord {
         let path = volumeRecordPath(name)
         guard access(path, F_OK) == 0 else { throw ContainerError(code: .notFound, detail: "no such volume \(name)") }
-        let bytes = try readBytes(path)
+        let bytes = try ContainerError.from(try readWholeFile(path))
         return try wrapping("decode \(path)") { try jsonDecoder.decode(VolumeRecord.self, from: Data(bytes)) }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 public import Logging
 import SystemSupport
@@ -69,7 +69,7 @@ public final class ContentStore: Sendable {
     /// - Throws: ``ImageError`` with code ``ImageError/Code/notFound`` if the blob is missing.
     public func read(_ digest: Digest) throws(ImageError) -> [UInt8] {
         do {
-            return try FileIO.read(path(of: digest))
+            return try ImageError.from(try readWholeFile(path(of: digest)))
         } catch where error.code == .notFound {
             throw ImageError(code: .notFound, digest: digest.description, detail: "blob is not in the store")
         }
@@ -195,8 +195,8 @@ public final class ContentStore: Sendable {
 
     /// Every blob digest in the store.
     public func blobs() -> [Digest] {
-        FileIO.list(root + "/blobs").flatMap { algorithm in
-            FileIO.list("\(root)/blobs/\(algorithm)").compactMap { try? Digest(parsing: "\(algorithm):\($0)") }
+        ((try? directoryEntries(atPath: root + "/blobs")) ?? []).map(\.name).flatMap { algorithm in
+            ((try? directoryEntries(atPath: "\(root)/blobs/\(algorithm)")) ?? []).map(\.name).compactMap { try? Digest(parsing: "\(algorithm):\($0)") }
         }.sorted()
     }
 
@@ -206,14 +206,14 @@ public final class ContentStore: Sendable {
     ///
     /// - Throws: ``ImageError`` when `index.json` cannot be read or parsed.
     public func entries() throws(ImageError) -> [Descriptor] {
-        try Self.decode(ImageIndex.self, from: FileIO.read(root + "/index.json"), what: "\(root)/index.json").manifests
+        try Self.decode(ImageIndex.self, from: ImageError.from(try readWholeFile(root + "/index.json")), what: "\(root)/index.json").manifests
     }
 
     /// Changes `index.json` under the exclusive index lock and replaces it atomically.
     func updateIndex<T>(_ body: (inout [Descriptor]) throws(ImageError) -> T) throws(ImageError) -> T {
         let lock = try ImageError.from(try FileLock(indexLockPath))
         defer { lock.unlock() }
-        var index = try Self.decode(ImageIndex.self, from: FileIO.read(root + "/index.json"), what: "\(root)/index.json")
+        var index = try Self.decode(ImageIndex.self, from: ImageError.from(try readWholeFile(root + "/index.json")), what: "\(root)/index.json")
         let result = try body(&index.manifests)
         let encoded = try Self.encode(index)
         try ImageError.from(try writeAtomically(root + "/index.json", encoded))

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// An image configuration blob (OCI `application/vnd.oci.image.config.v1+json`, Docker
 /// `application/vnd.docker.container.image.v1+json`): the platform, the runtime defaults a
@@ -92,7 +92,7 @@ public struct ImageConfig: Sendable, Hashable, Codable {
 
     /// The current time in RFC 3339, as config and history timestamps use it.
     static func now() -> String {
-        ISO8601DateFormatter().string(from: Date())
+        Date().formatted(.iso8601)
     }
 }
 

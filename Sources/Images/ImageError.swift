@@ -100,10 +100,7 @@ public struct ImageError: Error, Sendable, Hashable, CustomStringConvertible {
         if let registry { parts.append("registry \(registry)") }
         if let digest { parts.append("blob \(digest)") }
         parts.append(detail)
-        if let errno {
-            let text = String(cString: strerror(errno.rawValue))
-            parts.append((text.first?.lowercased() ?? "") + text.dropFirst())
-        }
+        if let errno { parts.append(SystemError.message(for: errno)) }
         return parts.joined(separator: ": ")
     }
 

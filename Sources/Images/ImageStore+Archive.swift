@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Layers
 import SystemSupport
@@ -142,7 +142,7 @@ extension ImageStore {
         defer { writing.unlock() }
         let store = content
         let entries = try ContentStore.decode(
-            [DockerArchiveEntry].self, from: FileIO.read(directory + "/manifest.json"), what: "\(archive): manifest.json")
+            [DockerArchiveEntry].self, from: ImageError.from(try readWholeFile(directory + "/manifest.json")), what: "\(archive): manifest.json")
         var adopted: [String: Descriptor] = [:]
         /// Moves one file of the archive into the store (once, even if several images share it).
         func adopt(_ name: String, mediaType: (String) throws(ImageError) -> MediaType) async throws(ImageError) -> Descriptor {

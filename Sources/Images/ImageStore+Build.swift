@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 public import Layers
 import SystemPackage
@@ -282,7 +281,7 @@ extension ImageStore {
         func stamp(_ path: String) {
             utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
             guard FileIO.isDirectory(path) else { return }
-            for name in FileIO.list(path) {
+            for name in ((try? directoryEntries(atPath: path)) ?? []).map(\.name) {
                 var st = stat()
                 if lstat(path + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
                     stamp(path + "/" + name)
@@ -296,19 +295,16 @@ extension ImageStore {
 
     /// `busybox --list`: the applet names the binary provides.
     private static func applets(of binary: String) throws(ImageError) -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--list"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { throw ImageError(code: .io, detail: "run \(binary) --list: \(error)") }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ImageError(code: .io, detail: "\(binary) --list exited with status \(process.terminationStatus)")
+        let result: (status: Int32, output: [UInt8])
+        do throws(SystemError) {
+            result = try runProgramToEnd([binary, "--list"])
+        } catch {
+            throw ImageError(code: .io, detail: "run \(binary) --list: \(error)")
         }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        guard result.status == 0 else {
+            throw ImageError(code: .io, detail: "\(binary) --list exited with status \(result.status)")
+        }
+        return String(decoding: result.output, as: UTF8.self).split(separator: "\n").map(String.init)
             .filter { !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".." }
     }
 }

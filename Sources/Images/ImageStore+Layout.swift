@@ -1,3 +1,4 @@
+import SystemSupport
 extension ImageStore {
     /// Copies the images of an OCI image layout directory into the store, verifying every blob.
     ///
@@ -17,7 +18,7 @@ extension ImageStore {
     public func importLayout(at directory: String, as reference: ImageReference? = nil) async throws(ImageError) -> [Image] {
         let writing = try await content.writerLock()
         defer { writing.unlock() }
-        let index = try ContentStore.decode(ImageIndex.self, from: FileIO.read(directory + "/index.json"), what: "\(directory)/index.json")
+        let index = try ContentStore.decode(ImageIndex.self, from: ImageError.from(try readWholeFile(directory + "/index.json")), what: "\(directory)/index.json")
         if reference != nil && index.manifests.count != 1 {
             throw ImageError(
                 code: .invalidArgument, reference: reference?.description,
@@ -63,7 +64,7 @@ extension ImageStore {
     private func copyTree(_ descriptor: Descriptor, from directory: String) async throws(ImageError) {
         let file = "\(directory)/blobs/\(descriptor.digest.algorithm)/\(descriptor.digest.encoded)"
         if descriptor.mediaType.isIndex || descriptor.mediaType.isManifest {
-            let bytes = try FileIO.read(file)
+            let bytes = try ImageError.from(try readWholeFile(file))
             if descriptor.mediaType.isIndex {
                 for child in try ContentStore.decode(ImageIndex.self, from: bytes, what: file).manifests {
                     try await copyTree(child, from: directory)

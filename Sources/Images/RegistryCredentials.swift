@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import SystemSupport
 
@@ -61,7 +61,7 @@ public struct DockerConfig: Sendable, Hashable {
     /// - Throws: ``ImageError`` with code ``ImageError/Code/invalidContent`` if it is not valid JSON,
     ///   or ``ImageError/Code/notFound`` if it does not exist.
     public init(path: String) throws(ImageError) {
-        let file = try ContentStore.decode(File.self, from: FileIO.read(path), what: path)
+        let file = try ContentStore.decode(File.self, from: ImageError.from(try readWholeFile(path)), what: path)
         self.path = path
         auths = (file.auths ?? [:]).compactMapValues { entry in
             entry.auth ?? entry.username.flatMap { user in
@@ -89,7 +89,7 @@ public struct DockerConfig: Sendable, Hashable {
     /// - Returns: The path, whether or not the file exists.
     public static func standardPath(environment: [String: String]? = nil) -> String {
         let environment = environment ?? ProcessInfo.processInfo.environment
-        return (environment["DOCKER_CONFIG"] ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.docker") + "/config.json"
+        return (environment["DOCKER_CONFIG"] ?? (environment["HOME"] ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_dir) } ?? "/") + "/.docker") + "/config.json"
     }
 
     /// Records credentials in a `config.json`'s `auths`, as `docker login` does without a
@@ -104,7 +104,7 @@ public struct DockerConfig: Sendable, Hashable {
     public static func storeCredentials(_ credentials: RegistryCredentials, for registry: String, in path: String) throws(ImageError) {
         _ = try editAuths(in: path) { auths in
             let auth = Data("\(credentials.username):\(credentials.password)".utf8).base64EncodedString()
-            auths[authKey(registry)] = ["auth": auth]
+            auths[authKey(registry)] = .object(["auth": .string(auth)])
             return true
         }
     }
@@ -127,19 +127,22 @@ public struct DockerConfig: Sendable, Hashable {
     }
 
     /// Rewrites the `auths` object of a config file; `edit` says whether anything changed.
-    private static func editAuths(in path: String, _ edit: (inout [String: Any]) -> Bool) throws(ImageError) -> Bool {
-        var document: [String: Any] = [:]
+    private static func editAuths(in path: String, _ edit: (inout [String: JSONValue]) -> Bool) throws(ImageError) -> Bool {
+        var document: [String: JSONValue] = [:]
         if FileIO.exists(path) {
-            let bytes = try FileIO.read(path)
-            guard let parsed = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            let bytes = try ImageError.from(try readWholeFile(path))
+            guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)), case .object(let object) = parsed else {
                 throw ImageError(code: .invalidContent, detail: "\(path) is not a json object")
             }
-            document = parsed
+            document = object
         }
-        var auths = document["auths"] as? [String: Any] ?? [:]
+        var auths: [String: JSONValue] = [:]
+        if case .object(let object) = document["auths"] { auths = object }
         guard edit(&auths) else { return false }
-        document["auths"] = auths
-        guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) else {
+        document["auths"] = .object(auths)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(JSONValue.object(document)) else {
             throw ImageError(code: .invalidContent, detail: "encode \(path)")
         }
         try ImageError.from(try makeDirectories(String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]), mode: 0o755))
@@ -167,7 +170,7 @@ public struct DockerConfig: Sendable, Hashable {
         }
         for key in keys {
             guard let encoded = auths[key] else { continue }
-            guard let data = Data(base64Encoded: encoded), let text = String(data: data, encoding: .utf8),
+            guard let data = Data(base64Encoded: encoded), let text = String(validating: data, as: UTF8.self),
                 let colon = text.firstIndex(of: ":")
             else {
                 throw ImageError(code: .invalidContent, registry: registry, detail: "\(path): auths entry is not base64 user:password")
@@ -179,35 +182,24 @@ public struct DockerConfig: Sendable, Hashable {
 
     /// Runs `docker-credential-<helper> get`; "credentials not found" is nil, not an error.
     private static func runHelper(_ helper: String, serverURL: String, registry: String) throws(ImageError) -> RegistryCredentials? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["docker-credential-\(helper)", "get"]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-            input.fileHandleForWriting.write(Data(serverURL.utf8))
-            try input.fileHandleForWriting.close()
+        let result: (status: Int32, output: [UInt8])
+        do throws(SystemError) {
+            result = try runProgramToEnd(["docker-credential-\(helper)", "get"], input: Array(serverURL.utf8))
         } catch {
             throw ImageError(code: .unauthorized, registry: registry, detail: "run docker-credential-\(helper): \(error)")
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
+        let text = String(decoding: result.output, as: UTF8.self)
+        guard result.status == 0 else {
             if text.lowercased().contains("credentials not found") { return nil }
             throw ImageError(
                 code: .unauthorized, registry: registry,
-                detail: "docker-credential-\(helper) get exited with status \(process.terminationStatus)")
+                detail: "docker-credential-\(helper) get exited with status \(result.status)")
         }
         struct Answer: Decodable {
             var Username: String
             var Secret: String
         }
-        let answer = try ContentStore.decode(Answer.self, from: Array(data), what: "docker-credential-\(helper) output")
+        let answer = try ContentStore.decode(Answer.self, from: result.output, what: "docker-credential-\(helper) output")
         return RegistryCredentials(username: answer.Username, password: answer.Secret)
     }
 }

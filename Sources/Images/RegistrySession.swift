@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -210,7 +210,7 @@ struct RegistrySession: Sendable {
         case "https":
             return true
         case "http":
-            let unbracketed = { (host: String) in host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased() }
+            let unbracketed = { (host: String) in trimming(host) { $0 == "[" || $0 == "]" }.lowercased() }
             let registryHost =
                 registry.hasPrefix("[")
                 ? String(registry.prefix { $0 != "]" }) : String(registry.split(separator: ":").first ?? "")
@@ -224,12 +224,12 @@ struct RegistrySession: Sendable {
 
     /// Splits `Bearer realm="…",service="…",scope="…"` into the lower-cased scheme and its parameters.
     static func parseChallenge(_ header: String) -> (scheme: String, parameters: [String: String]) {
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
+        let trimmed = trimming(header) { $0 == " " || $0 == "\t" }
         guard let space = trimmed.firstIndex(of: " ") else { return (trimmed.lowercased(), [:]) }
         var parameters: [String: String] = [:]
         var rest = trimmed[trimmed.index(after: space)...]
         while let equals = rest.firstIndex(of: "=") {
-            let key = rest[..<equals].trimmingCharacters(in: CharacterSet(charactersIn: " ,")).lowercased()
+            let key = trimming(rest[..<equals]) { $0 == " " || $0 == "," }.lowercased()
             rest = rest[rest.index(after: equals)...]
             var value = ""
             if rest.first == "\"" {
@@ -366,4 +366,12 @@ extension ByteBuffer {
         }
         return try result.get()
     }
+}
+
+/// `text` without the characters at either end that `drop` says.
+private func trimming(_ text: some StringProtocol, _ drop: (Character) -> Bool) -> String {
+    let start = text.drop(while: drop)
+    var end = start.endIndex
+    while end > start.startIndex, drop(start[start.index(before: end)]) { end = start.index(before: end) }
+    return String(start[..<end])
 }

@@ -84,32 +84,8 @@ public struct LayerError: Error, Sendable, Hashable, CustomStringConvertible {
         var parts: [String] = []
         if let layer { parts.append("layer \(layer)") }
         parts.append(detail)
-        if let errno {
-            let text = String(cString: strerror(errno.rawValue))
-            parts.append((text.first?.lowercased() ?? "") + text.dropFirst())
-        }
+        if let errno { parts.append(SystemError.message(for: errno)) }
         return parts.joined(separator: ": ")
-    }
-
-    /// `path` is not the regular file expected: `st` is what is there. `checked` says whether
-    /// the caller had seen a regular file there a moment before.
-    static func unexpectedFile(_ path: String, now st: stat, checked: Bool) -> LayerError {
-        let kinds: [mode_t: String] = [S_IFIFO: "a fifo", S_IFCHR: "a character device", S_IFBLK: "a block device",
-                                       S_IFSOCK: "a socket", S_IFDIR: "a directory", S_IFLNK: "a symlink"]
-        let kind = kinds[st.st_mode & S_IFMT] ?? "another file"
-        let detail = checked ? "\"\(path)\" changed while it was read: it is \(kind) now" : "\"\(path)\" is \(kind), not a regular file"
-        return LayerError(code: .unexpectedFile, entry: path, detail: detail)
-    }
-
-    /// `path` could not be opened as the regular file expected there (`errno` says why: a
-    /// symlink, a socket).
-    static func unexpectedFile(_ path: String, errno: Errno) -> LayerError {
-        LayerError(code: .unexpectedFile, entry: path, errno: errno, detail: "\"\(path)\" is not the regular file expected")
-    }
-
-    /// `path` is larger than `limit` bytes.
-    static func tooLarge(_ path: String, limit: Int) -> LayerError {
-        LayerError(code: .tooLarge, entry: path, detail: "\"\(path)\" is larger than \(limit) bytes")
     }
 
     /// The same error, attributed to `layer` unless it already names one.

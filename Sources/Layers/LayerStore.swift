@@ -192,8 +192,8 @@ public final class LayerStore: Sendable {
     ///
     /// - Parameter chainID: A chain ID from ``chainIDs(diffIDs:)``.
     public func layer(chainID: String) -> Layer? {
-        guard let hex = try? Self.hex(chainID), let text = readFile(root + "/" + hex + "/layer") else { return nil }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard let hex = try? Self.hex(chainID), let bytes = try? readWholeFile(root + "/" + hex + "/layer") else { return nil }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         guard lines.count >= 3, let size = Int64(lines[2]) else { return nil }
         return Layer(chainID: chainID, diffID: lines[0], parentChainID: lines[1].isEmpty ? nil : lines[1],
                      path: root + "/" + hex + "/diff", size: size)
@@ -283,25 +283,8 @@ public final class LayerStore: Sendable {
 
     /// Names in a store directory that are layer hex IDs (or temporary unpacks of them).
     private func storeEntries(_ directory: String) throws(LayerError) -> [String] {
-        let fd = try OwnedFD(opening: directory, flags: O_RDONLY | O_DIRECTORY)
-        return try LayerError.from(try directoryEntries(fd.raw, path: directory)).map(\.name).filter { name in
+        try LayerError.from(try directoryEntries(atPath: directory)).map(\.name).filter { name in
             name.utf8.count >= 64 && name.utf8.prefix(64).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
         }
-    }
-}
-
-/// Reads a small text file; `nil` if it cannot be read.
-func readFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && Glibc.errno == EINTR { continue }
-        guard n >= 0 else { return nil }
-        if n == 0 { return String(decoding: bytes, as: UTF8.self) }
-        bytes += buffer[0..<n]
     }
 }

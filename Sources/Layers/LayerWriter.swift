@@ -63,7 +63,7 @@ final class LayerWriter {
     init(root path: String, mode: Mode = .layer, base: String = "", renaming rename: (from: String, to: String)? = nil)
         throws(LayerError)
     {
-        root = try OwnedFD(opening: path, flags: CK_O_PATH | O_DIRECTORY)
+        root = try LayerError.from(try OwnedFD(opening: path, flags: CK_O_PATH | O_DIRECTORY))
         self.mode = mode
         self.base = base
         self.rename = rename
@@ -100,10 +100,7 @@ final class LayerWriter {
             try applyEntry(entry, archive)
         }
         for (path, times) in directoryTimes.reversed() {
-            let fd = OwnedFD(try LayerError.from(try sys("open directory", path: path) {
-                ck_openat2(root.raw, path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
-                           UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-            }))
+            let fd = try LayerError.from(try OwnedFD(resolving: path, inRoot: root.raw, flags: O_RDONLY | O_DIRECTORY))
             _ = try LayerError.from(try sys("set times of", path: path) { futimens(fd.raw, times) })
         }
     }
@@ -206,9 +203,8 @@ final class LayerWriter {
     }
 
     private func resolveDirectory(_ path: String, entryName: String) throws(LayerError) -> OwnedFD {
-        let flags = CK_O_PATH | O_DIRECTORY | O_CLOEXEC
-        let resolve = UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-        var fd = ck_openat2(root.raw, path.isEmpty ? "." : path, flags, 0, resolve)
+        let flags = CK_O_PATH | O_DIRECTORY
+        var fd = openInRoot(root.raw, path, flags: flags)
         if fd < 0 && Glibc.errno == ENOENT && !path.isEmpty {
             let (parentPath, name) = splitPath(path)
             let parent = try resolveDirectory(parentPath == "." ? "" : parentPath, entryName: entryName)
@@ -216,7 +212,7 @@ final class LayerWriter {
                 throw LayerError(code: .io, entry: entryName, errno: .init(rawValue: Glibc.errno),
                                  detail: "create parent directory \"\(path)\" of \"\(entryName)\"")
             }
-            fd = ck_openat2(root.raw, path, flags, 0, resolve)
+            fd = openInRoot(root.raw, path, flags: flags)
         }
         guard fd >= 0 else {
             throw LayerError(code: .io, entry: entryName, errno: .init(rawValue: Glibc.errno),
@@ -287,9 +283,7 @@ final class LayerWriter {
                              detail: "entry \"\(entryName)\" is a hard link to \"\(rawTarget)\", outside the layer")
         }
         let targetParentPath = rooted(targetParts.dropLast())
-        let targetParent = ck_openat2(root.raw, targetParentPath.isEmpty ? "." : targetParentPath,
-                                      CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
-                                      UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
+        let targetParent = openInRoot(root.raw, targetParentPath, flags: CK_O_PATH | O_DIRECTORY)
         guard targetParent >= 0 else {
             throw LayerError(code: .notFound, entry: entryName, errno: .init(rawValue: Glibc.errno),
                              detail: "hard link \"\(entryName)\": target \"\(rawTarget)\" is not in the layer")

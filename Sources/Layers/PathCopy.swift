@@ -26,7 +26,7 @@ package struct PathInfo: Sendable {
 /// - Returns: What `path` names, or `nil` when it does not exist.
 /// - Throws: ``LayerError`` when the root cannot be opened or the lookup fails otherwise.
 package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> PathInfo? {
-    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
+    let rootFD = try LayerError.from(try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY))
     let located: (parent: OwnedFD, name: String, top: String)
     do throws(LayerError) {
         located = try locate(path, in: rootFD.raw)
@@ -35,8 +35,7 @@ package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> P
     }
     guard let st = try statEntry(in: located.parent.raw, located.name, path: path) else { return nil }
     if st.st_mode & S_IFMT != S_IFLNK { return PathInfo(isDirectory: st.st_mode & S_IFMT == S_IFDIR) }
-    let target = ck_openat2(rootFD.raw, openablePath(path), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
-                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
+    let target = openInRoot(rootFD.raw, relativePath(path), flags: CK_O_PATH | O_DIRECTORY)
     if target >= 0 { Glibc.close(target) }
     return PathInfo(isDirectory: target >= 0)
 }
@@ -70,7 +69,7 @@ package func lookUpPath(_ path: String, in root: String) throws(LayerError) -> P
 package func archivePath(
     _ path: String, in root: String, to output: FileDescriptor, as top: String? = nil, followingLink: Bool = false
 ) throws(LayerError) {
-    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
+    let rootFD = try LayerError.from(try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY))
     let (parent, name, derivedTop) = try locate(path, in: rootFD.raw, followingLink: followingLink)
     guard let st = try statEntry(in: parent.raw, name, path: path) else {
         throw LayerError(code: .notFound, entry: path, errno: .noSuchFileOrDirectory, detail: "look up \"\(path)\"")
@@ -79,7 +78,7 @@ package func archivePath(
     let writer = try TarStreamWriter(output: output.rawValue, compression: .none)
     try writer.add(name, in: parent.raw, as: topName, st)
     if st.st_mode & S_IFMT == S_IFDIR && !isKernelFileSystem(name, in: parent.raw, st, below: st) {
-        let directory = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent.raw)
+        let directory = try LayerError.from(try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent.raw))
         try walkTree(directory.raw, path: topName) { parent, name, path, entry throws(LayerError) in
             try writer.add(name, in: parent, as: path, entry)
             return !isKernelFileSystem(name, in: parent, entry, below: st)
@@ -154,7 +153,7 @@ package func copyPath(
     _ source: String, in sourceRoot: String, to destination: String, in destinationRoot: String,
     followingLink: Bool = false, preservingOwners: Bool
 ) throws(LayerError) {
-    let sourceRootFD = try OwnedFD(opening: sourceRoot, flags: CK_O_PATH | O_DIRECTORY)
+    let sourceRootFD = try LayerError.from(try OwnedFD(opening: sourceRoot, flags: CK_O_PATH | O_DIRECTORY))
     let (sourceParent, sourceName, top) = try locate(source, in: sourceRootFD.raw, followingLink: followingLink)
     guard let sourceStat = try statEntry(in: sourceParent.raw, sourceName, path: source) else {
         throw LayerError(code: .notFound, entry: source, errno: .noSuchFileOrDirectory, detail: "look up \"\(source)\"")
@@ -243,11 +242,8 @@ private func isKernelFileSystem(_ name: String, in parent: Int32, _ st: stat, be
 private func isBelow(_ path: String, in root: String, _ ancestor: stat) throws(LayerError) -> Bool {
     var hostRoot = stat()
     _ = try LayerError.from(try sys("stat", path: "/") { stat("/", &hostRoot) })
-    let rootFD = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
-    var current = OwnedFD(try LayerError.from(try sys("open", path: path) {
-        ck_openat2(rootFD.raw, openablePath(path), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
-                   UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-    }))
+    let rootFD = try LayerError.from(try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY))
+    var current = try LayerError.from(try OwnedFD(resolving: relativePath(path), inRoot: rootFD.raw, flags: CK_O_PATH | O_DIRECTORY))
     while true {
         var st = stat()
         _ = try LayerError.from(try sys("stat", path: path) { fstat(current.raw, &st) })
@@ -276,12 +272,6 @@ private final class SendableResult: @unchecked Sendable {
 /// `path` without leading and trailing slashes: relative to the root, empty for the root.
 func relativePath(_ path: String) -> String {
     String(trimmingSlashes(path).drop { $0 == "/" })
-}
-
-/// `path` as openat2 takes it below a root fd: relative, `.` for the root itself.
-private func openablePath(_ path: String) -> String {
-    let relative = relativePath(path)
-    return relative.isEmpty ? "." : relative
 }
 
 private func trimmingSlashes(_ path: String) -> String {
@@ -325,8 +315,7 @@ private func locate(_ path: String, in rootFD: Int32) throws(LayerError) -> (par
     let (parentPath, name) = splitPath(trimmed)
     let followFinal = path.hasSuffix("/") || name == "." || name == ".." || trimmed == "/"
     let directoryPath = followFinal ? trimmed : parentPath
-    let fd = ck_openat2(rootFD, openablePath(directoryPath == "." ? "" : directoryPath), CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
-                        UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
+    let fd = openInRoot(rootFD, relativePath(directoryPath == "." ? "" : directoryPath), flags: CK_O_PATH | O_DIRECTORY)
     guard fd >= 0 else {
         let err = Errno(rawValue: Glibc.errno)
         throw LayerError(code: err == .noSuchFileOrDirectory || err == .notDirectory ? .notFound : .io, entry: path,

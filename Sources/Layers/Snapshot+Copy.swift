@@ -19,8 +19,8 @@ func isOpaque(fd: Int32) -> Bool {
 extension LayerStore {
     /// Copies the layer tree `source` onto `destination`.
     func copyLayer(_ source: String, into destination: String) throws(LayerError) {
-        let from = try OwnedFD(opening: source, flags: O_RDONLY | O_DIRECTORY)
-        let to = try OwnedFD(opening: destination, flags: O_RDONLY | O_DIRECTORY)
+        let from = try LayerError.from(try OwnedFD(opening: source, flags: O_RDONLY | O_DIRECTORY))
+        let to = try LayerError.from(try OwnedFD(opening: destination, flags: O_RDONLY | O_DIRECTORY))
         var copier = TreeCopier(destinationRoot: to.raw)
         try copier.copyDirectory(from: from.raw, to: to.raw, path: "")
     }
@@ -46,16 +46,15 @@ package func copyDirectory(at path: String, inRoot root: String, into destinatio
     -> Bool
 {
     try await BlockingPool.shared.run { () throws(LayerError) -> Bool in
-        let tree = try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY)
-        let fd = ck_openat2(tree.raw, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
-                            UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
+        let tree = try LayerError.from(try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY))
+        let fd = openInRoot(tree.raw, path, flags: O_RDONLY | O_DIRECTORY)
         guard fd >= 0 else {
             let err = Glibc.errno
             if err == ENOENT || err == ENOTDIR { return false }
             throw LayerError(code: .io, entry: path, errno: .init(rawValue: err), detail: "open \"\(path)\" in \"\(root)\"")
         }
         let source = OwnedFD(fd)
-        let target = try OwnedFD(opening: destination, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        let target = try LayerError.from(try OwnedFD(opening: destination, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW))
         var copier = TreeCopier(destinationRoot: target.raw)
         try copier.copyDirectory(from: source.raw, to: target.raw, path: "")
         var st = stat()
@@ -89,13 +88,13 @@ struct TreeCopier {
             }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                let from = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: source)
+                let from = try LayerError.from(try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: source))
                 if existing == nil {
                     _ = try LayerError.from(try sys("create directory", path: entryPath) { mkdirat(destination, name, 0o700) })
                 } else if isOpaque(fd: from.raw) {
                     try LayerError.from(try emptyDirectory(in: destination, name, path: entryPath))
                 }
-                let to = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: destination)
+                let to = try LayerError.from(try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: destination))
                 try copyDirectory(from: from.raw, to: to.raw, path: entryPath)
                 try copyMetadata(st, xattrs: readXattrs(fd: from.raw, path: entryPath), to: to.raw, path: entryPath)
             case S_IFREG:
@@ -104,9 +103,9 @@ struct TreeCopier {
                     _ = try LayerError.from(try sys("link", path: entryPath) { linkat(destinationRoot, first, destination, name, 0) })
                     continue
                 }
-                let from = try openRegularFile(name, in: source, checked: st, path: entryPath)
-                let to = try OwnedFD(opening: name, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
-                                     at: destination)
+                let from = try LayerError.from(try openRegularFile(name, in: source, checked: st, path: entryPath))
+                let to = try LayerError.from(try OwnedFD(opening: name, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600,
+                                     at: destination))
                 try copyContent(from: from.raw, to: to.raw, size: Int64(st.st_size), path: entryPath)
                 try copyMetadata(st, xattrs: readXattrs(fd: from.raw, path: entryPath), to: to.raw, path: entryPath)
                 if st.st_nlink > 1 { linked[key] = entryPath }

@@ -83,10 +83,7 @@ extension Snapshot {
                 continue
             }
             let (parentPath, name) = splitPath(relative)
-            let parent = OwnedFD(try LayerError.from(try sys("open", path: relative) {
-                ck_openat2(tree.raw, parentPath, CK_O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
-                           UInt64(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS))
-            }))
+            let parent = try LayerError.from(try OwnedFD(resolving: parentPath, inRoot: tree.raw, flags: CK_O_PATH | O_DIRECTORY))
             guard let st = try statEntry(in: parent.raw, name, path: relative) else { continue }
             try writer.add(name, in: parent.raw, as: relative, st)
             if item.opaque { try writer.addOpaque(relative) }
@@ -99,7 +96,7 @@ extension Snapshot {
     public func writeDiff(toFile path: String, compression: LayerCompression, excluding excluded: Set<String> = [])
         throws(LayerError) -> DiffResult
     {
-        let file = try OwnedFD(opening: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        let file = try LayerError.from(try OwnedFD(opening: path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644))
         return try writeDiff(to: FileDescriptor(rawValue: file.raw), compression: compression, excluding: excluded)
     }
 
@@ -107,7 +104,7 @@ extension Snapshot {
     /// filesystem (copy).
     private func changeRoot() throws(LayerError) -> (OwnedFD, String) {
         let path = driver == .overlay ? upper : rootfs
-        return (try OwnedFD(opening: path, flags: O_RDONLY | O_DIRECTORY), path)
+        return (try LayerError.from(try OwnedFD(opening: path, flags: O_RDONLY | O_DIRECTORY)), path)
     }
 
     private func collectChanges() throws(LayerError) -> [(change: Change, opaque: Bool)] {
@@ -131,7 +128,7 @@ extension Snapshot {
                 }
                 var opaque = false
                 if st.st_mode & S_IFMT == S_IFDIR {
-                    let dir = try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent)
+                    let dir = try LayerError.from(try OwnedFD(opening: name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: parent))
                     opaque = isOpaque(fd: dir.raw)
                     if opaque && below.st_mode & S_IFMT == S_IFDIR {
                         let kept = Set(try LayerError.from(try directoryEntries(dir.raw, path: path)).map(\.name))

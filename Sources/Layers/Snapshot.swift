@@ -162,17 +162,16 @@ extension LayerStore {
     ///
     /// - Parameter directory: The directory given to ``createSnapshot(topChainID:at:driver:)``.
     public func snapshot(at directory: String) -> Snapshot? {
-        guard let text = readFile(Snapshot.referencePath(storeRoot: root, directory: directory)),
-            let reference = Self.parseReference(text),
+        guard let bytes = try? readWholeFile(Snapshot.referencePath(storeRoot: root, directory: directory)),
+            let reference = Self.parseReference(String(decoding: bytes, as: UTF8.self)),
             let layers = try? reference.chainIDs.first.map({ id throws(LayerError) in try chain(topChainID: id) }) ?? []
         else { return nil }
         return Snapshot(directory: directory, driver: reference.driver, layers: layers, storeRoot: root)
     }
 
     func snapshotReferences() throws(LayerError) -> [SnapshotReference] {
-        let fd = try OwnedFD(opening: refsDirectory, flags: O_RDONLY | O_DIRECTORY)
-        return try LayerError.from(try directoryEntries(fd.raw, path: refsDirectory)).compactMap { entry in
-            readFile(refsDirectory + "/" + entry.name).flatMap(Self.parseReference)
+        try LayerError.from(try directoryEntries(atPath: refsDirectory)).compactMap { entry in
+            (try? readWholeFile(refsDirectory + "/" + entry.name)).flatMap { Self.parseReference(String(decoding: $0, as: UTF8.self)) }
         }
     }
 
@@ -219,7 +218,7 @@ extension LayerStore {
         }
         var descriptors: [OwnedFD] = []
         for lower in lowers {
-            descriptors.append(try OwnedFD(opening: lower, flags: CK_O_PATH | O_DIRECTORY))
+            descriptors.append(try LayerError.from(try OwnedFD(opening: lower, flags: CK_O_PATH | O_DIRECTORY)))
         }
         guard let data = Self.classicOverlayOptions(lowers: descriptors.map { "/proc/self/fd/\($0.raw)" },
                                                    upper: snapshot.upper, work: snapshot.work)

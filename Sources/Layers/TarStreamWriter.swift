@@ -40,6 +40,7 @@ final class TarStreamWriter {
     init(output: Int32, compression: LayerCompression) throws(LayerError) {
         self.output = output
         self.compression = compression
+        try loadLibArchive()
         guard let tar = archive_write_new() else { throw LayerError(code: .io, detail: "create a tar writer") }
         self.tar = tar
         // pax "restricted": plain ustar headers unless an entry needs pax records (long names,
@@ -135,7 +136,7 @@ final class TarStreamWriter {
         } else if type == S_IFREG {
             if st.st_nlink > 1 { linked[key] = path }
             archive_entry_set_size(entry, la_int64_t(st.st_size))
-            content = try openRegularFile(name, in: parent, checked: st, path: path)
+            content = try LayerError.from(try openRegularFile(name, in: parent, checked: st, path: path))
         } else if type == S_IFLNK {
             archive_entry_set_symlink(entry, try readLink(in: parent, name, path: path))
         } else if type == S_IFCHR || type == S_IFBLK {
@@ -228,7 +229,7 @@ public func exportFilesystem(of directory: String, to output: FileDescriptor, co
     throws(LayerError) -> DiffResult
 {
     let writer = try TarStreamWriter(output: output.rawValue, compression: compression)
-    let root = try OwnedFD(opening: directory, flags: O_RDONLY | O_DIRECTORY)
+    let root = try LayerError.from(try OwnedFD(opening: directory, flags: O_RDONLY | O_DIRECTORY))
     try walkTree(root.raw, path: "") { parent, name, path, st throws(LayerError) in
         try writer.add(name, in: parent, as: path, st)
         return true
@@ -246,7 +247,7 @@ func walkTree(
         let childPath = path.isEmpty ? entry.name : path + "/" + entry.name
         guard let st = try statEntry(in: fd, entry.name, path: childPath) else { continue }
         guard try visit(fd, entry.name, childPath, st), st.st_mode & S_IFMT == S_IFDIR else { continue }
-        let child = try OwnedFD(opening: entry.name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: fd)
+        let child = try LayerError.from(try OwnedFD(opening: entry.name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: fd))
         try walkTree(child.raw, path: childPath, visit)
     }
 }

@@ -82,6 +82,7 @@ enum Unpacker {
     private static func decompress(_ input: BlobInput, compression: LayerCompression, into fd: Int32, stop: StopFlag)
         throws(LayerError) -> String
     {
+        try loadLibArchive()
         guard let archive = archive_read_new() else { throw LayerError(code: .io, detail: "create an archive reader") }
         defer { archive_read_free(archive) }
         archive_read_support_format_raw(archive)
@@ -102,7 +103,7 @@ enum Unpacker {
         let opened: Int32
         switch input {
         case .file(let path):
-            let file = try OwnedFD(opening: path, flags: O_RDONLY)
+            let file = try LayerError.from(try OwnedFD(opening: path, flags: O_RDONLY))
             source = file
             opened = archive_read_open_fd(archive, file.raw, bufferSize)
         case .channel(let channel):
@@ -141,11 +142,18 @@ enum Unpacker {
     }
 }
 
+/// Loads libarchive, which Berth maps only when it first reads or writes a tar (CArchive).
+/// Every path that creates a libarchive reader or writer calls it first.
+func loadLibArchive() throws(LayerError) {
+    if let failure = ck_archive_load() { throw LayerError(code: .unsupported, detail: String(cString: failure)) }
+}
+
 /// Reads one tar stream from an fd with libarchive (ustar, pax and GNU tar).
 final class TarReader {
     let pointer: OpaquePointer
 
     init(fd: Int32) throws(LayerError) {
+        try loadLibArchive()
         guard let archive = archive_read_new() else { throw LayerError(code: .io, detail: "create a tar reader") }
         pointer = archive
         archive_read_support_format_tar(archive)

@@ -66,8 +66,7 @@ public struct NetworkError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `create bridge berth1a2b3c4d5e: operation not permitted`.
     public var description: String {
         guard let errno else { return detail }
-        let text = String(cString: strerror(errno.rawValue))
-        return detail + ": " + (text.first.map { $0.lowercased() + text.dropFirst() } ?? text)
+        return detail + ": " + SystemError.message(for: errno)
     }
 
     /// The error for a failed call whose `errno` is still current.

@@ -1,4 +1,5 @@
 import Glibc
+import SystemSupport
 
 // The files that give a container its names: /etc/hosts, /etc/resolv.conf, /etc/hostname.
 extension NetworkManager {
@@ -7,8 +8,8 @@ extension NetworkManager {
     func writeNameFiles(_ sandbox: Sandbox, host: Bool) throws(NetworkError) {
         try writeFile(sandbox.hostnamePath, Array("\(sandbox.hostname)\n".utf8))
         if host {
-            try writeFile(sandbox.resolvConfPath, Array(try readFile("/etc/resolv.conf")))
-            try writeFile(sandbox.hostsPath, Array(try readFile("/etc/hosts")))
+            try writeFile(sandbox.resolvConfPath, try NetworkError.from(try readWholeFile("/etc/resolv.conf")))
+            try writeFile(sandbox.hostsPath, try NetworkError.from(try readWholeFile("/etc/hosts")))
         } else {
             try writeFile(sandbox.resolvConfPath, Array(resolvConf().utf8))
             try writeHosts(sandbox)

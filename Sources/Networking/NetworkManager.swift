@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SystemSupport
 
 /// Creates bridge networks and prepares containers' network namespaces, speaking rtnetlink
 /// directly (no `ip`, `brctl` or `iptables`).
@@ -335,7 +336,7 @@ public final class NetworkManager: Sendable {
         nameservers: [String]? = nil, searchDomains: [String]? = nil, options: [String]? = nil,
         hostFile: String = "/etc/resolv.conf"
     ) -> String {
-        let host = (try? readFile(hostFile)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let host = (try? readWholeFile(hostFile)).map { String(decoding: $0, as: UTF8.self) } ?? ""
         var servers: [String] = [], search: [String] = [], hostOptions: [String] = []
         for line in host.split(whereSeparator: \.isNewline) {
             let words = line.split(whereSeparator: \.isWhitespace).map(String.init)

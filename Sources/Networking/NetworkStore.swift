@@ -99,25 +99,19 @@ struct NetworkStore: Sendable {
 
     /// The names in a directory, without `.`, `..` and hidden files; empty when it is missing.
     func entries(_ directory: String) throws(NetworkError) -> [String] {
-        guard let dir = opendir(directory) else {
-            if errno == ENOENT { return [] }
-            throw NetworkError.system(.io, "list \(directory)")
+        do throws(SystemError) {
+            return try directoryEntries(atPath: directory).map(\.name).filter { !$0.hasPrefix(".") }.sorted()
+        } catch where error.is(.noSuchFileOrDirectory) {
+            return []
+        } catch {
+            throw NetworkError(error)
         }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) {
-                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-            }
-            if !name.hasPrefix(".") { names.append(name) }
-        }
-        return names.sorted()
     }
 
     private func read<T: Decodable>(_ type: T.Type, from path: String) throws(NetworkError) -> T {
-        let data = try readFile(path)
+        let bytes = try NetworkError.from(try readWholeFile(path))
         do {
-            return try JSONDecoder().decode(type, from: data)
+            return try JSONDecoder().decode(type, from: Data(bytes))
         } catch {
             throw NetworkError(code: .io, detail: "read \(path): \(error)")
         }
@@ -136,19 +130,6 @@ struct NetworkStore: Sendable {
             throw NetworkError.system(.io, "create directory \(directory)")
         }
         try NetworkError.from(try writeAtomically(path, Array(data)))
-    }
-}
-
-/// Reads a whole file.
-func readFile(_ path: String) throws(NetworkError) -> Data {
-    let fd = try NetworkError.from(try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) })
-    defer { close(fd) }
-    var data = Data()
-    var buffer = [UInt8](repeating: 0, count: 16384)
-    while true {
-        let count = try NetworkError.from(try sys("read \(path)") { read(fd, &buffer, buffer.count) })
-        if count == 0 { return data }
-        data.append(contentsOf: buffer[0..<count])
     }
 }
 

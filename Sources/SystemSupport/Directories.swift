@@ -22,6 +22,15 @@ package func directoryEntries(_ fd: Int32, path: String) throws(SystemError) -> 
     return result
 }
 
+/// The names in the directory at `path` (without `.` and `..`), each with its `d_type`: the one
+/// directory lister.
+///
+/// - Throws: ``SystemError`` naming `path` (`ENOENT` when it does not exist).
+package func directoryEntries(atPath path: String) throws(SystemError) -> [(name: String, type: UInt8)] {
+    let fd = try OwnedFD(opening: path, flags: O_RDONLY | O_DIRECTORY)
+    return try directoryEntries(fd.raw, path: path)
+}
+
 /// `(dirname, basename)` of a path without a trailing slash; `("/", name)` at the top and
 /// `(".", path)` for a bare name.
 package func splitPath(_ path: String) -> (parent: String, name: String) {

@@ -27,11 +27,20 @@ struct SpecOptionTests {
     }
 
     @Test func oomScoreAdjustmentAndUmaskApply() async throws {
+        let own = { () -> String in
+            let file = fopen("/proc/self/oom_score_adj", "r")
+            defer { if let file { fclose(file) } }
+            var line = [CChar](repeating: 0, count: 16)
+            return file.flatMap { fgets(&line, 16, $0) }.map { _ in String(decoding: line.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self) } ?? ""
+        }
+        let before = own()
         let result = try await shell("cat /proc/self/oom_score_adj; umask") {
             $0.oomScoreAdjustment = 500
             $0.umask = 0o077
         }
         #expect(result.stdout == "500\n0077\n", "\(result.stderr)")
+        // The child shared this process's address space, and so its score, until its execve.
+        #expect(own() == before && before != "500\n")
         let byDefault = try await shell("umask")
         #expect(byDefault.stdout == "0022\n")
     }

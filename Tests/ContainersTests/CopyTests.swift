@@ -162,6 +162,31 @@ struct CopyTests {
         }
     }
 
+    /// As Docker: a read-only root filesystem still takes copies into its writable mounts
+    /// while it runs, and nowhere else.
+    @Test func copyInOnAReadOnlyRootFilesystemWritesItsTmpfsOnly() async throws {
+        let configuration = busybox(["/bin/probe", "sleep", "30"]) {
+            $0.readOnlyRootfs = true
+            $0.mounts = [.tmpfs(target: "/scratch", options: nil)]
+        }
+        try await withContainer({ try await $0.run(configuration) }) { container, scratch in
+            let file = scratch + "/note"
+            try writeBytes(Array("in the tmpfs\n".utf8), to: file)
+            try container.copyIn(fromHostPath: file, to: "/scratch")
+            #expect(try await container.exec(["cat", "/scratch/note"]).standardOutput == "in the tmpfs\n")
+            for outside in ["/etc", "/scratch/../etc", "/"] {
+                let refused = #expect(throws: ContainerError.self) { try container.copyIn(fromHostPath: file, to: outside) }
+                #expect(refused?.code == .invalidArgument, "\(outside)")
+            }
+            #expect(access(container.directory + "/rootfs/etc/note", F_OK) != 0)
+            // Stopped, the tmpfs is gone: the copy is refused rather than written beneath it.
+            _ = try await container.stop(timeout: .seconds(1))
+            let stopped = #expect(throws: ContainerError.self) { try container.copyIn(fromHostPath: file, to: "/scratch") }
+            #expect(stopped?.code == .invalidState)
+            #expect(access(container.directory + "/rootfs/scratch/note", F_OK) != 0)
+        }
+    }
+
     /// One hostile archive copied into `/tmp` of a container. `host` is a directory on the host
     /// holding one file, `victim`, that must stay as it is; `contained` is a path (relative to
     /// the container's root) the archive may create inside the container.
@@ -303,7 +328,8 @@ private func copyOut(_ path: String, of container: Container, scratch: String) t
     return archive
 }
 
-private func contents(_ path: String) throws -> String {
+/// The whole file at `path` as text.
+func contents(_ path: String) throws -> String {
     let fd = try FileDescriptor.open(path, .readOnly)
     defer { try? fd.close() }
     var bytes: [UInt8] = []

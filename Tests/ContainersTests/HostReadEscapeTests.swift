@@ -354,12 +354,6 @@ private func openOutput(_ path: String) throws(ContainerError) -> FileDescriptor
     }
 }
 
-/// Opens the FIFO at `path` for writing and closes it, which releases a reader blocked in open.
-private func openFifoWriter(_ path: String) {
-    let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-    if fd >= 0 { close(fd) }
-}
-
 private func readAll(_ path: String) throws -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw TestSupportError("open \(path)") }

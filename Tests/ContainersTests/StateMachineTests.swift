@@ -39,6 +39,31 @@ struct ContainerStateMachineTests {
         }
     }
 
+    /// 32 containers started at once from one task group, as a test harness starts its fixtures
+    /// or a server meets a burst: each runs its own command to its own exit (the exit code is
+    /// its index), their names and ids are distinct, and nothing is left behind.
+    @Test func thirtyTwoRunsAtOnceAllSucceedAndLeaveNothing() async throws {
+        let runtime = try await TestRuntime.shared()
+        let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+        let results = try await withThrowingTaskGroup(of: (index: Int, id: String, name: String, status: ExitStatus).self) { group in
+            for index in 0..<32 {
+                group.addTask {
+                    let container = try await runtime.run(busybox(["sh", "-c", "exit \(index)"]))
+                    let status = await container.wait()
+                    try await container.remove()
+                    return (index, container.id, container.name, status)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.count == 32)
+        for result in results { #expect(result.status == .exited(Int32(result.index)), "container \(result.index)") }
+        #expect(Set(results.map(\.id)).count == 32)
+        #expect(Set(results.map(\.name)).count == 32)
+        let leaks = await LeakSnapshot.expectClean(since: before)
+        #expect(leaks.isEmpty, "\(leaks)")
+    }
+
     /// The container's events up to and including the first `last`.
     func actions(
         of container: Container, through last: ContainerEvent.Action,

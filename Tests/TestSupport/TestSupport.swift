@@ -299,3 +299,23 @@ public func scratchDisk() -> (path: String, number: String)? {
     }
     return nil
 }
+
+/// Runs `body` on a thread of its own and says whether it ended within `seconds`; if not,
+/// calls `unstick` (so that a regression fails the test instead of hanging it) and waits for it.
+public func finishes(within seconds: Double, _ body: @escaping @Sendable () -> Void, unstick: () -> Void) -> Bool {
+    let done = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        body()
+        done.signal()
+    }
+    if done.wait(timeout: .now() + seconds) == .success { return true }
+    unstick()
+    _ = done.wait(timeout: .now() + 30)
+    return false
+}
+
+/// Opens the FIFO at `path` for writing and closes it, which releases a reader blocked in open.
+public func openFifoWriter(_ path: String) {
+    let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+    if fd >= 0 { close(fd) }
+}

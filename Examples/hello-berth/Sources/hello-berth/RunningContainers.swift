@@ -59,4 +59,15 @@ func runningContainers() async throws {
     print(try await worker.exec(["hostname"]).standardOutput)
     try await worker.stop()
     try await worker.remove()
+
+    var sandbox = ContainerConfiguration.untrusted(image: "busybox", command: ["sh", "-c", "ulimit -n"])
+    sandbox.resourceLimits = [ResourceLimit(.openFiles, soft: 256, hard: 256)]
+    sandbox.sysctls = ["net.ipv4.ip_unprivileged_port_start": "0"]      // namespaced ones only
+    sandbox.capabilitiesAdded = [.netBindService]                         // typed: no unknown names
+    sandbox.oomScoreAdjustment = 500
+    sandbox.userNamespace = UserNamespaceRemapping(hostID: 200_000)     // root is host uid 200000
+    sandbox.processSpecHook = { spec in spec.umask = 0o077 }             // last resort
+    let snippet = try await runtime.run(sandbox)
+    let status: ExitStatus = await snippet.wait()
+    print(status)
 }
