@@ -17,7 +17,7 @@ func landingPage() async throws {
 
     try await withFixture(web) { web in
         let url = "http://\(web.host):\(try web.mappedPort(8080))/index.html"
-        // … a real client talks to it …
+        print("GET", url)                               // a real client talks to it here
     }
 }
 
