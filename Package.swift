@@ -139,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "berth",
             dependencies: [
-                "Containers", "ContainerKernel", "Images", "Networking",
+                "Containers", "ContainerKernel", "Images", "Networking", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

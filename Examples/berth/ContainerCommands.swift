@@ -1,7 +1,7 @@
 import ArgumentParser
 import ContainerKernel
 import Containers
-import Foundation
+import FoundationEssentials
 import Images
 
 #if canImport(Glibc)

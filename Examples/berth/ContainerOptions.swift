@@ -1,7 +1,7 @@
 import ArgumentParser
 import ContainerKernel
 import Containers
-import Foundation
+import FoundationEssentials
 import Networking
 
 /// The flags `berth run` and `berth create` share: what the container should be, in

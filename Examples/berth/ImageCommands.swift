@@ -1,6 +1,6 @@
 import ArgumentParser
 import Containers
-import Foundation
+import FoundationEssentials
 import Images
 
 #if canImport(Glibc)
@@ -364,9 +364,6 @@ struct Logout: AsyncParsableCommand {
 
 /// An RFC 3339 time from an image config, with or without fractional seconds.
 func parseTimestamp(_ text: String) -> Date? {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let date = formatter.date(from: text) { return date }
-    formatter.formatOptions = [.withInternetDateTime]
-    return formatter.date(from: text)
+    (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
+        ?? (try? Date.ISO8601FormatStyle().parse(text))
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Containers
-import Foundation
+import FoundationEssentials
 import Networking
 
 /// `berth network …` and `berth port`, with Docker's names and flags, registered in ``Berth``.

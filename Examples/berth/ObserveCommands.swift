@@ -1,7 +1,7 @@
 import ArgumentParser
 import ContainerKernel
 import Containers
-import Foundation
+import FoundationEssentials
 
 /// `berth ps`.
 struct ListContainers: AsyncParsableCommand {
@@ -197,9 +197,9 @@ struct Stats: AsyncParsableCommand {
         let limit = min(usage.memoryLimit ?? .max, UInt64(ProcessInfo.processInfo.physicalMemory))
         return [
             String(container.id.prefix(12)), container.name,
-            String(format: "%.2f%%", wall > 0 ? cpuTime / wall * 100 : 0),
+            decimal(wall > 0 ? cpuTime / wall * 100 : 0, places: 2) + "%",
             bytes(memory) + " / " + bytes(limit),
-            String(format: "%.2f%%", limit > 0 ? Double(memory) / Double(limit) * 100 : 0),
+            decimal(limit > 0 ? Double(memory) / Double(limit) * 100 : 0, places: 2) + "%",
             bytes(after.networkReceivedBytes) + " / " + bytes(after.networkSentBytes),
             bytes(usage.blockReadBytes ?? 0) + " / " + bytes(usage.blockWriteBytes ?? 0),
             "\(usage.pidsCurrent ?? 0)",
@@ -236,7 +236,7 @@ func printTable(header: [String], rows: [[String]]) {
     let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
     for row in all {
         let cells = row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 3, withPad: " ", startingAt: 0)
+            index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] + 3 - cell.count)
         }
         print(cells.joined())
     }
@@ -271,5 +271,15 @@ func bytes(_ count: UInt64) -> String {
         unit += 1
     }
     // One decimal below 10, none above, as Docker prints sizes (%g would print 1.01e+03).
-    return unit == 0 ? "\(count)B" : String(format: value < 10 ? "%.1f" : "%.0f", value) + units[unit]
+    return unit == 0 ? "\(count)B" : decimal(value, places: value < 10 ? 1 : 0) + units[unit]
+}
+
+/// A non-negative `value` rounded to `places` decimals, as printf's `%.Nf` prints it.
+func decimal(_ value: Double, places: Int) -> String {
+    var scale = 1
+    for _ in 0..<places { scale *= 10 }
+    let units = Int((value * Double(scale)).rounded())
+    guard places > 0 else { return "\(units)" }
+    let fraction = String(units % scale)
+    return "\(units / scale)." + String(repeating: "0", count: places - fraction.count) + fraction
 }

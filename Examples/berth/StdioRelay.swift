@@ -1,6 +1,7 @@
 import ContainerKernel
-import Foundation
+import FoundationEssentials
 import SystemPackage
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -123,8 +124,7 @@ struct StdioRelay {
     /// Runs `body` on a thread of its own: the copies block in `read` and `poll`, which must
     /// not hold a thread of the cooperative pool.
     private static func startThread(_ body: @escaping @Sendable () -> Void) {
-        let thread = Thread(block: body)
-        thread.start()
+        DedicatedThread(name: "berth-stdio", body: body).start()
     }
 
     /// Copies berth's stdin into the pipe and closes it at end-of-file, so the process reads

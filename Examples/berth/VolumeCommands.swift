@@ -1,6 +1,6 @@
 import ArgumentParser
 import Containers
-import Foundation
+import FoundationEssentials
 
 /// `berth volume …`, with Docker's names and flags, registered in ``Berth``.
 let volumeCommands: [any ParsableCommand.Type] = [VolumeCommand.self]
