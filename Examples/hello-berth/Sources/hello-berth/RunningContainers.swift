@@ -79,6 +79,6 @@ func runningContainers() async throws {
     sandbox.userNamespace = UserNamespaceRemapping(hostID: 200_000)     // root is host uid 200000
     sandbox.processSpecHook = { spec in spec.umask = 0o077 }             // last resort
     let snippet = try await runtime.run(sandbox)
-    let status: ExitStatus = try await snippet.wait()
-    print(status)
+    let sandboxed: ExitStatus = try await snippet.wait()
+    print(sandboxed)
 }
