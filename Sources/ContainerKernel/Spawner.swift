@@ -146,7 +146,8 @@ final class Spawner: Sendable {
         // while the child still shares ours (CLONE_VM, up to its execve), the child's score
         // becomes this process's too. This process's own is put back once the child has
         // exec'd or died, whichever way this function ends.
-        let ownScore = spec.oomScoreAdjustment == nil ? nil : try? readOwnOOMScoreAdjustment()
+        let ownScore = spec.oomScoreAdjustment == nil ? nil
+            : (try? readWholeFile("/proc/self/oom_score_adj", limit: 16)).map { String(decoding: $0, as: UTF8.self) }
         defer { if let ownScore { try? writeFile("/proc/self/oom_score_adj", ownScore) } }
         do {
             try prepare(pid: result.pid, spec: spec, cgroup: cgroup)
@@ -226,20 +227,6 @@ final class Spawner: Sendable {
         if let adjustment = spec.oomScoreAdjustment {
             try writeFile("/proc/\(pid)/oom_score_adj", "\(adjustment)")
         }
-    }
-
-    /// This process's `oom_score_adj`, as the text the file holds.
-    private static func readOwnOOMScoreAdjustment() throws(KernelError) -> String {
-        let fd = try KernelError.from(try sys("open /proc/self/oom_score_adj") {
-            open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC)
-        })
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        let count = try KernelError.from(try sys("read /proc/self/oom_score_adj") {
-            buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        })
-        return String(decoding: buffer.prefix(count), as: UTF8.self).split(whereSeparator: \.isWhitespace).first
-            .map(String.init) ?? "0"
     }
 
     private static func writeMap(_ mappings: [IDMapping], to path: String) throws(KernelError) {
