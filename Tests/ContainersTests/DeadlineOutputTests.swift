@@ -158,11 +158,14 @@ struct DeadlineOutputTests {
         try await container.remove()
     }
 
-    /// Rotation that deletes the oldest file leaves an entry saying how much was dropped.
-    @Test func rotationMarksDroppedOutput() async throws {
+    /// Rotation that deletes the oldest file leaves an entry saying how much was dropped, in
+    /// an attached container's log (LogFile) and a detached one's (berth-supervisor) alike.
+    @Test(arguments: [ContainerLifetime.embedded, .detached])
+    func rotationMarksDroppedOutput(lifetime: ContainerLifetime) async throws {
         let runtime = try await TestRuntime.shared()
         let container = try await runtime.run(busybox(["sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); done"]) {
             $0.logLimits = LogLimits(maximumSize: 4096, maximumFiles: 2)
+            $0.lifetime = lifetime
         })
         #expect(try await container.wait() == .exited(0))
         let entries = await collect(container.logs())
