@@ -18,8 +18,12 @@ SWIFTPM      := $(SWIFT) build --scratch-path $(BUILD)
 BERTH        := $(BUILD)/release/berth
 # Executables link the Swift standard library and Foundation statically: a dynamic build loads
 # some 30 shared libraries at every start, most of `berth --help`'s time (Performance.md).
-# A flag of the build, not of Package.swift: a package that depends on Berth links as it likes.
-STATIC_STDLIB ?= --static-swift-stdlib
+# The static standard library's link arguments also pass -export-dynamic, which turns every
+# Swift symbol of the program into a dynamic one (33 000 in berth) that nothing looks up but
+# that every start pays for (the loader's symbol table, the runtime's dladdr over it at start);
+# --no-export-dynamic comes later on the link line and wins.
+# Flags of the build, not of Package.swift: a package that depends on Berth links as it likes.
+STATIC_STDLIB ?= --static-swift-stdlib -Xlinker --no-export-dynamic
 
 .PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm
 
