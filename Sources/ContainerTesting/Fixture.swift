@@ -105,7 +105,7 @@ public struct Fixture: Sendable {
         for (index, file) in files.enumerated() {
             switch file.content {
             case .hostPath(let source):
-                try container.copyIn(fromHostPath: source, to: file.path)
+                try container.copyIn(fromHostPath: source, to: file.path, creatingParents: true)
             case .bytes(let bytes, let mode):
                 let root: String
                 if let staging {
@@ -121,7 +121,7 @@ public struct Fixture: Sendable {
                 let source = "\(directory)/\(file.path.split(separator: "/").last.map(String.init) ?? "file")"
                 try makeDirectories(directory, mode: 0o700)
                 try writeAtomically(source, bytes, mode: mode_t(mode), durable: false)
-                try container.copyIn(fromHostPath: source, to: file.path)
+                try container.copyIn(fromHostPath: source, to: file.path, creatingParents: true)
             }
         }
     }
@@ -129,8 +129,8 @@ public struct Fixture: Sendable {
 
 /// A file a ``Fixture`` copies into its container before it starts.
 ///
-/// The destination's parent directory must exist in the image; a missing destination file is
-/// created, an existing one replaced.
+/// Missing directories above the destination are made (mode 0755), as Testcontainers does; a
+/// missing destination file is created, an existing one replaced.
 public struct FixtureFile: Sendable, Hashable {
     /// Where the content comes from.
     public enum Content: Sendable, Hashable {
