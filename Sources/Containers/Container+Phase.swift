@@ -34,7 +34,8 @@ extension Container {
         var forwarders: [PortForwarder] = []
         /// Copies stdout and stderr into the log (none for a supervised run: the supervisor writes it).
         var logDrain: Task<Void, Never>?
-        /// The output stream of a run with ``OutputDestination/stream``.
+        /// The output stream of a run with ``OutputDestination/stream``, until the start hands
+        /// it to `Live.output` for the reader.
         var output: ContainerOutput?
         var health: Task<Void, Never>?
         /// How the run ended, set once its end is recorded; what ``Container/wait(timeout:)`` waits for.

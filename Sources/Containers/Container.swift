@@ -186,9 +186,13 @@ public final class Container: Sendable {
             }
             let joiners = update { live in
                 let joiners = live.endStart()
+                // The output is the reader's alone: a copy kept by the run would keep the
+                // reader alive, so a reader that goes away would still hold the process back.
+                var run = run
+                live.output = run.output
+                run.output = nil
                 live.phase = .running(run)
                 live.lastExit = nil
-                live.output = run.output
                 live.record.state.status = .running
                 live.record.state.pid = run.process.pid
                 live.record.supervisor = run.process.supervisorPID.map {

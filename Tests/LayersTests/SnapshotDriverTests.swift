@@ -88,7 +88,7 @@ struct SnapshotDriverTests {
             for path in Set(tree.keys).union(stackExpected.keys).sorted() {
                 #expect(tree[path] == stackExpected[path], "\(path)")
             }
-            let mount = overlayOptions(at: snapshot.rootfs)
+            let mount = mountSuperOptions(at: snapshot.rootfs)
             switch options {
             case .appended: #expect(mount?.contains(layers[2].path) == true, "\(mount ?? "-")")
             case .classic: #expect(mount?.contains("lowerdir=" + layers[2].path) == true, "\(mount ?? "-")")
@@ -132,13 +132,6 @@ struct SnapshotDriverTests {
         #expect(LayerStore.classicOverlayOptions(lowers: ["/a:b", "/c,d"], upper: "/u,1", work: "/w\\x")
             == #"lowerdir=/a\:b:/c\,d,upperdir=/u\,1,workdir=/w\\x"#)
     }
-}
-
-/// The super-block options of the mount at `path`, from /proc/self/mountinfo.
-func overlayOptions(at path: String) -> String? {
-    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
-    return text.split(separator: "\n").last { $0.split(separator: " ").dropFirst(4).first.map(String.init) == path }
-        .map { String($0.split(separator: " ").last ?? "") }
 }
 
 /// Whether the running kernel is at least `major.minor`.

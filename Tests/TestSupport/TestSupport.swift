@@ -127,6 +127,13 @@ public struct ProbeOutput: Sendable, Equatable {
     }
 }
 
+/// The super options of the last mount at `target` in this process's mount namespace (for
+/// overlay: its lowerdir, upperdir and workdir), or nil when nothing is mounted there. Reads
+/// the whole of mountinfo, however long: a page-sized read misses later mounts.
+public func mountSuperOptions(at target: String) -> String? {
+    MountTable.read().last { $0.target == target }?.superOptions
+}
+
 // MARK: - Internal helpers
 
 /// One line of /proc/self/mountinfo.
