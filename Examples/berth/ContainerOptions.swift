@@ -81,6 +81,21 @@ struct ContainerOptions: ParsableArguments {
             help: "no-new-privileges, seccomp=unconfined, or seccomp=PROFILE.json (a Docker or OCI profile).")
     var securityOptions: [String] = []
 
+    @Option(name: .customLong("ulimit"),
+            help: "Set a resource limit: TYPE=SOFT[:HARD], such as nofile=1024:2048 (Docker's names; -1 or unlimited for none).")
+    var ulimits: [String] = []
+
+    @Option(name: .customLong("sysctl"),
+            help: "Set a namespaced sysctl: NAME=VALUE, such as net.ipv4.ip_unprivileged_port_start=0 (net.*, IPC, fs.mqueue.*).")
+    var sysctls: [String] = []
+
+    @Option(name: .customLong("oom-score-adj"), help: "The OOM killer's bias for the container, -1000 to 1000.")
+    var oomScoreAdjustment: Int?
+
+    @Option(name: .customLong("userns-remap"),
+            help: "Run in a user namespace whose root is host id HOST_ID: HOST_ID[:SIZE] (SIZE ids mapped, default 65536).")
+    var usernsRemap: String?
+
     @Option(help: "Replace the image's entrypoint (an empty string clears it).")
     var entrypoint: String?
 
@@ -167,6 +182,10 @@ struct ContainerOptions: ParsableArguments {
         let security = try self.security
         configuration.noNewPrivileges = security.noNewPrivileges
         configuration.seccomp = security.seccomp
+        configuration.resourceLimits = try ulimits.map(Self.resourceLimit)
+        configuration.sysctls = try Dictionary(sysctls.map(keyValue), uniquingKeysWith: { _, last in last })
+        configuration.oomScoreAdjustment = oomScoreAdjustment
+        configuration.userNamespace = try usernsRemap.map(Self.userNamespace)
         configuration.entrypoint = entrypoint.map { $0.isEmpty ? [] : [$0] }
         configuration.restartPolicy = try restart.map { try RestartPolicy(parsing: $0) } ?? .no
         configuration.healthcheck = try healthcheck
@@ -181,6 +200,40 @@ struct ContainerOptions: ParsableArguments {
         configuration.terminal = tty
         configuration.interactive = interactive
         return configuration
+    }
+
+    /// Docker's `--ulimit` names and the `RLIMIT_*` numbers they stand for.
+    static let resourceNames: [String: Int32] = [
+        "cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7, "memlock": 8,
+        "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
+    ]
+
+    /// One `--ulimit TYPE=SOFT[:HARD]`; a missing hard limit is the soft one, as in Docker.
+    static func resourceLimit(_ text: String) throws -> ResourceLimit {
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let number = resourceNames[parts[0]] else {
+            throw ValidationError("--ulimit takes TYPE=SOFT[:HARD] with TYPE one of \(resourceNames.keys.sorted().joined(separator: ", ")), not \"\(text)\"")
+        }
+        func value(_ number: Substring) throws -> UInt64 {
+            if number == "-1" || number == "unlimited" { return ResourceLimit.unlimited }
+            guard let value = UInt64(number) else { throw ValidationError("invalid --ulimit value \"\(number)\" in \"\(text)\"") }
+            return value
+        }
+        let values = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+        guard values.count <= 2 else { throw ValidationError("--ulimit takes TYPE=SOFT[:HARD], not \"\(text)\"") }
+        let soft = try value(values[0])
+        return ResourceLimit(ResourceLimit.Resource(rawValue: number), soft: soft, hard: values.count == 2 ? try value(values[1]) : soft)
+    }
+
+    /// `--userns-remap HOST_ID[:SIZE]`.
+    static func userNamespace(_ text: String) throws -> UserNamespaceRemapping {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let hostID = UInt32(parts[0]),
+              let size = parts.count == 2 ? UInt32(parts[1]) : 65536
+        else {
+            throw ValidationError("--userns-remap takes HOST_ID[:SIZE], such as 100000:65536, not \"\(text)\"")
+        }
+        return UserNamespaceRemapping(hostID: hostID, size: size)
     }
 
     /// `-v` and `--tmpfs` as mounts.

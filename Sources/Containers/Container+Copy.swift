@@ -1,6 +1,7 @@
 import ContainerKernel
 import Glibc
 import Layers
+import SystemSupport
 public import SystemPackage
 
 // `docker cp`: files in and out of a container's filesystem, in every state where the
@@ -128,14 +129,19 @@ extension Container {
     ///     and its target copied (`docker cp -L`).
     ///   - preservingOwners: Whether the copies keep the host files' owners
     ///     (`docker cp --archive`); by default they belong to the calling process.
+    ///   - creatingParents: Whether missing directories above `path` are made first (mode
+    ///     0755, as `mkdir -p` in the container would), as Testcontainers' copies do; by
+    ///     default a missing parent is an error, as with `docker cp`.
     /// - Throws: ``ContainerError``: ``ContainerError/Code/notFound`` when `hostPath` or the
     ///   destination's parent directory does not exist, ``ContainerError/Code/invalidArgument``
-    ///   when the rules forbid the copy (a directory onto a file) or the container's root
+    ///   when the rules forbid the copy (a directory onto a file, or a parent to make that
+    ///   exists as a file) or the container's root
     ///   filesystem is read-only and `path` is not in one of its writable mounts,
     ///   ``ContainerError/Code/invalidState`` when it is in one but the container is not
     ///   running, ``ContainerError/Code/layer`` when reading or writing fails.
     public func copyIn(
-        fromHostPath hostPath: String, to path: String, followingLink: Bool = false, preservingOwners: Bool = false
+        fromHostPath hostPath: String, to path: String, followingLink: Bool = false, preservingOwners: Bool = false,
+        creatingParents: Bool = false
     ) throws(ContainerError) {
         let needsRun = try requireWritable(copyingInto: path)
         let source = absolute(hostPath)
@@ -145,6 +151,15 @@ extension Container {
         }
         try withRootfs(requiringRun: needsRun) { rootfs throws(ContainerError) in
             try copying(path, "copy \(hostPath) to \(path) in") { () throws(LayerError) in
+                if creatingParents {
+                    do throws(LayerError) {
+                        try makeDirectories(splitPath(path).parent, in: rootfs)
+                    } catch {
+                        var error = error
+                        if error.code == .invalidArgument { error.entry = path }
+                        throw error
+                    }
+                }
                 try copyPath(source, in: "/", to: path, in: rootfs, followingLink: followingLink,
                              preservingOwners: preservingOwners)
             }

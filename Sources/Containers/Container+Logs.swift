@@ -135,33 +135,15 @@ final class LogFile: Sendable {
         }
     }
 
-    /// Starts a new file; when that deletes the oldest one, the new file begins with an entry
-    /// that says how much output was dropped.
+    /// Starts a new file by ck_log_rotate, the rule berth-supervisor follows too: when that
+    /// deletes the oldest one, the new file begins with an entry that says how much output was
+    /// dropped.
     private func rotate(_ state: inout (fd: Int32, size: Int)) {
-        var dropped = 0
-        if state.fd >= 0 {
-            close(state.fd)
-            let oldest = limits.maximumFiles > 1 ? "\(path).\(limits.maximumFiles - 1)" : path
-            var st = stat()
-            if stat(oldest, &st) == 0 { dropped = Int(st.st_size) }
-            if limits.maximumFiles > 1 {
-                for index in stride(from: limits.maximumFiles - 1, to: 0, by: -1) {
-                    rename(index == 1 ? path : "\(path).\(index - 1)", "\(path).\(index)")
-                }
-            } else {
-                unlink(path)
-            }
-        }
-        state.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-        var st = stat()
-        state.size = state.fd >= 0 && fstat(state.fd, &st) == 0 ? Int(st.st_size) : 0
-        guard dropped > 0, state.fd >= 0 else { return }
-        let marker = LogEntry(log: "berth: log rotation dropped \(dropped) bytes of older output\n", stream: .stderr,
-                              time: Date(), dropped: dropped)
-        guard let line = try? jsonEncoder.encode(marker) else { return }
-        let bytes = Array(line) + [0x0A]
-        _ = bytes.withUnsafeBytes { try? writeAll(state.fd, $0, path: path) }
-        state.size += bytes.count
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var size: Int64 = 0
+        ck_log_rotate(path, Int32(limits.maximumFiles), &state.fd, &size, &now)
+        state.size = Int(size)
     }
 
     /// Every entry on disk, oldest first.

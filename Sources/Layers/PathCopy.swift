@@ -87,6 +87,35 @@ package func archivePath(
     _ = try writer.finish()
 }
 
+/// Creates the directory `path` below `root` and every missing directory above it (mode 0755,
+/// owned by the calling process), as `mkdir -p` run in the tree would: each component is
+/// resolved inside `root`, so a symlink in the tree cannot lead the creation out of it.
+///
+/// - Parameters:
+///   - path: The directory as the tree sees it (`/srv/www`).
+///   - root: The tree's root directory.
+/// - Throws: ``LayerError``: ``LayerError/Code/invalidArgument`` when a component exists and is
+///   not a directory, and others when the root cannot be opened or a creation fails.
+package func makeDirectories(_ path: String, in root: String) throws(LayerError) {
+    let rootFD = try LayerError.from(try OwnedFD(opening: root, flags: CK_O_PATH | O_DIRECTORY))
+    var parent = try LayerError.from(try OwnedFD(resolving: "", inRoot: rootFD.raw, flags: CK_O_PATH | O_DIRECTORY))
+    var done = ""
+    for component in path.split(separator: "/").map(String.init) where component != "." {
+        done += "/" + component
+        if mkdirat(parent.raw, component, 0o755) != 0 && errno != EEXIST {
+            throw LayerError(code: .io, entry: done, errno: Errno(rawValue: errno), detail: "make directory \"\(done)\"")
+        }
+        do throws(SystemError) {
+            parent = try OwnedFD(resolving: done, inRoot: rootFD.raw, flags: CK_O_PATH | O_DIRECTORY)
+        } catch where error.is(.notDirectory) || error.is(.noSuchFileOrDirectory) {
+            throw LayerError(code: .invalidArgument, entry: done, errno: error.errno,
+                             detail: "make directory \"\(path)\": \"\(done)\" is not a directory")
+        } catch {
+            throw LayerError(code: .io, entry: done, errno: error.errno, detail: "open \"\(done)\": \(error)")
+        }
+    }
+}
+
 /// Unpacks a tar stream into the directory `path` below `root`, as `docker cp - CONTAINER:path`
 /// does.
 ///

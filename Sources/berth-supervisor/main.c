@@ -12,8 +12,9 @@
  * What it does, and nothing more:
  *   - reads the process's stdout and stderr (descriptors given with --output) into a log of
  *     JSON lines in Docker's json-file format ({"log":…,"stream":…,"time":…}, encoded by
- *     CSyscalls' ck_log_entry.h), rotated at --log-max-size into --log-max-files files,
- *     exactly as the Containers target's LogFile;
+ *     CSyscalls' ck_log_entry.h), rotated at --log-max-size into --log-max-files files by
+ *     the same header's ck_log_rotate, exactly as the Containers target's LogFile, with an
+ *     entry saying how much output a rotation dropped;
  *   - reaps the process and, once its output has ended, writes "<si_code> <si_status>\n"
  *     (waitid's CLD_* code and status) to --status, atomically, then exits.
  * Whoever holds a pidfd of this process knows the container's run has ended when it exits.
@@ -66,32 +67,6 @@ static void usage(void)
     exit(2);
 }
 
-/* Same rotation as LogFile.rotate in Swift: container.log -> .1 -> .2, the oldest dropped. */
-static void rotate(void)
-{
-    char from[4096], to[4096];
-    struct stat st;
-    int index;
-
-    if (log_fd >= 0) {
-        close(log_fd);
-        if (log_max_files > 1) {
-            for (index = log_max_files - 1; index > 0; index--) {
-                if (index == 1)
-                    snprintf(from, sizeof(from), "%s", log_path);
-                else
-                    snprintf(from, sizeof(from), "%s.%d", log_path, index - 1);
-                snprintf(to, sizeof(to), "%s.%d", log_path, index);
-                rename(from, to);
-            }
-        } else {
-            unlink(log_path);
-        }
-    }
-    log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    log_size = log_fd >= 0 && fstat(log_fd, &st) == 0 ? (long long)st.st_size : 0;
-}
-
 /* One JSON-lines entry per line (a trailing partial line is an entry of its own), encoded by
  * the header LogFile uses too, so that attached and detached logs agree byte for byte. */
 static void append(const unsigned char *bytes, size_t count, const char *stream)
@@ -105,7 +80,7 @@ static void append(const unsigned char *bytes, size_t count, const char *stream)
         size_t used = 0, done = 0;
         size_t length = ck_log_entry(entry, bytes + start, count - start, &used, stream, &now);
         if (log_fd < 0 || log_size + (long long)length > log_max_size)
-            rotate();
+            ck_log_rotate(log_path, log_max_files, &log_fd, &log_size, &now);
         if (log_fd >= 0) {
             while (done < length) {
                 ssize_t w = write(log_fd, entry + done, length - done);

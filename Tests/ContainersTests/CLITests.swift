@@ -41,8 +41,10 @@ struct CLITests {
         let runtime = try await TestRuntime.shared()
         let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
         let process = Process()
-        // `--root` belongs to the subcommand: `berth run --root R …`.
-        let command = [executable, arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        // `--root` belongs to the subcommand: `berth run --root R …`, `berth system prune --root R …`
+        // (the `system` group, unlike the others, holds no options of its own).
+        let depth = arguments.first == "system" ? 2 : 1
+        let command = [executable] + arguments.prefix(depth) + ["--root", runtime.root] + arguments.dropFirst(depth)
         process.executableURL = URL(fileURLWithPath: (wrapper + command)[0])
         process.arguments = Array((wrapper + command).dropFirst())
         let output = Pipe(), error = Pipe()
@@ -77,6 +79,23 @@ struct CLITests {
         let result = try await berth(["run", "--rm"] + arguments)
         #expect(result.status == status, "\(result.error)")
         #expect(result.output == output)
+    }
+
+    /// The sandbox flags reach the container: `--ulimit`, `--sysctl`, `--oom-score-adj` and
+    /// `--userns-remap`, each read back inside it; a malformed one is refused before anything runs.
+    @Test func sandboxFlagsAreSeenInsideTheContainer() async throws {
+        let result = try await berth([
+            "run", "--rm", "--ulimit", "nofile=256:512", "--sysctl", "net.ipv4.ip_unprivileged_port_start=80",
+            "--oom-score-adj", "500", "--userns-remap", "200000:65536", "busybox", "sh", "-c",
+            "ulimit -n; ulimit -Hn; cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/self/oom_score_adj /proc/self/uid_map",
+        ])
+        #expect(result.status == 0, "\(result.error)")
+        let fields = result.output.split(whereSeparator: \.isWhitespace)
+        #expect(fields == ["256", "512", "80", "500", "0", "200000", "65536"], "\(result.output)")
+        for bad in [["--ulimit", "nofiles=1"], ["--ulimit", "nofile=x"], ["--userns-remap", "root"]] {
+            let refused = try await berth(["run", "--rm"] + bad + ["busybox", "true"])
+            #expect(refused.status != 0 && refused.error.contains(bad[0]), "\(bad): \(refused.error)")
+        }
     }
 
     @Test func runInteractivePassesStdinToTheContainer() async throws {

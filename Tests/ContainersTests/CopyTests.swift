@@ -187,6 +187,38 @@ struct CopyTests {
         }
     }
 
+    /// `creatingParents` makes the missing directories above the destination, as `mkdir -p`
+    /// run inside the container would: through a symlink they land where the link leads inside
+    /// the root, never on the host, and a file in the way is refused.
+    @Test func copyInCreatingParentsMakesTheDirectoriesInsideTheRootOnly() async throws {
+        try await withContainer({ try await $0.run(busybox(["/bin/probe", "sleep", "30"])) }) { container, scratch in
+            let file = scratch + "/index.html"
+            try writeBytes(Array("made\n".utf8), to: file)
+            let missing = #expect(throws: ContainerError.self) { try container.copyIn(fromHostPath: file, to: "/www/site/index.html") }
+            #expect(missing?.code == .notFound)
+
+            try container.copyIn(fromHostPath: file, to: "/www/site/index.html", creatingParents: true)
+            #expect(try await container.exec(["sh", "-c", "cat /www/site/index.html; stat -c '%a' /www /www/site"]).standardOutput
+                == "made\n755\n755\n")
+
+            // A link climbing out of the root to a directory that exists on the host and, under
+            // the same path, in the container; and a link to a directory of the image.
+            let host = scratch + "/host"
+            #expect(mkdir(host, 0o755) == 0)
+            _ = try await container.exec(["sh", "-c", "mkdir -p \(host); ln -s /../../../../../../..\(host) /tmp/out; ln -s /etc /tmp/in"])
+            try container.copyIn(fromHostPath: file, to: "/tmp/out/made/index.html", creatingParents: true)
+            #expect(access(host + "/made", F_OK) != 0, "a directory was made on the host")
+            #expect(try await container.exec(["cat", "\(host)/made/index.html"]).standardOutput == "made\n")
+            try container.copyIn(fromHostPath: file, to: "/tmp/in/site/index.html", creatingParents: true)
+            #expect(try await container.exec(["cat", "/etc/site/index.html"]).standardOutput == "made\n")
+
+            let inTheWay = #expect(throws: ContainerError.self) {
+                try container.copyIn(fromHostPath: file, to: "/etc/passwd/site/index.html", creatingParents: true)
+            }
+            #expect(inTheWay?.code == .invalidArgument)
+        }
+    }
+
     /// One hostile archive copied into `/tmp` of a container. `host` is a directory on the host
     /// holding one file, `victim`, that must stay as it is; `contained` is a path (relative to
     /// the container's root) the archive may create inside the container.

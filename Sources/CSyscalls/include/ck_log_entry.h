@@ -1,5 +1,5 @@
 /*
- * A container's log entry as one JSON line of Docker's json-file format
+ * A container's log: each entry one JSON line of Docker's json-file format
  * ({"log":"…","stream":"stdout","time":"2026-12-03T07:21:19.123456789Z"}), written by two
  * programs: the Containers target's LogFile (attached containers) and berth-supervisor
  * (detached ones), which includes this header. One encoder, so that the two agree byte for
@@ -13,9 +13,13 @@
 #ifndef CK_LOG_ENTRY_H
 #define CK_LOG_ENTRY_H
 
+#include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The room ck_log_entry needs for `count` input bytes: 6 output bytes per input byte at most
  * (\u00xx), and the frame around them. */
@@ -137,6 +141,57 @@ static inline size_t ck_log_entry(char *out, const unsigned char *bytes, size_t 
     at += 3;
     *consumed = end;
     return at;
+}
+
+/* Rotation, the one rule of both writers: closes *fd when it is open and shifts path -> path.1
+ * -> … -> path.(max_files - 1), the oldest dropped (with max_files 1, path itself); then opens a
+ * new path (*fd, -1 when it cannot) and sets *size to its length. When output was dropped, the
+ * new file begins with an entry that says how much, with the json-file driver's attrs:
+ * {"log":"berth: log rotation dropped N bytes of older output\n","stream":"stderr",
+ *  "attrs":{"berth.dropped":"N"},"time":"…"}. Returns the bytes dropped. */
+static inline long long ck_log_rotate(const char *path, int max_files, int *fd, long long *size,
+                                      const struct timespec *now)
+{
+    char from[4096], to[4096], marker[256];
+    struct stat st;
+    long long dropped = 0;
+    int index, length;
+
+    if (*fd >= 0) {
+        close(*fd);
+        if (max_files > 1)
+            snprintf(from, sizeof(from), "%s.%d", path, max_files - 1);
+        else
+            snprintf(from, sizeof(from), "%s", path);
+        if (stat(from, &st) == 0)
+            dropped = (long long)st.st_size;
+        if (max_files > 1) {
+            for (index = max_files - 1; index > 0; index--) {
+                if (index == 1)
+                    snprintf(from, sizeof(from), "%s", path);
+                else
+                    snprintf(from, sizeof(from), "%s.%d", path, index - 1);
+                snprintf(to, sizeof(to), "%s.%d", path, index);
+                rename(from, to);
+            }
+        } else {
+            unlink(path);
+        }
+    }
+    *fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    *size = *fd >= 0 && fstat(*fd, &st) == 0 ? (long long)st.st_size : 0;
+    if (dropped == 0 || *fd < 0)
+        return dropped;
+    length = snprintf(marker, sizeof(marker),
+                      "{\"log\":\"berth: log rotation dropped %lld bytes of older output\\n\",\"stream\":\"stderr\","
+                      "\"attrs\":{\"berth.dropped\":\"%lld\"},\"time\":\"",
+                      dropped, dropped);
+    length += (int)ck_log_time(marker + length, now);
+    memcpy(marker + length, "\"}\n", 3);
+    length += 3;
+    if (write(*fd, marker, (size_t)length) == length)
+        *size += length;
+    return dropped;
 }
 
 #endif

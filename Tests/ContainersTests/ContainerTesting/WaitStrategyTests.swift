@@ -34,8 +34,8 @@ struct WaitStrategyTests {
             ready: "echo starting; sleep 0.3; exec nc -l -p 8080",
             never: "echo starting; exec nc -l -p 8081"),
         Row(name: "http", strategy: .http("/index.html", port: 8080, body: { $0 == "ok\n" }),
-            ready: "echo starting; echo ok > /www/index.html; sleep 0.3; exec httpd -f -p 8080 -h /www",
-            never: "echo starting; echo wrong > /www/index.html; exec httpd -f -p 8080 -h /www",
+            ready: "echo starting; mkdir -p /www; echo ok > /www/index.html; sleep 0.3; exec httpd -f -p 8080 -h /www",
+            never: "echo starting; mkdir -p /www; echo wrong > /www/index.html; exec httpd -f -p 8080 -h /www",
             ports: [8080]),
         Row(name: "exec", strategy: .exec(["test", "-e", "/tmp/ready"]),
             ready: "echo starting; sleep 0.3; touch /tmp/ready; exec sleep 60",
@@ -102,7 +102,7 @@ struct WaitStrategyTests {
         let clock = ContinuousClock()
         try await withTestNetwork(runtime) { network in
             let started = clock.now
-            let web = Fixture(image: "busybox", command: ["/bin/sh", "-c", "echo hi > /www/index.html; sleep 1; echo listening; exec httpd -f -p 8080 -h /www"],
+            let web = Fixture(image: "busybox", command: ["/bin/sh", "-c", "mkdir -p /www; echo hi > /www/index.html; sleep 1; echo listening; exec httpd -f -p 8080 -h /www"],
                               ports: [8080], network: .bridge([network]), waitingFor: .listeningPort(8080))
             try await withFixture(web, in: runtime) { web in
                 #expect(clock.now - started >= .seconds(1))
