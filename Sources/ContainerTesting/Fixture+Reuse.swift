@@ -13,7 +13,7 @@ extension Fixture {
     ///
     /// ``start(in:)`` then looks for a running container made for the same image and the same
     /// configuration (its ``reuseKey(in:)``) and uses it; only when there is none does it start
-    /// one, ``ContainerLifetime/detached`` so that it outlives the test process. Processes that
+    /// one, `ContainerLifetime.detached`, so that it outlives the test process. Processes that
     /// start the same fixture at once share one: the first creates it, under a lock in the
     /// runtime's root (`<root>/reuse/<key>.lock`), and the others wait for it to be ready.
     /// Every use renews its lease (`ContainerState.expires`) to `timeToLive` from then; once
