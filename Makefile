@@ -8,6 +8,8 @@
 #   make bench   start latency against unshare, crun and runc; the container lifecycle (run, exec,
 #                memory of a detached container) against crun, podman and docker (scripts/bench);
 #                SECTIONS=snapshots: overlay against copy from a 4-layer image, in the 6.1 guest
+#   make bench-server  Examples/code-runner: 2,000 runs at 8 clients, and echo-hi runs per second
+#                and p50/p99 at 1, 4, 8 clients against `podman run --rm` (release build)
 #
 # BUILD=.build-mine keeps a second build folder apart (add it to .gitignore: .build-*/ is).
 
@@ -25,7 +27,7 @@ BERTH        := $(BUILD)/release/berth
 # Flags of the build, not of Package.swift: a package that depends on Berth links as it likes.
 STATIC_STDLIB ?= --static-swift-stdlib -Xlinker --no-export-dynamic
 
-.PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm code-runner
+.PHONY: deps berth demo test docs bench bench-server supervisor lint-c check-consumer test-vm code-runner
 
 deps:
 	scripts/install-deps
@@ -97,6 +99,13 @@ bench: berth
 	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
 		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle \
 		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot scripts/bench
+
+# Examples/code-runner under load and against `podman run --rm` (scripts/bench, section server).
+bench-server: berth
+	for p in code-runner code-runner-load; do \
+		$(SWIFT) build --package-path Examples/code-runner --scratch-path $(BUILD) -c release --product $$p || exit 1; \
+	done
+	SECTIONS=server BERTH=$(BERTH) SERVER_BIN=$(BUILD)/release/code-runner LOAD_BIN=$(BUILD)/release/code-runner-load scripts/bench
 
 # Debian 12's kernel, pure cgroup v2, in QEMU: the berth CLI from an image (scripts/vm-smoke),
 # then the test bundle built here, run in the guest; then the cgroup suites again on the same

@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "ContainerTesting",
             dependencies: [
-                "Containers", "Layers", "SystemSupport",
+                "Containers", "Images", "Layers", "SystemSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

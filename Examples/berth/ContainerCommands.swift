@@ -434,14 +434,14 @@ struct SystemCommand: AsyncParsableCommand {
         @Flag(name: [.customShort("f"), .customLong("force")], help: "Do not ask for confirmation.")
         var force = false
 
-        @Flag(help: "Only sweep what ended processes (test sessions) left: their containers, mounts, cgroups, network sandboxes and session files; print each.")
+        @Flag(help: "Only sweep what ended processes (test sessions) left, and containers whose lease ended: their containers, mounts, cgroups, network sandboxes and session files; print each.")
         var sessions = false
 
         func run() async throws {
             if sessions {
                 try await reportingContainerErrors {
                     let runtime = try store.openRuntime()
-                    (runtime.removedAtOpen + runtime.pruneSessions()).forEach { print($0) }
+                    (runtime.removedAtOpen + (await runtime.pruneSessions())).forEach { print($0) }
                 }
                 return
             }

@@ -27,6 +27,9 @@ public struct Fixture: Sendable {
     /// How long creating, starting and waiting for ready may take in all; a wait strategy's
     /// own ``WaitStrategy/timeout(_:)`` can only shorten it.
     public var startupTimeout: Duration
+    /// How long a fixture reused across test runs is kept after its last use; `nil` (the
+    /// default) for a fixture of this test alone. Set by ``reused(for:)``.
+    public var reuseTimeToLive: Duration?
 
     /// Creates a fixture.
     ///
@@ -73,7 +76,9 @@ public struct Fixture: Sendable {
 
     /// Creates the container, copies ``files`` in, starts it and waits until it is ready.
     ///
-    /// The container is labelled with this process's session (`ContainerRuntime.sessionLabel`):
+    /// A fixture with ``reused(for:)`` uses a running container made for the same
+    /// configuration when there is one. Any other container is labelled with this process's
+    /// session (`ContainerRuntime.sessionLabel`):
     /// should the test process be killed before it removes the container, the container dies
     /// with it and the next runtime opened on the root removes the rest.
     ///
@@ -87,6 +92,7 @@ public struct Fixture: Sendable {
     ///   `ContainerError` when it cannot be created, copied into or started;
     ///   `CancellationError` when the task is cancelled.
     public func start(in runtime: ContainerRuntime) async throws -> RunningFixture {
+        if let reuseTimeToLive { return try await startReused(in: runtime, timeToLive: reuseTimeToLive) }
         let deadline = ContinuousClock.now.advanced(by: startupTimeout)
         var configuration = configuration
         configuration.labels[ContainerRuntime.sessionLabel] = ContainerRuntime.currentSession
@@ -106,7 +112,7 @@ public struct Fixture: Sendable {
     /// Copies ``files`` in; content given as bytes goes through a host file in a private
     /// temporary directory (made at the first such file, in the session's directory, so that
     /// a killed test leaves it to the next session's sweep), which the container's copy reads.
-    private func copyFiles(into container: Container, of runtime: ContainerRuntime) throws {
+    func copyFiles(into container: Container, of runtime: ContainerRuntime) throws {
         var staging: String?
         defer {
             if let staging {

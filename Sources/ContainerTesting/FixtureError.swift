@@ -16,6 +16,9 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
         /// ``RunningFixture/scoped(_:)`` was asked for a fixture no ``FixtureTrait`` around the
         /// test provides.
         public static var notInScope: Code { Code(name: "notInScope") }
+        /// A fixture with ``Fixture/reused(for:)`` asks for what a reused fixture cannot have
+        /// (published ports).
+        public static var notReusable: Code { Code(name: "notReusable") }
         /// ``RunningFixture/restore(_:)`` was given a snapshot of another fixture.
         public static var foreignSnapshot: Code { Code(name: "foreignSnapshot") }
         /// The name of the code.

@@ -45,11 +45,12 @@ public struct RunningFixture: Sendable {
     }
 
     /// Stops and removes the container, also when the calling task is cancelled, and deletes
-    /// its snapshots (``snapshot()``).
+    /// its snapshots (``snapshot()``). A fixture reused across runs (``Fixture/reused(for:)``)
+    /// keeps running: only its snapshots are deleted.
     ///
     /// - Throws: `ContainerError` when the removal fails.
     public func remove() async throws(ContainerError) {
-        try await removeOutsideCancellation(container)
+        if fixture.reuseTimeToLive == nil { try await removeOutsideCancellation(container) }
         removeSnapshots()
     }
 }

@@ -419,6 +419,18 @@ public final class Container: Sendable {
         runtime.publish(.restart, self)
     }
 
+    /// Gives the container a lease that ends at `date` (``ContainerState/expires``): the first
+    /// sweep after it (``ContainerRuntime/pruneSessions()``) stops and removes the container,
+    /// whatever its state. Setting it again renews the lease; `nil` ends it, keeping the
+    /// container. `ContainerTesting`'s reused fixtures live on such a lease.
+    ///
+    /// - Parameter date: When the lease ends, or `nil`.
+    /// - Throws: ``ContainerError/Code/notOwner`` for a running container of another process.
+    public func setExpiry(_ date: Date?) throws(ContainerError) {
+        try requireOwnership("set the expiry of")
+        update { $0.record.state.expires = date }
+    }
+
     /// Freezes every process of the container (`docker pause`).
     ///
     /// - Throws: ``ContainerError/Code/invalidState`` unless running.

@@ -1,4 +1,5 @@
 import ContainerKernel
+import FoundationEssentials
 import Glibc
 import SystemSupport
 
@@ -42,17 +43,31 @@ extension ContainerRuntime {
     /// cgroups, network sandboxes (veths, address leases, network namespaces) and state of
     /// their embedded containers that were running when they ended, every container labelled
     /// with an ended session (``sessionLabel``), their session directories
-    /// (``sessionDirectory``) and half-made volume copies.
+    /// (``sessionDirectory``) and half-made volume copies; and every container whose lease has
+    /// ended (``Container/setExpiry(_:)``), stopped first.
     ///
-    /// Opening a runtime runs this once (``removedAtOpen`` tells what it removed); call it again
-    /// to sweep sessions that ended since, as `berth system prune --sessions` does. Detached
-    /// containers, and created or exited containers of no session, are kept: they belong to
-    /// the root, not to a process.
+    /// Opening a runtime runs all of it but the expired containers (``removedAtOpen`` tells
+    /// what it removed); call this to sweep sessions that ended since and expired containers,
+    /// as `berth system prune --sessions` does. Detached containers without a lease, and
+    /// created or exited containers of no session, are kept: they belong to the root, not to
+    /// a process.
     ///
-    /// - Returns: What was removed, one line each (`container <id>`, `network sandbox <id>`,
-    ///   `session directory <session>`, `volume copy <name>`).
+    /// - Returns: What was removed, one line each (`container <id>`, `expired container <id>`,
+    ///   `network sandbox <id>`, `session directory <session>`, `volume copy <name>`).
     @discardableResult
-    public func pruneSessions() -> [String] {
+    public func pruneSessions() async -> [String] {
+        var removed = sweepEndedSessions()
+        let now = Date()
+        // The lease as it is on disk: another process may have renewed it.
+        for container in list(all: true)
+        where ((try? Container.loadRecord(containersDirectory + "/" + container.id))?.state.expires).map({ $0 < now }) ?? false {
+            if (try? await container.remove(force: true)) != nil { removed.append("expired container \(container.id)") }
+        }
+        return removed
+    }
+
+    /// The part of ``pruneSessions()`` that needs no waiting: all but the expired containers.
+    func sweepEndedSessions() -> [String] {
         let containers = refresh(removingLeftovers: true)
         // Sandboxes (veths, leases, namespaces) of containers that are gone.
         let sandboxes = (try? networks.cleanupStale { [containersDirectory] id in access(containersDirectory + "/" + id, F_OK) == 0 }) ?? []

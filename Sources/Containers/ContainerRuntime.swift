@@ -63,7 +63,7 @@ public final class ContainerRuntime: Sendable {
     }
 
     /// Opens (creating if needed) a runtime root and removes what dead owners left behind
-    /// (``pruneSessions()``).
+    /// (``removedAtOpen``).
     ///
     /// - Parameters:
     ///   - root: The root directory.
@@ -81,14 +81,15 @@ public final class ContainerRuntime: Sendable {
         layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
         networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
         try wrapping("create \(containersDirectory)") { try ContainerError.from(try makeDirectories(containersDirectory, mode: 0o711)) }
-        let removed = pruneSessions()
+        let removed = sweepEndedSessions()
         sweptAtOpen.withLock { $0 = removed }
     }
 
     private let sweptAtOpen = Mutex<[String]>([])
 
-    /// What the sweep of ended sessions (``pruneSessions()``) removed when this runtime opened
-    /// its root, one line each.
+    /// What the sweep of ended sessions removed when this runtime opened its root, one line
+    /// each, as ``pruneSessions()`` says it (opening does all of that sweep but the removal of
+    /// expired containers, which needs to wait for them to stop).
     public var removedAtOpen: [String] { sweptAtOpen.withLock { $0 } }
 
     var containersDirectory: String { root + "/containers" }

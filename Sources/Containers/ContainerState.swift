@@ -49,6 +49,9 @@ public struct ContainerState: Sendable, Codable, Hashable {
     public var publishedPorts: [PortMapping]
     /// The container's IPv4 address on each bridge network it is attached to.
     public var addresses: [String: String]
+    /// When its lease ends (``Container/setExpiry(_:)``): the next sweep after this
+    /// (``ContainerRuntime/pruneSessions()``) removes it; `nil` keeps it.
+    public var expires: Date?
 
     init() {
         status = .created

@@ -70,3 +70,7 @@ func resetBetweenTests(database: Fixture) async throws {
         try await database.restore(empty)                // as it was at the snapshot
     }
 }
+
+let cache = Fixture(
+    image: "busybox", command: ["httpd", "-f", "-p", "8080"],
+    network: .bridge([]), waitingFor: .listeningPort(8080)).reused(for: .seconds(600))

@@ -1,0 +1,103 @@
+public import Containers
+import FoundationEssentials
+import Images
+import SystemSupport
+
+/// Reuse across test runs: a fixture kept running after the test, for the next run (or another
+/// test process) with the same image and configuration to use instead of starting its own.
+extension Fixture {
+    /// The label a reused fixture's container carries: the fixture's ``reuseKey(in:)``.
+    public static let reuseLabel = "berth.fixture.reuse"
+
+    /// This fixture, reused across test runs (Testcontainers' `withReuse`).
+    ///
+    /// ``start(in:)`` then looks for a running container made for the same image and the same
+    /// configuration (its ``reuseKey(in:)``) and uses it; only when there is none does it start
+    /// one, `ContainerLifetime.detached`, so that it outlives the test process. Processes that
+    /// start the same fixture at once share one: the first creates it, under a lock in the
+    /// runtime's root (`<root>/reuse/<key>.lock`), and the others wait for it to be ready.
+    /// Every use renews its lease (`ContainerState.expires`) to `timeToLive` from then; once
+    /// that passes unused, the sweep (`ContainerRuntime.pruneSessions()`, which every reuse runs
+    /// first, and `berth system prune --sessions`) removes it.
+    ///
+    /// Removing a reused fixture (``RunningFixture/remove()``, the end of ``withFixture(_:in:_:)``)
+    /// leaves it running. A reused fixture cannot publish ports (a detached container has no
+    /// process to hold them): reach it at its ``RunningFixture/address`` on a bridge network.
+    /// What a test changes in it stays for the next one: reset it with
+    /// ``RunningFixture/snapshot()`` and ``RunningFixture/restore(_:)``.
+    ///
+    /// ```swift
+    /// let db = Fixture(image: "busybox", command: ["httpd", "-f", "-p", "80"],
+    ///                  network: .bridge([]), waitingFor: .listeningPort(80)).reused()
+    /// ```
+    ///
+    /// - Parameter timeToLive: How long the fixture is kept after its last use.
+    /// - Returns: The reused fixture.
+    public func reused(for timeToLive: Duration = .seconds(600)) -> Fixture {
+        var fixture = self
+        fixture.reuseTimeToLive = timeToLive
+        return fixture
+    }
+
+    /// The key that tells reused fixtures apart: the SHA-256 of the image's id (the image's
+    /// name when it is not in the store yet) and of the configuration as sorted-keys JSON,
+    /// with the files copied in (bytes as they are, host paths by name: a changed host file
+    /// is not noticed).
+    ///
+    /// - Parameter runtime: The runtime whose image store resolves the image.
+    /// - Returns: The key, 64 hexadecimal digits.
+    /// - Throws: `EncodingError` when the configuration cannot be encoded.
+    public func reuseKey(in runtime: ContainerRuntime) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var bytes = Array(((try? runtime.images.image(configuration.image))?.id.description ?? configuration.image).utf8)
+        bytes += [0] + Array(try encoder.encode(configuration))
+        for file in files {
+            bytes += [0] + Array(file.path.utf8) + [0]
+            switch file.content {
+            case .bytes(let content, let mode): bytes += Array("\(mode):".utf8) + content
+            case .hostPath(let path): bytes += Array("host:\(path)".utf8)
+            }
+        }
+        return String(Digest.sha256(of: bytes).description.dropFirst("sha256:".count))
+    }
+
+    /// ``start(in:)`` for a fixture with ``reused(for:)``.
+    func startReused(in runtime: ContainerRuntime, timeToLive: Duration) async throws -> RunningFixture {
+        guard configuration.ports.isEmpty else {
+            throw FixtureError(code: .notReusable, detail: "a reused fixture cannot publish ports (\(configuration.ports.map(\.description))); reach it at its address")
+        }
+        let deadline = ContinuousClock.now.advanced(by: startupTimeout)
+        _ = await runtime.pruneSessions()
+        let key = try reuseKey(in: runtime)
+        let directory = runtime.root + "/reuse"
+        try makeDirectories(directory, mode: 0o700)
+        let lock = try await FileLock.acquire(directory + "/" + key + ".lock")
+        defer { lock.unlock() }
+        let expiry = Date.now.addingTimeInterval(Double(timeToLive.components.seconds))
+        if let existing = runtime.list(all: true, labels: [Self.reuseLabel: key]).first {
+            if existing.state.status == .running {
+                try existing.setExpiry(expiry)
+                try await waitStrategy.wait(for: existing, until: deadline)
+                return RunningFixture(container: existing, fixture: self)
+            }
+            try await removeOutsideCancellation(existing)  // stopped or never started: replaced
+        }
+        var configuration = configuration
+        configuration.lifetime = .detached
+        configuration.labels[Self.reuseLabel] = key
+        let container = try await runtime.create(configuration)
+        do {
+            // First: a creator killed before the start leaves a container that expires too.
+            try container.setExpiry(expiry)
+            try copyFiles(into: container, of: runtime)
+            try Task.checkCancellation()
+            try await container.start()
+            try await waitStrategy.wait(for: container, until: deadline)
+            return RunningFixture(container: container, fixture: self)
+        } catch {
+            try? await removeOutsideCancellation(container)
+            throw error
+        }
+    }
+}
