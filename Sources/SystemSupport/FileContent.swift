@@ -47,7 +47,7 @@ package func readWholeFile(_ path: String, limit: Int = .max, truncating: Bool =
 /// - Throws: ``SystemError``: ``SystemError/Kind/unexpectedFile`` naming `path` when something
 ///   other than the checked regular file is at `name`, ``SystemError/Kind/failed`` when the
 ///   open fails otherwise.
-package func openRegularFile(_ name: String, in parent: Int32, checked: stat, path: String) throws(SystemError) -> OwnedFD {
+package func openRegularFile(_ name: String, in parent: Int32, checked: Glibc.stat, path: String) throws(SystemError) -> OwnedFD {
     let fd = openat(parent, name, contentReadFlags)
     guard fd >= 0 else {
         let err = Glibc.errno
@@ -137,7 +137,7 @@ private func checkedRegularFile(_ file: OwnedFD, checked: stat?, path: String) t
 extension SystemError {
     /// `path` is not the regular file expected: `st` is what is there. `checked` says whether
     /// the caller had seen a regular file there a moment before.
-    package static func unexpectedFile(_ path: String, now st: stat, checked: Bool) -> SystemError {
+    package static func unexpectedFile(_ path: String, now st: Glibc.stat, checked: Bool) -> SystemError {
         let kinds: [mode_t: String] = [S_IFIFO: "a fifo", S_IFCHR: "a character device", S_IFBLK: "a block device",
                                        S_IFSOCK: "a socket", S_IFDIR: "a directory", S_IFLNK: "a symlink"]
         let kind = kinds[st.st_mode & S_IFMT] ?? "another file"
