@@ -25,7 +25,7 @@ BERTH        := $(BUILD)/release/berth
 # Flags of the build, not of Package.swift: a package that depends on Berth links as it likes.
 STATIC_STDLIB ?= --static-swift-stdlib -Xlinker --no-export-dynamic
 
-.PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm
+.PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm code-runner
 
 deps:
 	scripts/install-deps
@@ -74,8 +74,15 @@ check-consumer: deps
 test: deps lint-c
 	$(SWIFTPM) --build-tests --explicit-target-dependency-import-check error
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
+	$(MAKE) code-runner
 	$(MAKE) docs
 	$(MAKE) check-consumer
+
+# Examples/code-runner (issue 15), the example server, and its tests (real servers on
+# 127.0.0.1, real containers), in the main build's scratch path, after the main build.
+code-runner: deps
+	$(SWIFT) build --package-path Examples/code-runner --scratch-path $(BUILD) --build-tests
+	$(SWIFT) test --package-path Examples/code-runner --scratch-path $(BUILD) --skip-build --no-parallel
 
 docs:
 	for t in $(DOCS_TARGETS); do \

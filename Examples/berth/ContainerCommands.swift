@@ -434,7 +434,17 @@ struct SystemCommand: AsyncParsableCommand {
         @Flag(name: [.customShort("f"), .customLong("force")], help: "Do not ask for confirmation.")
         var force = false
 
+        @Flag(help: "Only sweep what ended processes (test sessions) left: their containers, mounts, cgroups, network sandboxes and session files; print each.")
+        var sessions = false
+
         func run() async throws {
+            if sessions {
+                try await reportingContainerErrors {
+                    let runtime = try store.openRuntime()
+                    (runtime.removedAtOpen + runtime.pruneSessions()).forEach { print($0) }
+                }
+                return
+            }
             guard confirmed("This will remove all stopped containers.", force: force) else { return }
             try await reportingContainerErrors {
                 let removed = try await store.openRuntime().prune()

@@ -73,6 +73,10 @@ public struct Fixture: Sendable {
 
     /// Creates the container, copies ``files`` in, starts it and waits until it is ready.
     ///
+    /// The container is labelled with this process's session (`ContainerRuntime.sessionLabel`):
+    /// should the test process be killed before it removes the container, the container dies
+    /// with it and the next runtime opened on the root removes the rest.
+    ///
     /// The caller owns the result and removes it with ``RunningFixture/remove()``;
     /// ``withFixture(_:in:_:)`` does that for you. When anything fails, or the task is
     /// cancelled, the container is removed before this throws.
@@ -84,9 +88,11 @@ public struct Fixture: Sendable {
     ///   `CancellationError` when the task is cancelled.
     public func start(in runtime: ContainerRuntime) async throws -> RunningFixture {
         let deadline = ContinuousClock.now.advanced(by: startupTimeout)
+        var configuration = configuration
+        configuration.labels[ContainerRuntime.sessionLabel] = ContainerRuntime.currentSession
         let container = try await runtime.create(configuration)
         do {
-            try copyFiles(into: container)
+            try copyFiles(into: container, of: runtime)
             try Task.checkCancellation()
             try await container.start()
             try await waitStrategy.wait(for: container, until: deadline)
@@ -98,10 +104,16 @@ public struct Fixture: Sendable {
     }
 
     /// Copies ``files`` in; content given as bytes goes through a host file in a private
-    /// temporary directory (made at the first such file), which the container's copy reads.
-    private func copyFiles(into container: Container) throws {
+    /// temporary directory (made at the first such file, in the session's directory, so that
+    /// a killed test leaves it to the next session's sweep), which the container's copy reads.
+    private func copyFiles(into container: Container, of runtime: ContainerRuntime) throws {
         var staging: String?
-        defer { if let staging { try? removeTree(staging) } }
+        defer {
+            if let staging {
+                try? removeTree(staging)
+                _ = rmdir(runtime.sessionDirectory)  // fails, harmlessly, while the session keeps other files
+            }
+        }
         for (index, file) in files.enumerated() {
             switch file.content {
             case .hostPath(let source):
@@ -111,7 +123,8 @@ public struct Fixture: Sendable {
                 if let staging {
                     root = staging
                 } else {
-                    var template = Array("/tmp/berth-fixture-XXXXXX".utf8CString)
+                    try makeDirectories(runtime.sessionDirectory, mode: 0o700)
+                    var template = Array((runtime.sessionDirectory + "/files-XXXXXX").utf8CString)
                     guard let made = mkdtemp(&template) else { throw SystemError.current("make a directory for fixture files") }
                     root = String(cString: made)
                     staging = root

@@ -16,6 +16,8 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
         /// ``RunningFixture/scoped(_:)`` was asked for a fixture no ``FixtureTrait`` around the
         /// test provides.
         public static var notInScope: Code { Code(name: "notInScope") }
+        /// ``RunningFixture/restore(_:)`` was given a snapshot of another fixture.
+        public static var foreignSnapshot: Code { Code(name: "foreignSnapshot") }
         /// The name of the code.
         public var description: String { name }
     }

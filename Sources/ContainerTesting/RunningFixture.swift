@@ -44,11 +44,13 @@ public struct RunningFixture: Sendable {
         return mapping.hostPort
     }
 
-    /// Stops and removes the container, also when the calling task is cancelled.
+    /// Stops and removes the container, also when the calling task is cancelled, and deletes
+    /// its snapshots (``snapshot()``).
     ///
     /// - Throws: `ContainerError` when the removal fails.
     public func remove() async throws(ContainerError) {
         try await removeOutsideCancellation(container)
+        removeSnapshots()
     }
 }
 

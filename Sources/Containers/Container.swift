@@ -524,7 +524,7 @@ public final class Container: Sendable {
     }
 
     /// Refuses what only the owning process may do to an observed container.
-    private func requireOwnership(_ operation: String) throws(ContainerError) {
+    func requireOwnership(_ operation: String) throws(ContainerError) {
         guard observed else { return }
         let owner = live.withLock { $0.record.ownerPID }
         throw ContainerError(code: .notOwner, container: name,

@@ -62,7 +62,8 @@ public final class ContainerRuntime: Sendable {
         }
     }
 
-    /// Opens (creating if needed) a runtime root and removes what dead owners left behind.
+    /// Opens (creating if needed) a runtime root and removes what dead owners left behind
+    /// (``pruneSessions()``).
     ///
     /// - Parameters:
     ///   - root: The root directory.
@@ -80,9 +81,15 @@ public final class ContainerRuntime: Sendable {
         layers = try wrapping("open layer store in \(root)") { try LayerStore(root: root + "/layers", logger: logger) }
         networks = try wrapping("open network store in \(root)") { try NetworkManager(root: root) }
         try wrapping("create \(containersDirectory)") { try ContainerError.from(try makeDirectories(containersDirectory, mode: 0o711)) }
-        refresh(removingLeftovers: true)
-        removeVolumeLeftovers()
+        let removed = pruneSessions()
+        sweptAtOpen.withLock { $0 = removed }
     }
+
+    private let sweptAtOpen = Mutex<[String]>([])
+
+    /// What the sweep of ended sessions (``pruneSessions()``) removed when this runtime opened
+    /// its root, one line each.
+    public var removedAtOpen: [String] { sweptAtOpen.withLock { $0 } }
 
     var containersDirectory: String { root + "/containers" }
 
@@ -232,14 +239,18 @@ public final class ContainerRuntime: Sendable {
     ///   adopted and stays usable, as `berth create` then `berth start` in another invocation
     ///   expects;
     /// - with `removingLeftovers`, an embedded container that was running when its owner died
-    ///   is gone with it (its processes died with the owner): its processes, cgroup, mounts,
+    ///   is gone with it (its processes died with the owner), and so is any container of an
+    ///   ended session (``sessionLabel``), never adopted: its processes, cgroup, mounts,
     ///   network and state are removed.
     ///
     /// Containers another process removed are forgotten.
-    func refresh(removingLeftovers: Bool = false) {
+    ///
+    /// - Returns: The ids of the containers removed.
+    @discardableResult
+    func refresh(removingLeftovers: Bool = false) -> [String] {
         let lock = try? FileLock(containersDirectory + "/.lock")
         defer { lock?.unlock() }
-        guard let entries = try? directoryEntries(atPath: containersDirectory).map(\.name) else { return }
+        guard let entries = try? directoryEntries(atPath: containersDirectory).map(\.name) else { return [] }
         let present = Set(entries)
         let held = live.withLock { containers in
             containers = containers.filter { present.contains($0.key) }
@@ -253,6 +264,7 @@ public final class ContainerRuntime: Sendable {
             }
         }
         var seen: [String: Container] = [:]
+        var removed: [String] = []
         for id in entries where id != ".lock" && !held.contains(id) {
             let directory = containersDirectory + "/" + id
             guard var record = try? Container.loadRecord(directory) else { continue }
@@ -263,8 +275,10 @@ public final class ContainerRuntime: Sendable {
                 seen[id] = observe(record, pid: pid, directory: directory, cgroup: cgroup)
                 continue
             }
-            guard supervised || (!ownerAlive && (idle || removingLeftovers)) else { continue }
-            if supervised || idle, let image = try? images.image(record.imageID) {
+            let sessionEnded = !supervised && !ownerAlive
+                && record.configuration.labels[Self.sessionLabel].map { !Self.isSessionAlive($0) } ?? false
+            guard supervised || (!ownerAlive && ((idle && !sessionEnded) || removingLeftovers)) else { continue }
+            if supervised || (idle && !sessionEnded), let image = try? images.image(record.imageID) {
                 if !ownerAlive {
                     record.ownerPID = getpid()
                     record.ownerStartTime = processStartTime(getpid()) ?? 0
@@ -283,12 +297,10 @@ public final class ContainerRuntime: Sendable {
             logger.debug("removing a container whose owner died while it ran", metadata: ["id": "\(id)"])
             if let hierarchy { try? Cgroup.removeStale(Container.cgroupPath(id), in: hierarchy) }
             try? layers.snapshot(at: directory)?.remove()
-            try? removeTree(directory)
+            if (try? removeTree(directory)) != nil { removed.append(id) }
         }
         observed.withLock { $0 = seen.compactMapValues { $0 } }
-        guard removingLeftovers else { return }
-        // Sandboxes (veths, leases, namespaces) of containers that are gone.
-        _ = try? networks.cleanupStale { [containersDirectory] id in access(containersDirectory + "/" + id, F_OK) == 0 }
+        return removed
     }
 }
 

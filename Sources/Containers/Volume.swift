@@ -179,18 +179,22 @@ extension ContainerRuntime {
     /// Removes what processes that died while copying up or removing a volume left in the
     /// volumes directory: removals happen under the volumes lock, so every `.removing-*` seen
     /// holding it is left over; a `.copy-<pid>-<start time>-*` is once its process is gone.
-    func removeVolumeLeftovers() {
-        guard access(volumesDirectory, F_OK) == 0 else { return }
-        try? withVolumesLocked { () throws(ContainerError) in
+    ///
+    /// - Returns: The names removed.
+    func removeVolumeLeftovers() -> [String] {
+        guard access(volumesDirectory, F_OK) == 0 else { return [] }
+        return (try? withVolumesLocked { () throws(ContainerError) -> [String] in
+            var removed: [String] = []
             for name in try ContainerError.from(try directoryEntries(atPath: volumesDirectory)).map(\.name) {
                 let parts = name.split(separator: "-")
                 let copyOfDeadProcess = name.hasPrefix(".copy-") && parts.count == 4
                     && !isAlive(Int32(parts[1]) ?? 0, UInt64(parts[2]) ?? 0)
-                if name.hasPrefix(".removing-") || copyOfDeadProcess {
-                    try? removeTree(volumesDirectory + "/" + name)
+                if name.hasPrefix(".removing-") || copyOfDeadProcess, (try? removeTree(volumesDirectory + "/" + name)) != nil {
+                    removed.append(name)
                 }
             }
-        }
+            return removed
+        }) ?? []
     }
 
     /// The names of the containers that mount each volume, from every container record on the

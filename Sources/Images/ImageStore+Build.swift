@@ -155,7 +155,7 @@ extension ImageStore {
         return LayerCompression(detectingFrom: head.prefix(max(n, 0)))
     }
 
-    private static func copyFile(_ source: String, to target: String) throws(ImageError) {
+    static func copyFile(_ source: String, to target: String) throws(ImageError) {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ImageError.io("open \(source)") }
         defer { close(input) }
@@ -252,45 +252,16 @@ extension ImageStore {
         guard FileIO.exists(binary) else {
             throw ImageError(code: .notFound, detail: "\(binary) does not exist (Debian: apt-get install busybox-static)")
         }
-        let tree = "\(content.root)/.berth/busybox-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { try? removeTree(tree) }
-        try Self.writeBusyboxTree(binary, at: tree)
+        var busybox = HostImageContent()
+        busybox.config.cmd = ["sh"]
+        busybox.executables = [HostImageContent.Item(binary, at: "/bin/busybox")]
+        busybox.directories = ["home", "var", "usr/bin", "usr/sbin", "sbin"].map { HostImageContent.Directory("/" + $0) }
+        for applet in try Self.applets(of: binary) where applet != "busybox" {
+            busybox.symlinks["/bin/" + applet] = "busybox"
+        }
         var name = reference
         if name == nil { name = try ImageReference(parsing: Self.busyboxReference) }
-        let epoch = "1970-01-01T00:00:00Z"
-        let config = RuntimeConfig(env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], cmd: ["sh"])
-        return try await importFilesystem(
-            tree, as: name, config: config, history: ImageConfig.History(created: epoch, createdBy: "berth: busybox from \(binary)"))
-    }
-
-    private static func writeBusyboxTree(_ binary: String, at tree: String) throws(ImageError) {
-        for directory in ["bin", "etc", "root", "proc", "sys", "dev", "home", "var", "usr/bin", "usr/sbin", "sbin"] {
-            try ImageError.from(try makeDirectories("\(tree)/\(directory)", mode: 0o755))
-        }
-        try ImageError.from(try makeDirectories(tree + "/tmp", mode: 0o755))
-        chmod(tree + "/tmp", 0o1777)
-        try copyFile(binary, to: tree + "/bin/busybox")
-        chmod(tree + "/bin/busybox", 0o755)
-        try ImageError.from(try writeAtomically(tree + "/etc/passwd", Array("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n".utf8)))
-        try ImageError.from(try writeAtomically(tree + "/etc/group", Array("root:x:0:\nnobody:x:65534:\n".utf8)))
-        for applet in try applets(of: binary) where applet != "busybox" && !FileIO.exists("\(tree)/bin/\(applet)") {
-            symlink("busybox", "\(tree)/bin/\(applet)")
-        }
-        // A fixed time on every entry makes the layer, and so the image, reproducible.
-        var times = [timespec(tv_sec: 0, tv_nsec: 0), timespec(tv_sec: 0, tv_nsec: 0)]
-        func stamp(_ path: String) {
-            utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
-            guard FileIO.isDirectory(path) else { return }
-            for name in ((try? directoryEntries(atPath: path)) ?? []).map(\.name) {
-                var st = stat()
-                if lstat(path + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
-                    stamp(path + "/" + name)
-                } else {
-                    utimensat(AT_FDCWD, path + "/" + name, &times, AT_SYMLINK_NOFOLLOW)
-                }
-            }
-        }
-        stamp(tree)
+        return try await makeImage(from: busybox, as: name)
     }
 
     /// `busybox --list`: the applet names the binary provides.

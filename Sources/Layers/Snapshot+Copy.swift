@@ -68,17 +68,23 @@ package func copyDirectory(at path: String, inRoot root: String, into destinatio
 /// xattrs and times.
 struct TreeCopier {
     let destinationRoot: Int32
+    /// Copies overlay's own marks as they are (whiteouts as 0/0 devices, `trusted.overlay.*`
+    /// xattrs) instead of applying them: for an upper directory that is to be one again.
+    let verbatim: Bool
     /// Inodes with several links already copied: (device, inode) → path in the destination.
     private var linked: [[UInt64]: String] = [:]
 
-    init(destinationRoot: Int32) { self.destinationRoot = destinationRoot }
+    init(destinationRoot: Int32, verbatim: Bool = false) {
+        self.destinationRoot = destinationRoot
+        self.verbatim = verbatim
+    }
 
     mutating func copyDirectory(from source: Int32, to destination: Int32, path: String) throws(LayerError) {
         for entry in try LayerError.from(try directoryEntries(source, path: path)) {
             let name = entry.name
             let entryPath = path.isEmpty ? name : path + "/" + name
             guard let st = try statEntry(in: source, name, path: entryPath) else { continue }
-            if isWhiteout(st) {
+            if isWhiteout(st) && !verbatim {
                 try LayerError.from(try removeTree(in: destination, name, path: entryPath))
                 continue
             }
@@ -128,7 +134,7 @@ struct TreeCopier {
         _ = try LayerError.from(try sys("set owner of", path: path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) })
         let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
         let target = "/proc/self/fd/\(destination)/\(name)"
-        for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
+        for (key, value) in xattrs where verbatim || !key.hasPrefix("trusted.overlay.") {
             _ = try LayerError.from(try sys("set xattr \(key) on", path: path) { value.withUnsafeBytes { ck_lsetxattr(target, key, $0.baseAddress, $0.count, 0) } })
         }
         _ = try LayerError.from(try sys("set times of", path: path) { utimensat(destination, name, [st.st_atim, st.st_mtim], AT_SYMLINK_NOFOLLOW) })
@@ -142,7 +148,7 @@ struct TreeCopier {
         }
         _ = try LayerError.from(try sys("set owner of", path: path) { fchown(fd, st.st_uid, st.st_gid) })
         _ = try LayerError.from(try sys("set mode of", path: path) { fchmod(fd, st.st_mode & 0o7777) })
-        for (key, value) in xattrs where !key.hasPrefix("trusted.overlay.") {
+        for (key, value) in xattrs where verbatim || !key.hasPrefix("trusted.overlay.") {
             _ = try LayerError.from(try sys("set xattr \(key) on", path: path) { value.withUnsafeBytes { ck_fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } })
         }
         _ = try LayerError.from(try sys("set times of", path: path) { futimens(fd, [st.st_atim, st.st_mtim]) })

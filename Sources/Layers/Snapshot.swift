@@ -194,7 +194,7 @@ extension LayerStore {
     ///
     /// Throws ``LayerError/Code/unsupported`` when the kernel has no overlay or refuses the
     /// directories (an upper directory on a file system overlay cannot use, such as overlayfs).
-    private func mountOverlay(_ snapshot: Snapshot, options: OverlayOptions?) throws(LayerError) {
+    func mountOverlay(_ snapshot: Snapshot, options: OverlayOptions?) throws(LayerError) {
         try LayerError.from(try makeDirectories(snapshot.upper, mode: 0o755))
         try LayerError.from(try makeDirectories(snapshot.work, mode: 0o700))
         try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))

@@ -156,3 +156,26 @@ extension SystemError {
         SystemError(.tooLarge, detail: "\"\(path)\" is larger than \(limit) bytes", path: path)
     }
 }
+
+/// Reads up to `count` bytes of the open file `file` at `offset` (`pread`, retried on `EINTR`
+/// and short reads): fewer only at the end of the file.
+///
+/// - Parameters:
+///   - file: An open file.
+///   - offset: Where to start, in bytes.
+///   - count: How many bytes to read.
+///   - path: The file's path, for messages.
+/// - Returns: The bytes read.
+/// - Throws: ``SystemError`` naming `path` when a read fails.
+package func readBytes(_ file: OwnedFD, at offset: Int, count: Int, path: String) throws(SystemError) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    var filled = 0
+    while filled < count {
+        let n = try sys("read", path: path) {
+            bytes.withUnsafeMutableBytes { pread(file.raw, $0.baseAddress! + filled, count - filled, off_t(offset + filled)) }
+        }
+        if n == 0 { break }
+        filled += n
+    }
+    return Array(bytes[..<filled])
+}

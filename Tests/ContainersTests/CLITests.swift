@@ -41,8 +41,10 @@ struct CLITests {
         let runtime = try await TestRuntime.shared()
         let executable = try #require(Self.executable, "build berth first: swift build --build-tests")
         let process = Process()
-        // `--root` belongs to the subcommand: `berth run --root R …`.
-        let command = [executable, arguments[0], "--root", runtime.root] + arguments.dropFirst()
+        // `--root` belongs to the subcommand: `berth run --root R …`, `berth system prune --root R …`
+        // (the `system` group, unlike the others, holds no options of its own).
+        let depth = arguments.first == "system" ? 2 : 1
+        let command = [executable] + arguments.prefix(depth) + ["--root", runtime.root] + arguments.dropFirst(depth)
         process.executableURL = URL(fileURLWithPath: (wrapper + command)[0])
         process.arguments = Array((wrapper + command).dropFirst())
         let output = Pipe(), error = Pipe()

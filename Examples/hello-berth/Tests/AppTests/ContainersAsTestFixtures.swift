@@ -62,3 +62,11 @@ final class WebXCTests: XCTestCase {
         print("GET", url)                           // your HTTP client here
     }
 }
+
+func resetBetweenTests(database: Fixture) async throws {
+    try await withFixture(database) { database in
+        let empty = try await database.snapshot()
+        // … the test writes to the database …
+        try await database.restore(empty)                // as it was at the snapshot
+    }
+}
