@@ -168,8 +168,11 @@ struct Run: AsyncParsableCommand {
         return spec
     }
 
+    /// Twelve random hex digits from one 64-bit draw (one `getrandom`, not one per digit).
     private func randomID() -> String {
-        (0..<12).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined()
+        let bits = UInt64.random(in: 0...UInt64.max) >> 16
+        let hex = String(bits, radix: 16)
+        return String(repeating: "0", count: 12 - hex.count) + hex
     }
 }
 

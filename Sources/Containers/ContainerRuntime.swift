@@ -360,9 +360,17 @@ func isAlive(_ pid: Int32, _ startTime: UInt64) -> Bool {
     processStartTime(pid) == startTime
 }
 
+/// `count` random lowercase hex digits, sixteen from each 64-bit draw (one `getrandom` per
+/// draw, not one per digit: a container id takes four).
 func randomHex(_ count: Int) -> String {
+    let digits = Array("0123456789abcdef".utf8)
     var generator = SystemRandomNumberGenerator()
-    return String((0..<count).map { _ in "0123456789abcdef".randomElement(using: &generator) ?? "0" })
+    var bits: UInt64 = 0
+    return String(decoding: (0..<count).map { index -> UInt8 in
+        if index % 16 == 0 { bits = generator.next() }
+        defer { bits >>= 4 }
+        return digits[Int(bits & 0xf)]
+    }, as: UTF8.self)
 }
 
 private func generatedName() -> String {

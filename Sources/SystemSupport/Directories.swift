@@ -42,13 +42,21 @@ package func splitPath(_ path: String) -> (parent: String, name: String) {
 /// `mkdir -p`: creates `path` and every missing directory above it with `mode`; existing ones
 /// are left as they are. A relative `path` is taken from the working directory.
 ///
+/// Tries `path` itself first and climbs only on `ENOENT`, so a directory that exists (the
+/// stores' directories on every open) costs one `mkdir`, not one per component from `/`.
+///
 /// - Throws: ``SystemError`` naming the directory that could not be created.
 package func makeDirectories(_ path: String, mode: mode_t) throws(SystemError) {
-    var current = path.hasPrefix("/") ? "" : "."
-    for component in path.split(separator: "/") {
-        current += "/" + component
-        if mkdir(current, mode) != 0 && Glibc.errno != EEXIST {
-            throw SystemError.current("create directory \"\(current)\"", path: current)
-        }
+    if mkdir(path, mode) == 0 || Glibc.errno == EEXIST { return }
+    guard Glibc.errno == ENOENT else { throw SystemError.current("create directory \"\(path)\"", path: path) }
+    let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+    let (parent, _) = splitPath(trimmed)
+    // "/" and "." always exist: ENOENT below them is the kernel's answer, not a missing parent.
+    guard parent != "/", parent != ".", parent != trimmed else {
+        throw SystemError.current("create directory \"\(path)\"", path: path)
+    }
+    try makeDirectories(parent, mode: mode)
+    if mkdir(path, mode) != 0 && Glibc.errno != EEXIST {
+        throw SystemError.current("create directory \"\(path)\"", path: path)
     }
 }
