@@ -1,7 +1,8 @@
 # Berth's entry points. Run as root on Debian 12 (see README.md).
 #
 #   make demo    install deps, build the berth CLI, make the busybox image, run a container from it
-#   make test    install deps, build and run every test (serially), then build the docs
+#   make test    install deps, build and run every test (serially), then build the docs and
+#                the example packages (and run Examples/fixtures-example's tests)
 #   make docs    DocC documentation of the library targets
 #   make test-vm the tests that need another kernel, on Debian 12's own (6.1) with pure cgroup v2,
 #                in a QEMU guest (scripts/vm-test; software emulation, some minutes)
@@ -21,7 +22,7 @@ BERTH        := $(BUILD)/release/berth
 # A flag of the build, not of Package.swift: a package that depends on Berth links as it likes.
 STATIC_STDLIB ?= --static-swift-stdlib
 
-.PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-vm
+.PHONY: deps berth demo test docs bench supervisor lint-c check-consumer test-example test-vm
 
 deps:
 	scripts/install-deps
@@ -62,6 +63,11 @@ check-consumer: deps
 	scripts/check-doc-code
 	scripts/check-consumer
 
+# Examples/fixtures-example's tests (PostgreSQL and busybox fixtures, psql and URLSession),
+# built in the main build's scratch path so that Berth's targets are not compiled again.
+test-example: deps
+	SWIFT=$(SWIFT) BUILD=$(BUILD) scripts/test-example
+
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
 # cgroups), which only holds when no other test is running beside it.
 # The documentation is part of the product: CI builds every catalog with warnings as errors.
@@ -72,6 +78,7 @@ test: deps lint-c
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
 	$(MAKE) docs
 	$(MAKE) check-consumer
+	$(MAKE) test-example
 
 docs:
 	for t in $(DOCS_TARGETS); do \

@@ -125,11 +125,12 @@ let package = Package(
         ),
         // Containers as test fixtures (issue #14): a fixture as a value, wait strategies checked
         // inside the container, scoped starts that always remove, a Swift Testing trait and
-        // XCTest helpers. Imports Swift Testing and XCTest from the toolchain.
+        // XCTest helpers, and modules (PostgreSQL, Redis, nginx) whose images Images builds from
+        // the host's packages. Imports Swift Testing and XCTest from the toolchain.
         .target(
             name: "ContainerTesting",
             dependencies: [
-                "Containers", "Layers", "SystemSupport",
+                "Containers", "Images", "Layers", "SystemSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
