@@ -8,7 +8,8 @@
 #                in a QEMU guest (scripts/vm-test; software emulation, some minutes)
 #   make bench   start latency against unshare, crun and runc; the container lifecycle (run, exec,
 #                memory of a detached container) against crun, podman and docker (scripts/bench);
-#                SECTIONS=snapshots: overlay against copy from a 4-layer image, in the 6.1 guest
+#                SECTIONS=snapshots: overlay against copy from a 4-layer image, in the 6.1 guest;
+#                SECTIONS=fixtures: withFixture to ready (httpd, PostgreSQL) against podman run
 #
 # BUILD=.build-mine keeps a second build folder apart (add it to .gitignore: .build-*/ is).
 
@@ -86,13 +87,14 @@ docs:
 	done
 
 # One product per swift build: with several --product flags SwiftPM builds only the last.
-BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot
+BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot berth-bench-fixture
 
 bench: berth
 	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release $(STATIC_STDLIB) --product $$p || exit 1; done
 	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
 		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle \
-		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot scripts/bench
+		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot \
+		FIXTURE_BENCH=$(BUILD)/release/berth-bench-fixture scripts/bench
 
 # Debian 12's kernel, pure cgroup v2, in QEMU: the berth CLI from an image (scripts/vm-smoke),
 # then the test bundle built here, run in the guest; then the cgroup suites again on the same

@@ -174,6 +174,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // From the withFixture call to ready, busybox httpd and PostgreSQL (scripts/bench,
+        // section "fixtures", runs it).
+        .executableTarget(
+            name: "berth-bench-fixture",
+            dependencies: ["Containers", "ContainerTesting", "Images"],
+            path: "Benchmarks/berth-bench-fixture",
+            swiftSettings: strict
+        ),
+
         // What every test needs: test root filesystems, the static probe, the leak checker.
         .target(
             name: "TestSupport",
