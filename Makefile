@@ -1,13 +1,15 @@
 # Berth's entry points. Run as root on Debian 12 (see README.md).
 #
 #   make demo    install deps, build the berth CLI, make the busybox image, run a container from it
-#   make test    install deps, build and run every test (serially), then build the docs
+#   make test    install deps, build and run every test (serially), then build the docs and
+#                the example packages and run their tests (make examples)
 #   make docs    DocC documentation of the library targets
 #   make test-vm the tests that need another kernel, on Debian 12's own (6.1) with pure cgroup v2,
 #                in a QEMU guest (scripts/vm-test; software emulation, some minutes)
 #   make bench   start latency against unshare, crun and runc; the container lifecycle (run, exec,
 #                memory of a detached container) against crun, podman and docker (scripts/bench);
-#                SECTIONS=snapshots: overlay against copy from a 4-layer image, in the 6.1 guest
+#                SECTIONS=snapshots: overlay against copy from a 4-layer image, in the 6.1 guest;
+#                SECTIONS=fixtures: withFixture to ready (httpd, PostgreSQL) against podman run
 #   make bench-server  Examples/code-runner: 2,000 runs at 8 clients, and echo-hi runs per second
 #                and p50/p99 at 1, 4, 8 clients against `podman run --rm` (release build)
 #
@@ -27,7 +29,7 @@ BERTH        := $(BUILD)/release/berth
 # Flags of the build, not of Package.swift: a package that depends on Berth links as it likes.
 STATIC_STDLIB ?= --static-swift-stdlib -Xlinker --no-export-dynamic
 
-.PHONY: deps berth demo test docs bench bench-server supervisor lint-c check-consumer test-vm code-runner
+.PHONY: deps berth demo test docs bench bench-server supervisor lint-c check-consumer test-vm examples
 
 deps:
 	scripts/install-deps
@@ -68,6 +70,14 @@ check-consumer: deps
 	scripts/check-doc-code
 	scripts/check-consumer
 
+# Examples/fixtures-example's tests (PostgreSQL and busybox fixtures, psql and URLSession),
+# built in the main build's scratch path so that Berth's targets are not compiled again.
+# The example packages that depend on Berth by path (Examples/code-runner, the example server;
+# Examples/fixtures-example), built in the main build's scratch path after the main build, and
+# their tests (real servers on 127.0.0.1, real containers).
+examples: deps
+	SWIFT=$(SWIFT) BUILD=$(BUILD) scripts/test-examples
+
 # Serial: every test checks that nothing leaked into the test process (mounts, fds, children,
 # cgroups), which only holds when no other test is running beside it.
 # The documentation is part of the product: CI builds every catalog with warnings as errors.
@@ -76,15 +86,9 @@ check-consumer: deps
 test: deps lint-c
 	$(SWIFTPM) --build-tests --explicit-target-dependency-import-check error
 	$(SWIFT) test --scratch-path $(BUILD) --skip-build --no-parallel
-	$(MAKE) code-runner
+	$(MAKE) examples
 	$(MAKE) docs
 	$(MAKE) check-consumer
-
-# Examples/code-runner (issue 15), the example server, and its tests (real servers on
-# 127.0.0.1, real containers), in the main build's scratch path, after the main build.
-code-runner: deps
-	$(SWIFT) build --package-path Examples/code-runner --scratch-path $(BUILD) --build-tests
-	$(SWIFT) test --package-path Examples/code-runner --scratch-path $(BUILD) --skip-build --no-parallel
 
 docs:
 	for t in $(DOCS_TARGETS); do \
@@ -92,13 +96,14 @@ docs:
 	done
 
 # One product per swift build: with several --product flags SwiftPM builds only the last.
-BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot
+BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot berth-bench-fixture
 
 bench: berth
 	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release $(STATIC_STDLIB) --product $$p || exit 1; done
 	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
 		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle \
-		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot scripts/bench
+		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot \
+		FIXTURE_BENCH=$(BUILD)/release/berth-bench-fixture scripts/bench
 
 # Examples/code-runner under load and against `podman run --rm` (scripts/bench, section server).
 bench-server: berth

@@ -125,7 +125,8 @@ let package = Package(
         ),
         // Containers as test fixtures (issue #14): a fixture as a value, wait strategies checked
         // inside the container, scoped starts that always remove, a Swift Testing trait and
-        // XCTest helpers. Imports Swift Testing and XCTest from the toolchain.
+        // XCTest helpers, and modules (PostgreSQL, Redis, nginx) whose images Images builds from
+        // the host's packages. Imports Swift Testing and XCTest from the toolchain.
         .target(
             name: "ContainerTesting",
             dependencies: [
@@ -170,6 +171,15 @@ let package = Package(
             name: "berth-bench-snapshot",
             dependencies: ["ContainerKernel", "Containers", "Images", "Layers"],
             path: "Benchmarks/berth-bench-snapshot",
+            swiftSettings: strict
+        ),
+
+        // From the withFixture call to ready, busybox httpd and PostgreSQL (scripts/bench,
+        // section "fixtures", runs it).
+        .executableTarget(
+            name: "berth-bench-fixture",
+            dependencies: ["Containers", "ContainerTesting", "Images"],
+            path: "Benchmarks/berth-bench-fixture",
             swiftSettings: strict
         ),
 

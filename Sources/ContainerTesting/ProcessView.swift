@@ -44,6 +44,22 @@ struct ProcessView: ~Copyable {
         return ports
     }
 
+    /// The TCP ports with a socket in LISTEN state in the test process's own network namespace
+    /// (where published ports listen), IPv4 and IPv6.
+    static func hostListeningTCPPorts() throws(SystemError) -> Set<UInt16> {
+        var ports: Set<UInt16> = []
+        for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+            let bytes: [UInt8]
+            do {
+                bytes = try readWholeFile(table)
+            } catch where error.errno == .noSuchFileOrDirectory && table.hasSuffix("6") {
+                continue
+            }
+            ports.formUnion(listening(inTCPTable: String(decoding: bytes, as: UTF8.self)))
+        }
+        return ports
+    }
+
     /// Whether `path` exists in the process's root filesystem, resolved inside that root.
     func exists(_ path: String) throws(LayerError) -> Bool {
         let root = openat(directory, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -66,16 +66,17 @@ public struct RunningFixture: Sendable {
 /// ```
 ///
 /// - Parameters:
-///   - fixture: What to start.
+///   - fixture: What to start: a ``Fixture``, or a module such as ``PostgresFixture``.
 ///   - runtime: The runtime; `nil` is `ContainerRuntime.shared()`.
 ///   - body: What to do with the ready fixture.
 /// - Returns: What `body` returns.
-/// - Throws: What ``Fixture/start(in:)`` or `body` throws, or the removal's
-///   `ContainerError` after a `body` that returned.
+/// - Throws: What ``FixtureModule/fixture(in:)``, ``Fixture/start(in:)`` or `body` throws, or
+///   the removal's `ContainerError` after a `body` that returned.
 public func withFixture<T: Sendable>(
-    _ fixture: Fixture, in runtime: ContainerRuntime? = nil, _ body: (RunningFixture) async throws -> T
+    _ fixture: some FixtureModule, in runtime: ContainerRuntime? = nil, _ body: (RunningFixture) async throws -> T
 ) async throws -> T {
-    try await withFixtures([fixture], in: runtime) { running in try await body(running[0]) }
+    let runtime = try runtime ?? ContainerRuntime.shared()
+    return try await withFixtures([try await fixture.fixture(in: runtime)], in: runtime) { running in try await body(running[0]) }
 }
 
 /// Starts several fixtures at once, runs `body` with them, and removes every container, as

@@ -86,6 +86,21 @@ extension WaitStrategy {
         }
     }
 
+    /// Ready when `port` is not published, or its host port listens: Berth's forwarder opens
+    /// it once it has seen the container listen (it polls), and a client that connects right
+    /// after the wait needs both.
+    private func hostSide(of port: UInt16, in container: Container) -> Observation {
+        guard let published = container.state.publishedPorts.first(where: { $0.containerPort == port && $0.transport == .tcp }) else {
+            return .ready
+        }
+        do {
+            return try ProcessView.hostListeningTCPPorts().contains(published.hostPort)
+                ? .ready : .notYet("port \(port) answers, its published host port \(published.hostPort) not yet")
+        } catch {
+            return .notYet("\(error)")
+        }
+    }
+
     /// One check of a single (not composite) strategy.
     private func observe(_ container: Container, until deadline: ContinuousClock.Instant) async -> Observation {
         switch check {
@@ -98,13 +113,17 @@ extension WaitStrategy {
             return matching >= times ? .ready : .notYet("\(matching) of \(times) log lines match")
         case .listeningPort(let port):
             do {
-                return try ProcessView(of: container).listeningTCPPorts().contains(port)
-                    ? .ready : .notYet("no socket listens on port \(port)")
+                guard try ProcessView(of: container).listeningTCPPorts().contains(port) else {
+                    return .notYet("no socket listens on port \(port)")
+                }
+                return hostSide(of: port, in: container)
             } catch {
                 return .notYet("\(error)")
             }
         case .http(let path, let port, let status, let body):
-            return await httpCheck(container, path: path, port: port, status: status, body: body, until: deadline)
+            let answer = await httpCheck(container, path: path, port: port, status: status, body: body, until: deadline)
+            guard case .ready = answer else { return answer }
+            return hostSide(of: port, in: container)
         case .exec(let command, let exitCode):
             do {
                 let result = try await container.exec(command)

@@ -48,7 +48,9 @@ public struct WaitStrategy: Sendable, CustomStringConvertible {
     }
 
     /// Ready when a TCP socket listens on `port` inside the container's network namespace
-    /// (IPv4 or IPv6, any address), read from `/proc/<pid>/net/tcp` and `tcp6` of its process.
+    /// (IPv4 or IPv6, any address), read from `/proc/<pid>/net/tcp` and `tcp6` of its process;
+    /// when the port is published, also its host port (which Berth's forwarder opens only once
+    /// the container listens), so that a client connects at once.
     ///
     /// - Parameter port: The port inside the container.
     /// - Returns: The strategy.
@@ -60,7 +62,8 @@ public struct WaitStrategy: Sendable, CustomStringConvertible {
     /// `body`, a body it accepts).
     ///
     /// The request goes to the container's address on its bridge network, or, on a network
-    /// of its own, to the host port the container port is published at. Plain HTTP.
+    /// of its own, to the host port the container port is published at. Plain HTTP. A
+    /// published port is also awaited on the host, as ``listeningPort(_:)`` does.
     ///
     /// - Parameters:
     ///   - path: The path, with its query (`/health`).

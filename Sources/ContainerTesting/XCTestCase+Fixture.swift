@@ -16,12 +16,13 @@ extension XCTestCase {
     /// ```
     ///
     /// - Parameters:
-    ///   - fixture: What to start.
+    ///   - fixture: What to start: a ``Fixture``, or a module such as ``RedisFixture``.
     ///   - runtime: The runtime; `nil` is `ContainerRuntime.shared()`.
     /// - Returns: The ready fixture.
-    /// - Throws: What ``Fixture/start(in:)`` throws.
-    public func startFixture(_ fixture: Fixture, in runtime: ContainerRuntime? = nil) async throws -> RunningFixture {
-        let running = try await fixture.start(in: runtime ?? ContainerRuntime.shared())
+    /// - Throws: What ``FixtureModule/fixture(in:)`` and ``Fixture/start(in:)`` throw.
+    public func startFixture(_ fixture: some FixtureModule, in runtime: ContainerRuntime? = nil) async throws -> RunningFixture {
+        let runtime = try runtime ?? ContainerRuntime.shared()
+        let running = try await fixture.fixture(in: runtime).start(in: runtime)
         addTeardownBlock { try await running.remove() }
         return running
     }

@@ -46,6 +46,26 @@ func runATest() async throws {
     _ = database
 }
 
+func useAModule() async throws {
+    let postgres = PostgresFixture(user: "app", password: "secret", database: "orders")
+    try await withFixture(postgres) { db in
+        let url = try postgres.connectionURL(of: db)    // postgres://app:secret@127.0.0.1:41623/orders
+        print("psql", url)                              // psql, PostgresNIO, … here
+    }
+
+    let redis = RedisFixture(password: "secret")
+    try await withFixture(redis) { cache in
+        print("redis-cli -u", try redis.connectionURL(of: cache))
+    }
+}
+
+func officialImages() {
+    let official = PostgresFixture(image: .reference("docker.io/library/postgres:16"), password: "secret")
+    let cache = RedisFixture(image: .reference("docker.io/library/redis:7"))
+    let web = NginxFixture(image: .reference("docker.io/library/nginx:1.27"))
+    _ = (official, cache, web)
+}
+
 @Suite(.fixture("web", web))
 struct WebTests {
     @Test func servesTheIndex() async throws {
