@@ -74,111 +74,56 @@ public struct TerminalSize: Sendable, Hashable {
 ///
 /// Read it as it comes (`for await chunk in output`) or all at once (``collect()``). It ends
 /// when the process (and every process that inherited the descriptor) has closed it.
-///
-/// Reading costs no thread: the pipe is read by Berth's I/O thread as the reader keeps up.
-/// When the reader is 1 MiB behind, the pipe is left unread until it catches up, so the
-/// process blocks on its next write, as on any pipe, and memory stays bounded. A reader that
-/// stops for good (its task cancelled, or every copy of the sequence and its iterators
-/// dropped) makes the rest be read and dropped, so the process never blocks on it.
 public struct ProcessOutput: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     private let stream: AsyncStream<[UInt8]>
-    private let reader: Reader
-
-    /// The reader's side of the budget; when no copy of the sequence or of an iterator is left,
-    /// nobody can read any more, and the rest is dropped.
-    fileprivate final class Reader: Sendable {
-        let budget: ReadBudget
-        init(_ budget: ReadBudget) { self.budget = budget }
-        deinit { budget.close() }
-    }
 
     /// Starts draining `fd` (which it then owns and closes at end of stream) on the I/O loop.
     init(owning fd: Int32) throws(KernelError) {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        let budget = ReadBudget()
         self.stream = stream
-        self.reader = Reader(budget)
-        continuation.onTermination = { termination in
-            if case .cancelled = termination { budget.close() }
-        }
-        // The current registration on the loop, and whether the stream has ended.
-        let drainState = Mutex<(token: UInt64?, finished: Bool)>((nil, false))
-        let events = UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
-        let drain = Mutex<IOLoop.Handler?>(nil)
-        // Watches fd again once the reader has caught up.
-        let resume: @Sendable () -> Void = {
-            guard let handler = drain.withLock({ $0 }) else { return }
-            drainState.withLock { state in
-                guard !state.finished, state.token == nil else { return }
-                state.token = try? IOLoop.shared.register(fd, events: events, handler: handler)
-            }
-        }
-        let handler: IOLoop.Handler = { _ in
+        let token = Mutex<UInt64?>(nil)
+        let finished = Mutex(false)
+        let drain: IOLoop.Handler = { _ in
             // Runs on the loop thread only, so reads never race each other.
-            guard !drainState.withLock({ $0.finished }) else { return }
+            guard !finished.withLock({ $0 }) else { return }
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
-                let paused = budget.pauseIfFull(pause: {
-                    drainState.withLock { state in
-                        if let token = state.token { IOLoop.shared.unregister(fd, token: token) }
-                        state.token = nil
-                    }
-                }, resume: resume)
-                if paused { return }
                 let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n > 0 {
-                    budget.handedOver(n)
                     continuation.yield(Array(buffer[0..<n]))
                     continue
                 }
                 if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
                 // EOF, or EIO from a terminal whose other side closed: the stream ends.
-                drainState.withLock { state in
-                    state.finished = true
-                    if let token = state.token { IOLoop.shared.unregister(fd, token: token) }
-                    state.token = nil
-                }
-                drain.withLock { $0 = nil }
+                finished.withLock { $0 = true }
+                if let registered = token.withLock({ $0 }) { IOLoop.shared.unregister(fd, token: registered) }
                 close(fd)
                 continuation.finish()
                 return
             }
         }
-        drain.withLock { $0 = handler }
+        let registered: UInt64
         do {
-            try drainState.withLock { state throws(KernelError) in
-                state.token = try IOLoop.shared.register(fd, events: events, handler: handler)
-            }
+            registered = try IOLoop.shared.register(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), handler: drain)
         } catch {
-            drain.withLock { $0 = nil }
             close(fd)
             throw error
         }
+        token.withLock { $0 = registered }
+        // The stream may have ended before the token was stored.
+        if finished.withLock({ $0 }) { IOLoop.shared.unregister(fd, token: registered) }
     }
 
-    /// Reads the chunks as they come.
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        fileprivate var base: AsyncStream<[UInt8]>.AsyncIterator
-        fileprivate let reader: Reader
-
-        /// The next chunk, or `nil` at the end of the stream (or when the calling task is cancelled).
-        public mutating func next() async -> [UInt8]? {
-            let chunk = await base.next()
-            if let chunk { reader.budget.taken(chunk.count) }
-            return chunk
-        }
-    }
-
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: stream.makeAsyncIterator(), reader: reader) }
+    public func makeAsyncIterator() -> AsyncStream<[UInt8]>.AsyncIterator { stream.makeAsyncIterator() }
 
     /// Reads everything until the end of the stream.
     ///
     /// - Returns: All bytes written.
     public func collect() async -> [UInt8] {
         var all: [UInt8] = []
-        for await chunk in self { all += chunk }
+        for await chunk in stream { all += chunk }
         return all
     }
 

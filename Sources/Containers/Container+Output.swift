@@ -1,5 +1,4 @@
 public import ContainerKernel
-import Synchronization
 
 /// A piece of what a container's process wrote to one of its streams.
 public struct OutputChunk: Sendable, Hashable {
@@ -22,75 +21,33 @@ public struct OutputChunk: Sendable, Hashable {
 /// Read it as it comes (`for await chunk in output`), or all at once with a bound
 /// (``collect(limit:)``). It ends when the process, and every process that inherited its
 /// stdout and stderr, has closed them. Reading it costs no thread: the pipes are watched by
-/// Berth's I/O thread. At most about 1 MiB that the reader has not taken yet is held in memory
-/// per stream; beyond it the pipes are left unread and the process blocks on its next write,
-/// as on any pipe, until the reader catches up. A reader that stops for good (its task is
-/// cancelled, or it drops the sequence and its iterators) makes the rest be read and
-/// dropped, so the process never blocks on it.
+/// Berth's I/O thread. What is not read yet stays in memory; a reader that stops (or whose
+/// task is cancelled) makes the rest be read and dropped.
 public struct ContainerOutput: AsyncSequence, Sendable {
     public typealias Element = OutputChunk
     private let chunks: AsyncStream<OutputChunk>
-    private let reader: Reader
-
-    /// The reader's side: when no copy of the sequence or of an iterator is left, the merge
-    /// stops, which makes the pipes' readers drop the rest.
-    fileprivate final class Reader: Sendable {
-        let budget = ReadBudget()
-        let merge = Mutex<Task<Void, Never>?>(nil)
-        deinit {
-            budget.close()
-            merge.withLock { $0?.cancel() }
-        }
-    }
 
     /// Merges the process's stdout and stderr (or its terminal).
     init(of process: ProcessHandle) {
         let (chunks, continuation) = AsyncStream<OutputChunk>.makeStream()
-        let reader = Reader()
-        let budget = reader.budget
         self.chunks = chunks
-        self.reader = reader
-        let merge = Task.detached {
+        Task.detached {
             await withTaskGroup(of: Void.self) { group in
                 let sources: [(ProcessOutput?, LogEntry.Stream)] = [
                     (process.standardOutput, .stdout), (process.standardError, .stderr), (process.terminal?.output, .stdout),
                 ]
                 for case let (source?, stream) in sources {
                     group.addTask {
-                        for await bytes in source {
-                            // Holding the next chunk back stops reading the pipe once the
-                            // reader of this sequence is behind.
-                            await budget.reserve(bytes.count)
-                            continuation.yield(OutputChunk(stream: stream, bytes: bytes))
-                        }
+                        for await bytes in source { continuation.yield(OutputChunk(stream: stream, bytes: bytes)) }
                     }
                 }
             }
             continuation.finish()
         }
-        reader.merge.withLock { $0 = merge }
-        continuation.onTermination = { termination in
-            guard case .cancelled = termination else { return }
-            budget.close()
-            merge.cancel()
-        }
-    }
-
-    /// Reads the chunks as they come.
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        fileprivate var base: AsyncStream<OutputChunk>.AsyncIterator
-        fileprivate let reader: Reader
-
-        /// The next chunk, or `nil` at the end (or when the calling task is cancelled).
-        public mutating func next() async -> OutputChunk? {
-            let chunk = await base.next()
-            if let chunk { reader.budget.taken(chunk.bytes.count) }
-            return chunk
-        }
     }
 
     /// Starts reading.
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: chunks.makeAsyncIterator(), reader: reader) }
+    public func makeAsyncIterator() -> AsyncStream<OutputChunk>.AsyncIterator { chunks.makeAsyncIterator() }
 
     /// Reads to the end, keeping at most `limit` bytes of stdout and stderr together; the rest
     /// is read and dropped, so the process is never blocked by a full pipe and memory stays
@@ -101,7 +58,7 @@ public struct ContainerOutput: AsyncSequence, Sendable {
     public func collect(limit: Int) async -> CollectedOutput {
         var collected = CollectedOutput()
         var kept = 0
-        for await chunk in self {
+        for await chunk in chunks {
             let room = Swift.max(0, limit - kept)
             if chunk.bytes.count > room { collected.truncated = true }
             guard room > 0 else { continue }

@@ -158,40 +158,6 @@ struct DeadlineOutputTests {
         try await container.remove()
     }
 
-    /// A reader that falls behind holds the process back instead of filling memory: after one
-    /// chunk of 64 MiB is read, the program is blocked on its pipe (still running a second later,
-    /// where without back-pressure it is done in milliseconds); read on, every byte arrives.
-    @Test func aSlowReaderHoldsTheProcessBackAndLosesNothing() async throws {
-        let runtime = try await TestRuntime.shared()
-        let size = 64 << 20
-        let container = try await runtime.run(busybox(["sh", "-c", "head -c \(size) /dev/zero"]) { $0.output = .stream })
-        var chunks = try container.output().makeAsyncIterator()
-        var received = try #require(await chunks.next()).bytes.count
-        let early = await #expect(throws: ContainerError.self) { try await container.wait(timeout: .seconds(1)) }
-        #expect(early?.code == .timeout, "the program was not held back")
-        while let chunk = await chunks.next() { received += chunk.bytes.count }
-        #expect(received == size)
-        #expect(try await container.wait() == .exited(0))
-        try await container.remove()
-    }
-
-    /// A reader that stops for good lets the process run on: the rest of its output is read
-    /// and dropped. Here the reader takes one chunk and is cancelled while it waits for
-    /// something else; the output and its iterator go with its task.
-    @Test func aReaderThatGoesAwayDoesNotHoldTheProcess() async throws {
-        let runtime = try await TestRuntime.shared()
-        let container = try await runtime.run(busybox(["sh", "-c", "head -c \(64 << 20) /dev/zero"]) { $0.output = .stream })
-        let reader = Task {
-            var chunks = try container.output().makeAsyncIterator()
-            _ = await chunks.next()
-            try? await Task.sleep(for: .seconds(3600))
-        }
-        reader.cancel()
-        try await reader.value
-        #expect(try await container.wait(timeout: .seconds(120)) == .exited(0))
-        try await container.remove()
-    }
-
     /// Rotation that deletes the oldest file leaves an entry saying how much was dropped, in
     /// an attached container's log (LogFile) and a detached one's (berth-supervisor) alike.
     @Test(arguments: [ContainerLifetime.embedded, .detached])
