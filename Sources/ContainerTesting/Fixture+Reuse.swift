@@ -86,18 +86,7 @@ extension Fixture {
         var configuration = configuration
         configuration.lifetime = .detached
         configuration.labels[Self.reuseLabel] = key
-        let container = try await runtime.create(configuration)
-        do {
-            // First: a creator killed before the start leaves a container that expires too.
-            try container.setExpiry(expiry)
-            try copyFiles(into: container, of: runtime)
-            try Task.checkCancellation()
-            try await container.start()
-            try await waitStrategy.wait(for: container, until: deadline)
-            return RunningFixture(container: container, fixture: self)
-        } catch {
-            try? await removeOutsideCancellation(container)
-            throw error
-        }
+        // The expiry first: a creator killed before the start leaves a container that expires too.
+        return try await createAndStart(configuration, in: runtime, until: deadline) { try $0.setExpiry(expiry) }
     }
 }

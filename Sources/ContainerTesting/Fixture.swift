@@ -96,8 +96,19 @@ public struct Fixture: Sendable {
         let deadline = ContinuousClock.now.advanced(by: startupTimeout)
         var configuration = configuration
         configuration.labels[ContainerRuntime.sessionLabel] = ContainerRuntime.currentSession
+        return try await createAndStart(configuration, in: runtime, until: deadline)
+    }
+
+    /// Creates the container, runs `prepare` on it, copies ``files`` in, starts it and waits
+    /// until it is ready by `deadline`; removes it when any of that fails or the task is
+    /// cancelled.
+    func createAndStart(
+        _ configuration: ContainerConfiguration, in runtime: ContainerRuntime, until deadline: ContinuousClock.Instant,
+        prepare: (Container) throws -> Void = { _ in }
+    ) async throws -> RunningFixture {
         let container = try await runtime.create(configuration)
         do {
+            try prepare(container)
             try copyFiles(into: container, of: runtime)
             try Task.checkCancellation()
             try await container.start()
