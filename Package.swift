@@ -148,6 +148,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // What the benchmark programs share: their timings and the line scripts/bench reads.
+        .target(
+            name: "BenchSupport",
+            path: "Benchmarks/BenchSupport",
+            swiftSettings: strict
+        ),
+
         // Start-to-exit through the library, in-process and warm (scripts/bench runs it).
         .executableTarget(
             name: "berth-bench-start",
@@ -160,7 +167,7 @@ let package = Package(
         // (scripts/bench runs it).
         .executableTarget(
             name: "berth-bench-lifecycle",
-            dependencies: ["Containers"],
+            dependencies: ["BenchSupport", "Containers"],
             path: "Benchmarks/berth-bench-lifecycle",
             swiftSettings: strict
         ),
@@ -178,7 +185,7 @@ let package = Package(
         // section "fixtures", runs it).
         .executableTarget(
             name: "berth-bench-fixture",
-            dependencies: ["Containers", "ContainerTesting", "Images"],
+            dependencies: ["BenchSupport", "Containers", "ContainerTesting", "Images"],
             path: "Benchmarks/berth-bench-fixture",
             swiftSettings: strict
         ),

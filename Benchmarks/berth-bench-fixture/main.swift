@@ -16,6 +16,7 @@
 // e.g. `httpd median_ms=12.3 p10_ms=11.0 p90_ms=14.2 runs=20`. The removal after the body is
 // not counted. No network (the port checks read the container's own network namespace), so
 // the numbers hold the fixture's work, not a bridge's.
+import BenchSupport
 import Containers
 import ContainerTesting
 import Images
@@ -23,24 +24,6 @@ import Images
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Runs in milliseconds, summarised as scripts/bench reads them.
-struct Samples {
-    let name: String
-    var values: [Double] = []
-
-    mutating func add(_ duration: Duration) {
-        let parts = duration.components
-        values.append(Double(parts.seconds) * 1e3 + Double(parts.attoseconds) / 1e15)
-    }
-
-    func report() {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return }
-        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
-        print("\(name) median_ms=\(percentile(0.5)) p10_ms=\(percentile(0.1)) p90_ms=\(percentile(0.9)) runs=\(sorted.count)")
-    }
-}
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 var saveDirectory: String?

@@ -28,29 +28,12 @@
 // Every container has the defaults of `docker run --network none`: an overlay snapshot of the
 // image, pid, mount, uts, ipc, network and cgroup namespaces, a cgroup, Docker's capabilities
 // and seccomp profile, and its output drained into its log.
+import BenchSupport
 import Containers
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Runs in milliseconds, summarised as scripts/bench reads them.
-struct Samples {
-    let name: String
-    var values: [Double] = []
-
-    mutating func add(_ duration: Duration) {
-        let parts = duration.components
-        values.append(Double(parts.seconds) * 1e3 + Double(parts.attoseconds) / 1e15)
-    }
-
-    func report() {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return }
-        func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
-        print("\(name) median_ms=\(percentile(0.5)) p10_ms=\(percentile(0.1)) p90_ms=\(percentile(0.9)) runs=\(sorted.count)")
-    }
-}
 
 /// Stops the benchmark with a message (scripts/bench shows the output of a failed run).
 func fail(_ message: String) -> Never {
