@@ -117,8 +117,10 @@ struct APITests {
 
     @Test func aFullQueueAnswers429WithRetryAfter() async throws {
         try await withServer({ $0.maxConcurrentRuns = 1; $0.maxQueuedRuns = 1 }) { client, _ in
+            // Either may reach the slot first: both hold it long enough for the third to find
+            // the queue full.
             async let first = client.result(RunRequest(image: "busybox", command: ["sleep", "2"]))
-            async let second = client.result(RunRequest(image: "busybox", command: ["true"]))
+            async let second = client.result(RunRequest(image: "busybox", command: ["sleep", "2"]))
             // Both are in the server (one running, one queued) once the metrics say so.
             try await poll("the queue to hold a run") {
                 try await client.get("/metrics").text.contains("code_runner_queue_depth 1")
