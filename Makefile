@@ -122,7 +122,7 @@ bench-server: berth
 # process creation is some 40x slower, so the subset stays small. The bundle runs as
 # `swift test --skip-build` would run it: SwiftPM itself spends four minutes of emulation
 # loading the manifest before the first test.
-VM_FILTER  ?= SnapshotDriverTests|LayerStackTests|CgroupTests|ContainerKernelTests\.(LifecycleTests|IsolationTests|ResourceTests|SpecOptionTests|SeccompTests|ChildPathEscapeTests)|ContainersTests\.(DetachedTests|OwnerDeathTests|ImageSourceTests|CopyTests|ContainerStateMachineTests|SandboxTests|DeadlineOutputTests|FixtureTests|FixtureTraitTests|WaitStrategyTests)
+VM_FILTER  ?= SnapshotDriverTests|LayerStackTests|CgroupTests|ContainerKernelTests\.(LifecycleTests|IsolationTests|ResourceTests|SpecOptionTests|SeccompTests|ChildPathEscapeTests)|ContainersTests\.(DetachedTests|OwnerDeathTests|ImageSourceTests|CopyTests|ContainerStateMachineTests|SandboxTests|DeadlineOutputTests|FixtureTests|FixtureTraitTests|WaitStrategyTests|SnapshotTests|SessionTests|ReuseTests)
 VM_HYBRID_FILTER ?= CgroupTests|ContainerKernelTests\.(ResourceTests|LifecycleTests)|ContainersTests\.DetachedTests
 # The test process in a non-root cgroup, as under systemd (a service) or inside a container.
 VM_NESTED_FILTER ?= CgroupTests|ContainersTests\.DetachedTests
