@@ -107,8 +107,8 @@ public final class Container: Sendable {
     }
 
     func write(_ record: ContainerRecord) throws(ContainerError) {
-        let bytes = try wrapping("encode the state of", container: record.name) { try RecordEncoder.encode(record) }
-        try ContainerError.from(try writeAtomically(directory + "/container.json", bytes, durable: false))
+        let bytes = try wrapping("encode the state of", container: record.name) { try jsonEncoder.encode(record) }
+        try ContainerError.from(try writeAtomically(directory + "/container.json", Array(bytes), durable: false))
     }
 
     /// The container's network sandbox, when it is on a bridge network or shares another's.

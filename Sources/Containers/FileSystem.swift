@@ -1,8 +1,14 @@
 import FoundationEssentials
 
-// The JSON decoding of the runtime's own state records (read with SystemSupport's
-// readWholeFile). They are written by RecordEncoder, which writes what a
-// JSONEncoder with .sortedKeys and .iso8601 dates would, at a fraction of its first use's cost.
+// The JSON coding of the runtime's own state records (read with SystemSupport's
+// readWholeFile, written with writeAtomically).
+
+let jsonEncoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    return encoder
+}()
 
 let jsonDecoder: JSONDecoder = {
     let decoder = JSONDecoder()

@@ -234,8 +234,8 @@ extension ContainerRuntime {
     }
 
     private func writeVolumeRecord(_ record: VolumeRecord) throws(ContainerError) {
-        let bytes = try wrapping("encode volume \(record.name)") { try RecordEncoder.encode(record) }
-        try ContainerError.from(try writeAtomically(volumeRecordPath(record.name), bytes))
+        let bytes = try wrapping("encode volume \(record.name)") { try jsonEncoder.encode(record) }
+        try ContainerError.from(try writeAtomically(volumeRecordPath(record.name), Array(bytes)))
     }
 
     /// Runs `body` holding `<root>/volumes/.lock`, which orders creation, copy-up and removal
