@@ -40,35 +40,23 @@ func unsupported(_ message: String) -> ExitCode {
 
 /// Runs a command body, turning Berth's errors into a `berth: …` message and Docker's exit
 /// codes: 126 or 127 when a command cannot be executed or is not found, else 125 (which
-/// Docker also uses for invalid arguments to a container). An `ExitCode` the body throws
-/// (such as the container's own exit code) ends berth with that code.
-///
-/// Berth ends here (`exit`, which flushes stdout as ArgumentParser's own exit does) instead of
-/// throwing the code on to ArgumentParser: its error path builds the root command's usage text
-/// for every error, even an `ExitCode` it then prints nothing for, which was a reflection of
-/// the command tree at the end of every `berth run` (Performance.md, "CLI start"). The body's
-/// `defer`s have run by then; other errors go on to ArgumentParser as before.
+/// Docker also uses for invalid arguments to a container).
 func reportingContainerErrors(_ body: () async throws -> Void) async throws {
-    let code: Int32
     do {
         try await body()
-        return
-    } catch let exitCode as ExitCode {
-        code = exitCode.rawValue
     } catch let error as ValidationError {
         printError(error.message)
-        code = ExitCodes.berthError
+        throw ExitCode(ExitCodes.berthError)
     } catch let error as ContainerError {
         printError("\(error)")
-        code = error.kernelError.map { dockerExitCode(for: $0) } ?? ExitCodes.berthError
+        throw ExitCode(error.kernelError.map { dockerExitCode(for: $0) } ?? ExitCodes.berthError)
     } catch let error as ImageError {
         printError("\(error)")
-        code = ExitCodes.berthError
+        throw ExitCode(ExitCodes.berthError)
     } catch let error as KernelError {
         printError("\(error)")
-        code = dockerExitCode(for: error)
+        throw ExitCode(dockerExitCode(for: error))
     }
-    exit(code)
 }
 
 /// Docker's exit code for a process that did not start: 127 when the executable is missing,
