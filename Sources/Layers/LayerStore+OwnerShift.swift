@@ -65,7 +65,9 @@ extension LayerStore {
         for layer in layers {
             let path = layer.shiftedPath(owners)
             guard access(path, F_OK) != 0 else { continue }
-            let temporary = tmpDirectory + "/shift-\(owners.name)-\(UInt32.random(in: 0...UInt32.max))"
+            // Named after the layer, as an unpack's is: collectGarbage(keeping:) removes it
+            // when a process died making it.
+            let temporary = tmpDirectory + "/\(try Self.hex(layer.chainID))-shift-\(owners.name)-\(UInt32.random(in: 0...UInt32.max))"
             do throws(LayerError) {
                 let from = try LayerError.from(try OwnedFD(opening: layer.path, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW))
                 try LayerError.from(try makeDirectories(temporary, mode: 0o700))

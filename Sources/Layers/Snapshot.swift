@@ -19,7 +19,7 @@ public enum SnapshotDriver: String, Sendable, Hashable, CustomStringConvertible 
     public var description: String { rawValue }
 }
 
-/// A container's root filesystem, made by ``LayerStore/createSnapshot(topChainID:at:driver:)``.
+/// A container's root filesystem, made by ``LayerStore/createSnapshot(topChainID:at:driver:owners:)``.
 ///
 /// Everything the snapshot owns lives in its ``directory``: `rootfs/` (the mount point or the
 /// copy) and, for overlay, `upper/` and `work/`.
@@ -186,7 +186,7 @@ extension LayerStore {
 
     /// The snapshot previously created at `directory` (by this or another process), or `nil`.
     ///
-    /// - Parameter directory: The directory given to ``createSnapshot(topChainID:at:driver:)``.
+    /// - Parameter directory: The directory given to ``createSnapshot(topChainID:at:driver:owners:)``.
     public func snapshot(at directory: String) -> Snapshot? {
         guard let bytes = try? readWholeFile(Snapshot.referencePath(storeRoot: root, directory: directory)),
             let reference = Self.parseReference(String(decoding: bytes, as: UTF8.self)),
