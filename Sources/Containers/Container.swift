@@ -75,10 +75,9 @@ public final class Container: Sendable {
             try ContainerError.from(try makeDirectories(directory, mode: 0o711))
             try container.persist()
             _ = try wrapping("prepare the root filesystem of", container: name) {
-                try runtime.layers.createSnapshot(topChainID: topChainID, at: directory)
+                try runtime.layers.createSnapshot(topChainID: topChainID, at: directory,
+                                                  owners: configuration.userNamespace?.ownerShift)
             }
-            // Before the volumes' copy-up, which keeps the owners it reads.
-            try await configuration.userNamespace?.shiftOwners(of: directory + "/rootfs")
             // After the snapshot: the copy-up reads the image's content from the root filesystem.
             try await runtime.prepareVolumes(for: configuration, rootfs: directory + "/rootfs")
             if let mode = try runtime.networkMode(for: configuration) {

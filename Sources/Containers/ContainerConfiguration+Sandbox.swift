@@ -1,4 +1,5 @@
 public import ContainerKernel
+import Layers
 
 // The sandbox controls of a configuration beyond Docker's defaults: the checks made before
 // anything is created, the user-namespace range, and the hardened preset.
@@ -31,6 +32,9 @@ public struct UserNamespaceRemapping: Sendable, Codable, Hashable {
 
     /// The mapping as the kernel takes it, for both `uid_map` and `gid_map`.
     var mappings: [IDMapping] { [IDMapping(containerID: 0, hostID: hostID, size: size)] }
+
+    /// The owners the root filesystem's files need for the namespace to show the image's.
+    var ownerShift: OwnerShift { OwnerShift(hostID: hostID, size: size) }
 }
 
 extension ContainerConfiguration {
@@ -39,7 +43,7 @@ extension ContainerConfiguration {
     ///
     /// No network (only `lo`); a read-only root filesystem with a 16 MiB tmpfs at `/tmp`; every
     /// capability dropped; `no_new_privs`; a user namespace (root in the container is host id
-    /// 100000, see ``userNamespace`` for what that costs at create); at most 64 processes,
+    /// 100000, see ``userNamespace`` for what that costs at the first create); at most 64 processes,
     /// 256 MiB of memory and no swap, one CPU's time; Docker's seccomp profile and masked paths;
     /// a deadline of 60 seconds (``timeout``: the run is killed and ends timed out); at most
     /// 1 MiB of log kept (older output is dropped, and the log says so). Change any field of

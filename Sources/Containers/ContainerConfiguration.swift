@@ -93,10 +93,12 @@ public struct ContainerConfiguration: Sendable, Codable {
     /// the container's other isolation holds no privilege over the host's files and
     /// processes, and its capabilities reach only what the namespace owns.
     ///
-    /// The image's files are owned correctly inside: at ``ContainerRuntime/create(_:)`` every
-    /// file of the root filesystem is given the mapped owner (a chown'ed copy: the overlay
-    /// copies each file up, so creating costs a copy of the image's files, and file
-    /// capabilities, `security.capability`, are lost). Files of volumes and bind mounts keep
+    /// The image's files are owned correctly inside: the root filesystem stacks copies of the
+    /// image's layers whose files have the mapped owners, one per layer and mapping, made by the
+    /// first ``ContainerRuntime/create(_:)`` that needs them (a copy of the image's files, once)
+    /// and shared, read-only, by every container with the same mapping; each container's
+    /// changes stay its own. File capabilities (`security.capability`) of the image are lost in
+    /// the copies. Files of volumes and bind mounts keep
     /// their host owners: a host owner outside the range appears as `nobody` (65534) inside.
     /// Needs a kernel with user namespaces enabled (`user.max_user_namespaces` above 0).
     public var userNamespace: UserNamespaceRemapping?

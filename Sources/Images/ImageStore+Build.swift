@@ -184,7 +184,7 @@ extension ImageStore {
     /// - Parameters:
     ///   - image: An image in this store.
     ///   - layers: The layer store, normally `<berth root>/layers`.
-    /// - Returns: The top layer's chain ID for `LayerStore/createSnapshot(topChainID:at:driver:)`,
+    /// - Returns: The top layer's chain ID for `LayerStore/createSnapshot(topChainID:at:driver:owners:)`,
     ///   or nil for an image without layers.
     /// - Throws: ``ImageError`` with code ``ImageError/Code/invalidContent`` when the config and
     ///   manifest disagree or a layer is malformed, ``ImageError/Code/digestMismatch`` when a

@@ -71,12 +71,21 @@ struct TreeCopier {
     /// Copies overlay's own marks as they are (whiteouts as 0/0 devices, `trusted.overlay.*`
     /// xattrs) instead of applying them: for an upper directory that is to be one again.
     let verbatim: Bool
+    /// Gives each copy the owner its owner maps to (an id-shifted layer), instead of the same.
+    let owners: OwnerShift?
     /// Inodes with several links already copied: (device, inode) → path in the destination.
     private var linked: [[UInt64]: String] = [:]
 
-    init(destinationRoot: Int32, verbatim: Bool = false) {
+    init(destinationRoot: Int32, verbatim: Bool = false, owners: OwnerShift? = nil) {
         self.destinationRoot = destinationRoot
         self.verbatim = verbatim
+        self.owners = owners
+    }
+
+    /// The owner a copy of a file owned by `st`'s ids gets.
+    private func owner(_ st: stat) -> (uid: UInt32, gid: UInt32) {
+        guard let owners else { return (st.st_uid, st.st_gid) }
+        return (owners.shifted(st.st_uid), owners.shifted(st.st_gid))
     }
 
     mutating func copyDirectory(from source: Int32, to destination: Int32, path: String) throws(LayerError) {
@@ -131,7 +140,8 @@ struct TreeCopier {
             _ = try LayerError.from(try sys("create node", path: path) { mknodat(destination, name, st.st_mode, st.st_rdev) })
             try setNodeMode(name, in: destination, mode: st.st_mode, device: st.st_rdev, path: path)
         }
-        _ = try LayerError.from(try sys("set owner of", path: path) { fchownat(destination, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) })
+        let (uid, gid) = owner(st)
+        _ = try LayerError.from(try sys("set owner of", path: path) { fchownat(destination, name, uid, gid, AT_SYMLINK_NOFOLLOW) })
         let xattrs = readXattrs(fd: nil, path: "/proc/self/fd/\(source)/\(name)")
         let target = "/proc/self/fd/\(destination)/\(name)"
         for (key, value) in xattrs where verbatim || !key.hasPrefix("trusted.overlay.") {
@@ -146,7 +156,8 @@ struct TreeCopier {
         for key in readXattrs(fd: fd, path: path).keys where xattrs[key] == nil {
             _ = try LayerError.from(try sys("remove xattr \(key) from", path: path) { ck_fremovexattr(fd, key) })
         }
-        _ = try LayerError.from(try sys("set owner of", path: path) { fchown(fd, st.st_uid, st.st_gid) })
+        let (uid, gid) = owner(st)
+        _ = try LayerError.from(try sys("set owner of", path: path) { fchown(fd, uid, gid) })
         _ = try LayerError.from(try sys("set mode of", path: path) { fchmod(fd, st.st_mode & 0o7777) })
         for (key, value) in xattrs where verbatim || !key.hasPrefix("trusted.overlay.") {
             _ = try LayerError.from(try sys("set xattr \(key) on", path: path) { value.withUnsafeBytes { ck_fsetxattr(fd, key, $0.baseAddress, $0.count, 0) } })

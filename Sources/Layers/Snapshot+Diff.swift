@@ -108,7 +108,7 @@ extension Snapshot {
     }
 
     private func collectChanges() throws(LayerError) -> [(change: Change, opaque: Bool)] {
-        let lower = LowerView(layers: layers.map(\.path))
+        let lower = LowerView(layers: lowerPaths)
         let (tree, _) = try changeRoot()
         var result: [(change: Change, opaque: Bool)] = []
         func record(_ kind: Change.Kind, _ path: String, opaque: Bool = false) {

@@ -19,7 +19,7 @@ public enum SnapshotDriver: String, Sendable, Hashable, CustomStringConvertible 
     public var description: String { rawValue }
 }
 
-/// A container's root filesystem, made by ``LayerStore/createSnapshot(topChainID:at:driver:)``.
+/// A container's root filesystem, made by ``LayerStore/createSnapshot(topChainID:at:driver:owners:)``.
 ///
 /// Everything the snapshot owns lives in its ``directory``: `rootfs/` (the mount point or the
 /// copy) and, for overlay, `upper/` and `work/`.
@@ -32,7 +32,14 @@ public struct Snapshot: Sendable {
     public let driver: SnapshotDriver
     /// The layers the snapshot was made from, top first (empty for an empty root).
     public let layers: [Layer]
+    /// The shift of the layers' owners the snapshot shows (a user namespace's mapping), or
+    /// `nil` for the layers as they are.
+    public let owners: OwnerShift?
     let storeRoot: String
+
+    /// The directories of the layers as the snapshot stacks them, top first: the layers', or
+    /// their id-shifted copies.
+    var lowerPaths: [String] { layers.map { layer in owners.map(layer.shiftedPath) ?? layer.path } }
 
     /// Overlay's upper directory: the container's changes.
     var upper: String { directory + "/upper" }
@@ -41,6 +48,12 @@ public struct Snapshot: Sendable {
 
     static func referencePath(storeRoot: String, directory: String) -> String {
         storeRoot + "/.refs/" + digestString(SHA256.hash(data: Array(directory.utf8))).dropFirst("sha256:".count)
+    }
+
+    /// Gives the directory that becomes the root filesystem's root the shifted root as owner.
+    func ownRoot(_ path: String) throws(LayerError) {
+        guard let owners else { return }
+        _ = try LayerError.from(try sys("set owner of", path: path) { chown(path, owners.hostID, owners.hostID) })
     }
 
     /// Unmounts the root filesystem and deletes what the snapshot created, releasing its layers.
@@ -90,6 +103,7 @@ extension LayerStore {
     struct SnapshotReference {
         var directory: String
         var driver: SnapshotDriver
+        var owners: OwnerShift?
         var chainIDs: [String]
     }
 
@@ -104,22 +118,29 @@ extension LayerStore {
     ///
     /// Costs one mount with overlay; a copy of every layer with the copy driver.
     ///
+    /// With `owners` (a container in a user namespace), the snapshot stacks copies of the layers
+    /// whose files have the shifted owners, so that the namespace maps them back to the image's:
+    /// one copy per layer and shift, made by the first snapshot that needs it and shared, read
+    /// only, by every snapshot with the same shift; the snapshot's own root directory is owned by
+    /// the shifted root.
+    ///
     /// - Parameters:
     ///   - topChainID: The chain ID of the top layer; `nil` for an empty root.
     ///   - directory: The directory to create the snapshot in; created if missing.
     ///   - driver: The driver to use, or `nil` to choose (overlay, else copy).
+    ///   - owners: The shift of the files' owners, or `nil` to keep them.
     /// - Returns: The snapshot; remove it with ``Snapshot/remove()``.
     /// - Throws: ``LayerError`` with ``LayerError/Code/notFound`` when a layer of the chain is
     ///   not unpacked, ``LayerError/Code/inUse`` when a snapshot already exists at `directory`.
-    public func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver? = nil)
-        throws(LayerError) -> Snapshot
+    public func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver? = nil,
+                               owners: OwnerShift? = nil) throws(LayerError) -> Snapshot
     {
-        try createSnapshot(topChainID: topChainID, at: directory, driver: driver, overlayOptions: nil)
+        try createSnapshot(topChainID: topChainID, at: directory, driver: driver, owners: owners, overlayOptions: nil)
     }
 
-    /// ``createSnapshot(topChainID:at:driver:)`` with the way overlay gets its layers fixed
-    /// (`nil`: the first the kernel accepts), so tests can try each on any kernel.
-    func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver?,
+    /// ``createSnapshot(topChainID:at:driver:owners:)`` with the way overlay gets its layers
+    /// fixed (`nil`: the first the kernel accepts), so tests can try each on any kernel.
+    func createSnapshot(topChainID: String?, at directory: String, driver: SnapshotDriver?, owners: OwnerShift? = nil,
                         overlayOptions: OverlayOptions?) throws(LayerError) -> Snapshot
     {
         let lock = try LayerError.from(try FileLock(locksDirectory + "/store"))
@@ -129,11 +150,14 @@ extension LayerStore {
         guard access(referencePath, F_OK) != 0 else {
             throw LayerError(code: .inUse, entry: directory, detail: "a snapshot already exists at \"\(directory)\"")
         }
+        if let owners { try makeShiftedLayers(layers, owners) }
         try LayerError.from(try makeDirectories(directory, mode: 0o711))
-        var snapshot = Snapshot(directory: directory, driver: driver ?? .overlay, layers: layers, storeRoot: root)
+        var snapshot = Snapshot(directory: directory, driver: driver ?? .overlay, layers: layers, owners: owners, storeRoot: root)
         do throws(LayerError) {
             if snapshot.driver == .overlay {
                 do throws(LayerError) {
+                    try LayerError.from(try makeDirectories(snapshot.upper, mode: 0o755))
+                    try snapshot.ownRoot(snapshot.upper)  // overlay's root is the upper directory's
                     try mountOverlay(snapshot, options: overlayOptions)
                 } catch where driver == nil && error.code == .unsupported {
                     logger.notice("overlay is unavailable, using the copy driver", metadata: [
@@ -141,14 +165,16 @@ extension LayerStore {
                     // Not remove(): that takes the store's lock, which this function holds.
                     try snapshot.deleteFiles()
                     try LayerError.from(try makeDirectories(directory, mode: 0o711))
-                    snapshot = Snapshot(directory: directory, driver: .copy, layers: layers, storeRoot: root)
+                    snapshot = Snapshot(directory: directory, driver: .copy, layers: layers, owners: owners, storeRoot: root)
                 }
             }
             if snapshot.driver == .copy {
                 try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))
-                for layer in layers.reversed() { try copyLayer(layer.path, into: snapshot.rootfs) }
+                try snapshot.ownRoot(snapshot.rootfs)
+                for layer in snapshot.lowerPaths.reversed() { try copyLayer(layer, into: snapshot.rootfs) }
             }
-            let record = [directory, snapshot.driver.rawValue] + layers.map(\.chainID)
+            let driverLine = snapshot.driver.rawValue + (owners.map { " " + $0.name } ?? "")
+            let record = [directory, driverLine] + layers.map(\.chainID)
             try LayerError.from(try writeAtomically(referencePath, Array((record.joined(separator: "\n") + "\n").utf8)))
         } catch {
             try? snapshot.deleteFiles()
@@ -160,13 +186,13 @@ extension LayerStore {
 
     /// The snapshot previously created at `directory` (by this or another process), or `nil`.
     ///
-    /// - Parameter directory: The directory given to ``createSnapshot(topChainID:at:driver:)``.
+    /// - Parameter directory: The directory given to ``createSnapshot(topChainID:at:driver:owners:)``.
     public func snapshot(at directory: String) -> Snapshot? {
         guard let bytes = try? readWholeFile(Snapshot.referencePath(storeRoot: root, directory: directory)),
             let reference = Self.parseReference(String(decoding: bytes, as: UTF8.self)),
             let layers = try? reference.chainIDs.first.map({ id throws(LayerError) in try chain(topChainID: id) }) ?? []
         else { return nil }
-        return Snapshot(directory: directory, driver: reference.driver, layers: layers, storeRoot: root)
+        return Snapshot(directory: directory, driver: reference.driver, layers: layers, owners: reference.owners, storeRoot: root)
     }
 
     func snapshotReferences() throws(LayerError) -> [SnapshotReference] {
@@ -176,9 +202,17 @@ extension LayerStore {
     }
 
     private static func parseReference(_ text: String) -> SnapshotReference? {
+        // Line 2: the driver, and the owner shift after a space when there is one.
         let lines = text.split(separator: "\n").map(String.init)
-        guard lines.count >= 2, let driver = SnapshotDriver(rawValue: lines[1]) else { return nil }
-        return SnapshotReference(directory: lines[0], driver: driver, chainIDs: Array(lines[2...]))
+        guard lines.count >= 2 else { return nil }
+        let words = lines[1].split(separator: " ")
+        guard let first = words.first, let driver = SnapshotDriver(rawValue: String(first)), words.count <= 2 else { return nil }
+        var owners: OwnerShift?
+        if words.count == 2 {
+            guard let shift = OwnerShift(name: words[1]) else { return nil }
+            owners = shift
+        }
+        return SnapshotReference(directory: lines[0], driver: driver, owners: owners, chainIDs: Array(lines[2...]))
     }
 
     /// Mounts overlay at the snapshot's rootfs, in the first way the kernel accepts.
@@ -198,7 +232,7 @@ extension LayerStore {
         try LayerError.from(try makeDirectories(snapshot.upper, mode: 0o755))
         try LayerError.from(try makeDirectories(snapshot.work, mode: 0o700))
         try LayerError.from(try makeDirectories(snapshot.rootfs, mode: 0o755))
-        let lowers = snapshot.layers.isEmpty ? [emptyDirectory] : snapshot.layers.map(\.path)
+        let lowers = snapshot.layers.isEmpty ? [emptyDirectory] : snapshot.lowerPaths
         if options == nil || options == .appended {
             do throws(LayerError) {
                 return try mountOverlayAppending(snapshot, lowers: lowers)

@@ -64,6 +64,26 @@ struct SandboxTests {
             #expect(status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().first == "100000")
             var st = stat()
             #expect(lstat(container.directory + "/rootfs/etc/passwd", &st) == 0 && st.st_uid == 100_000 && st.st_gid == 100_000)
+            // The owners come from the store's id-shifted copy of the layer, shared read-only:
+            // the container's own upper directory holds what it wrote, not a copy of the image.
+            #expect(lstat(container.directory + "/upper/etc/passwd", &st) == 0)
+            #expect(lstat(container.directory + "/upper/bin/sh", &st) != 0 && errno == ENOENT)
+            let runtime = try await TestRuntime.shared()
+            let shifted = runtime.layers.layers().map { String($0.path.dropLast("/diff".count)) + "/shifted" }
+            let copies = shifted.filter { access($0 + "/100000-65536", F_OK) == 0 }
+            #expect(!copies.isEmpty)
+            for directory in copies {
+                // Root's alone on the host: the copies' owners are host ids someone may hold.
+                #expect(lstat(directory, &st) == 0 && st.st_uid == 0 && st.st_mode & 0o777 == 0o700)
+                #expect(lstat(directory + "/100000-65536", &st) == 0 && st.st_uid == 100_000)
+                if let passwd = try? contents(directory + "/100000-65536/etc/passwd") { #expect(!passwd.contains("extra")) }
+            }
+            // Another container with the same mapping shares the copy and sees none of the
+            // first one's write.
+            try await withSandbox(configuration) { other in
+                let seen = try await shell(other, "stat -c '%u:%g' /bin/sh; grep -c extra /etc/passwd || true")
+                #expect(seen == "0:0\n0\n")
+            }
         }
     }
 

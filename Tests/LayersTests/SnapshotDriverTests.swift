@@ -100,6 +100,55 @@ struct SnapshotDriverTests {
         #expect(await LeakSnapshot.expectClean(since: before).isEmpty)
     }
 
+    /// With an owner shift (a user namespace's mapping), both drivers give the stack's tree
+    /// with every owner shifted (set-user-id bits, file capabilities and hard links kept), from
+    /// one id-shifted copy of each layer, root's alone, that later snapshots share; a write to
+    /// one snapshot reaches neither the copies nor the other snapshot, and the layers keep their
+    /// owners.
+    @Test(arguments: [SnapshotDriver.overlay, .copy])
+    func anOwnerShiftGivesShiftedOwnersFromSharedReadOnlyCopies(_ driver: SnapshotDriver) async throws {
+        let before = LeakSnapshot.take()
+        let test = try TestStore()
+        let layers = try await LayerStackTests().unpackStack(test)
+        let owners = OwnerShift(hostID: 200_000, size: 65536)
+        let snapshots = try ["c1", "c2"].map { name in
+            try test.store.createSnapshot(topChainID: layers.last?.chainID, at: test.directory.path + "/" + name,
+                                          driver: driver, owners: owners)
+        }
+        for snapshot in snapshots {
+            #expect(snapshot.driver == driver && snapshot.owners == owners)
+            #expect(test.store.snapshot(at: snapshot.directory)?.owners == owners)
+            let tree = captureTree(snapshot.rootfs)
+            for path in Set(tree.keys).union(stackExpected.keys).sorted() {
+                var expected = stackExpected[path]
+                expected?.uid += 200_000
+                expected?.gid += 200_000
+                #expect(tree[path] == expected, "\(path)")
+            }
+            var st = stat(), link = stat()
+            #expect(lstat(snapshot.rootfs, &st) == 0 && st.st_uid == 200_000 && st.st_gid == 200_000)
+            #expect(lstat(snapshot.rootfs + "/bin/tool", &st) == 0 && lstat(snapshot.rootfs + "/bin/tool-link", &link) == 0
+                    && st.st_ino == link.st_ino, "hard link kept")
+        }
+        let copies = layers.map { String($0.path.dropLast("/diff".count)) + "/shifted" }
+        for directory in copies {
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: directory)) == ["200000-65536"])
+            var st = stat()
+            #expect(lstat(directory, &st) == 0 && st.st_uid == 0 && st.st_mode & 0o777 == 0o700)
+        }
+        #expect(captureTree(layers[0].path)["etc/passwd"]?.uid == 0, "the layer keeps its owners")
+        let written = open(snapshots[0].rootfs + "/etc/passwd", O_WRONLY | O_TRUNC)
+        #expect(written >= 0 && write(written, "changed\n", 8) == 8)
+        close(written)
+        #expect(captureTree(snapshots[1].rootfs)["etc/passwd"]?.data == stackExpected["etc/passwd"]?.data)
+        for directory in copies {
+            if let passwd = captureTree(directory + "/200000-65536")["etc/passwd"] { #expect(passwd.data != "changed\n") }
+        }
+        for snapshot in snapshots { try snapshot.remove() }
+        try test.remove()
+        #expect(await LeakSnapshot.expectClean(since: before).isEmpty)
+    }
+
     /// Forty layers whose paths do not fit in one page: classic options cannot carry them, the
     /// layers as descriptors can, and the automatic choice mounts overlay, never a copy.
     @Test func layerPathsLongerThanAPageStillGetOverlay() async throws {

@@ -121,6 +121,28 @@ public struct ServerConfiguration: Sendable, Codable {
         registry = value("REGISTRY") ?? registry
     }
 
+    /// The configuration of a server: the defaults, then the JSON file at `file`, then the
+    /// `CODE_RUNNER_*` variables of `environment`, then `flags`, each overriding the one before
+    /// (API keys from the file and the environment add up).
+    ///
+    /// - Parameters:
+    ///   - file: A JSON configuration file, or `nil`.
+    ///   - environment: The process's environment.
+    ///   - flags: The command line's settings.
+    /// - Throws: `ConfigurationError` naming the file or variable that is wrong.
+    public static func resolve(file: String?, environment: [String: String], flags: ServerFlags) throws -> ServerConfiguration {
+        var settings = try file.map { try load(file: $0) } ?? ServerConfiguration()
+        try settings.apply(environment: environment)
+        settings.host = flags.host ?? settings.host
+        settings.port = flags.port ?? settings.port
+        settings.apiKeysFile = flags.apiKeysFile ?? settings.apiKeysFile
+        settings.maxConcurrentRuns = flags.maxConcurrentRuns ?? settings.maxConcurrentRuns
+        settings.maxQueuedRuns = flags.maxQueuedRuns ?? settings.maxQueuedRuns
+        settings.registry = flags.registry ?? settings.registry
+        settings.berthRoot = flags.berthRoot ?? settings.berthRoot
+        return settings
+    }
+
     /// Every API key: ``apiKeys`` and the lines of ``apiKeysFile``.
     ///
     /// - Throws: `ConfigurationError` when the file cannot be read.
@@ -149,6 +171,36 @@ public struct ServerConfiguration: Sendable, Codable {
         if let problem = maximumLimits.problem(within: maximumLimits, what: "maximumLimits") ?? defaultLimits.problem(within: maximumLimits, what: "defaultLimits") {
             throw ConfigurationError(problem)
         }
+    }
+}
+
+/// The settings the command line gives, each `nil` when its flag is absent.
+public struct ServerFlags: Sendable {
+    /// `--host`.
+    public var host: String?
+    /// `--port`.
+    public var port: Int?
+    /// `--api-keys-file`.
+    public var apiKeysFile: String?
+    /// `--max-concurrent-runs`.
+    public var maxConcurrentRuns: Int?
+    /// `--max-queued-runs`.
+    public var maxQueuedRuns: Int?
+    /// `--registry`.
+    public var registry: String?
+    /// `--berth-root`.
+    public var berthRoot: String?
+
+    /// Flags; each `nil` leaves the file's or the environment's setting.
+    public init(host: String? = nil, port: Int? = nil, apiKeysFile: String? = nil, maxConcurrentRuns: Int? = nil,
+                maxQueuedRuns: Int? = nil, registry: String? = nil, berthRoot: String? = nil) {
+        self.host = host
+        self.port = port
+        self.apiKeysFile = apiKeysFile
+        self.maxConcurrentRuns = maxConcurrentRuns
+        self.maxQueuedRuns = maxQueuedRuns
+        self.registry = registry
+        self.berthRoot = berthRoot
     }
 }
 

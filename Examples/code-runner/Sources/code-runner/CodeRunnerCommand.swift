@@ -33,15 +33,9 @@ struct CodeRunnerCommand: AsyncParsableCommand {
     var berthRoot: String?
 
     func run() async throws {
-        var settings = try config.map { try ServerConfiguration.load(file: $0) } ?? ServerConfiguration()
-        try settings.apply(environment: ProcessInfo.processInfo.environment)
-        settings.host = host ?? settings.host
-        settings.port = port ?? settings.port
-        settings.apiKeysFile = apiKeysFile ?? settings.apiKeysFile
-        settings.maxConcurrentRuns = maxConcurrentRuns ?? settings.maxConcurrentRuns
-        settings.maxQueuedRuns = maxQueuedRuns ?? settings.maxQueuedRuns
-        settings.registry = registry ?? settings.registry
-        settings.berthRoot = berthRoot ?? settings.berthRoot
+        let flags = ServerFlags(host: host, port: port, apiKeysFile: apiKeysFile, maxConcurrentRuns: maxConcurrentRuns,
+                                maxQueuedRuns: maxQueuedRuns, registry: registry, berthRoot: berthRoot)
+        let settings = try ServerConfiguration.resolve(file: config, environment: ProcessInfo.processInfo.environment, flags: flags)
         var logger = Logger(label: "code-runner")
         logger.logLevel = .info
         // The configured registry may be reached over plain HTTP (loopback ones always may).
