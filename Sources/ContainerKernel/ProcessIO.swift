@@ -72,67 +72,65 @@ public struct TerminalSize: Sendable, Hashable {
 
 /// Output of a process, as chunks of bytes in the order they were written.
 ///
-/// Read it as it comes (`for await chunk in output`) or all at once (``collect()``). It ends
-/// when the process (and every process that inherited the descriptor) has closed it.
+/// Read it as it comes (`for await chunk in output`) or all at once with a bound
+/// (``collect(limit:)``). It ends when the process (and every process that inherited the
+/// descriptor) has closed it. One reader reads it, once.
+///
+/// Reading costs no thread: Berth's I/O thread reads the pipe as fast as the reader takes
+/// what was read. Until the reader starts, the process can fill the pipe (64 KiB); when the
+/// reader is 1 MiB behind, the pipe is left unread until it catches up, so the process blocks
+/// on its next write, as on any pipe, and memory stays bounded whatever it writes. A reader
+/// that stops for good (its task cancelled while it waits for a chunk, or its iterator
+/// dropped) makes the rest be read and dropped, so the process never blocks on it; so does
+/// letting go of every copy of the output without reading it.
 public struct ProcessOutput: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
-    private let stream: AsyncStream<[UInt8]>
+    /// The pipe; a `ContainerOutput` of the process reads it instead of this sequence.
+    package let pipe: OutputPipe
+    private let queue = OutputQueue<[UInt8]>(size: { $0.count })
 
-    /// Starts draining `fd` (which it then owns and closes at end of stream) on the I/O loop.
-    init(owning fd: Int32) throws(KernelError) {
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        self.stream = stream
-        let token = Mutex<UInt64?>(nil)
-        let finished = Mutex(false)
-        let drain: IOLoop.Handler = { _ in
-            // Runs on the loop thread only, so reads never race each other.
-            guard !finished.withLock({ $0 }) else { return }
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n > 0 {
-                    continuation.yield(Array(buffer[0..<n]))
-                    continue
-                }
-                if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-                // EOF, or EIO from a terminal whose other side closed: the stream ends.
-                finished.withLock { $0 = true }
-                if let registered = token.withLock({ $0 }) { IOLoop.shared.unregister(fd, token: registered) }
-                close(fd)
-                continuation.finish()
-                return
-            }
-        }
-        let registered: UInt64
-        do {
-            registered = try IOLoop.shared.register(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), handler: drain)
-        } catch {
-            close(fd)
-            throw error
-        }
-        token.withLock { $0 = registered }
-        // The stream may have ended before the token was stored.
-        if finished.withLock({ $0 }) { IOLoop.shared.unregister(fd, token: registered) }
+    /// Takes `fd`, the host end of the pipe, which it closes at the end of the stream.
+    init(owning fd: Int32) {
+        pipe = OutputPipe(owning: fd)
     }
 
-    public func makeAsyncIterator() -> AsyncStream<[UInt8]>.AsyncIterator { stream.makeAsyncIterator() }
+    /// Reads the chunks as they come.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate var base: OutputQueue<[UInt8]>.Iterator
 
-    /// Reads everything until the end of the stream.
+        /// The next chunk, or `nil` at the end of the stream (or when the calling task is cancelled).
+        public mutating func next() async -> [UInt8]? { await base.next() }
+    }
+
+    /// Starts reading (the first call starts the pipe's drain).
+    public func makeAsyncIterator() -> AsyncIterator {
+        queue.read([(pipe, { $0 })])
+        return AsyncIterator(base: queue.makeIterator())
+    }
+
+    /// Reads to the end, keeping at most `limit` bytes; the rest is read and dropped, so the
+    /// process is never blocked by a full pipe and memory stays bounded by `limit` whatever it
+    /// writes.
     ///
-    /// - Returns: All bytes written.
-    public func collect() async -> [UInt8] {
-        var all: [UInt8] = []
-        for await chunk in stream { all += chunk }
-        return all
+    /// - Parameter limit: The most bytes kept: the first `limit` bytes written.
+    /// - Returns: What was kept, and whether anything was dropped.
+    public func collect(limit: Int) async -> CollectedBytes {
+        queue.read([(pipe, { $0 })])
+        var bytes: [UInt8] = []
+        let truncated = await queue.collect(limit: limit) { chunk, count in bytes += chunk.prefix(count) }
+        return CollectedBytes(bytes: bytes, truncated: truncated)
     }
+}
 
-    /// Reads everything until the end of the stream as UTF-8 text.
-    ///
-    /// - Returns: The text, with invalid bytes replaced.
-    public func collectString() async -> String {
-        String(decoding: await collect(), as: UTF8.self)
-    }
+/// Output read to its end with ``ProcessOutput/collect(limit:)``.
+public struct CollectedBytes: Sendable, Hashable {
+    /// The bytes kept, the first ones written.
+    public var bytes: [UInt8]
+    /// Whether more was written, and dropped.
+    public var truncated: Bool
+
+    /// The bytes as UTF-8 text, invalid bytes replaced.
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
 /// The write end of a process's stdin (or of its terminal).
@@ -199,14 +197,7 @@ public final class Terminal: Sendable {
         }
         control = controlEnd
         input = ProcessInput(owning: master)
-        do {
-            output = try ProcessOutput(owning: readEnd)
-        } catch {
-            // Not every property is set, so deinit will not run: close the control end here
-            // (the input actor owns and closes the master, the output closed its read end).
-            close(controlEnd)
-            throw error
-        }
+        output = ProcessOutput(owning: readEnd)
         try resize(size)
     }
 

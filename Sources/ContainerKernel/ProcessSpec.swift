@@ -11,7 +11,7 @@ public import SystemPackage
 /// var spec = ProcessSpec(rootfs: "/var/lib/berth/demo-rootfs", arguments: ["/bin/echo", "hi"])
 /// spec.hostname = "demo"
 /// let process = try await ProcessHandle.spawn(spec)
-/// let output = try await process.standardOutput?.collect()
+/// let output = await process.standardOutput?.collect(limit: 1 << 20)
 /// ```
 public struct ProcessSpec: Sendable {
     /// The program and its arguments; a program name without `/` is searched in the

@@ -167,8 +167,8 @@ final class Spawner: Sendable {
             handle = ProcessHandle(
                 pid: result.pid, pidfd: result.pidfd, supervisor: supervisor, cgroup: cgroup,
                 standardInput: plan.hostStdin.map(ProcessInput.init(owning:)),
-                standardOutput: try plan.hostStdout.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },
-                standardError: try plan.hostStderr.map { fd throws(KernelError) in try ProcessOutput(owning: fd) },
+                standardOutput: plan.hostStdout.map(ProcessOutput.init(owning:)),
+                standardError: plan.hostStderr.map(ProcessOutput.init(owning:)),
                 terminal: try spec.io.terminal.map { size throws(KernelError) in
                     guard master >= 0 else {
                         throw KernelError(code: .protocolViolation, stage: .terminal, detail: "init sent no terminal")

@@ -83,7 +83,8 @@ extension Container {
     ///   - io: Where its stdio goes (pipes by default, or a terminal).
     /// - Returns: The process; read its output through its `standardOutput` and
     ///   `standardError` (or `terminal`) and wait for it with its `wait(timeout:)`; to stop
-    ///   early, signal it and wait again.
+    ///   early, signal it and wait again. Read both pipes while waiting: a pipe nobody reads
+    ///   fills (64 KiB) and the command blocks on its next write, as with any pipe.
     /// - Throws: ``ContainerError`` as ``exec(_:environment:workingDirectory:user:input:outputLimit:timeout:)``.
     public func startExec(
         _ command: [String], environment: [String] = [], workingDirectory: String? = nil, user: String? = nil,

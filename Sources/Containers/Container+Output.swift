@@ -20,34 +20,40 @@ public struct OutputChunk: Sendable, Hashable {
 ///
 /// Read it as it comes (`for await chunk in output`), or all at once with a bound
 /// (``collect(limit:)``). It ends when the process, and every process that inherited its
-/// stdout and stderr, has closed them. Reading it costs no thread: the pipes are watched by
-/// Berth's I/O thread. What is not read yet stays in memory; a reader that stops (or whose
-/// task is cancelled) makes the rest be read and dropped.
+/// stdout and stderr, has closed them.
+///
+/// Reading costs no thread: Berth's I/O thread reads the pipes as fast as the reader takes
+/// the chunks. When the reader is 1 MiB behind, the pipes are left unread until it catches
+/// up, so the process blocks on its next write, as on any pipe, and memory stays bounded
+/// whatever it writes. A reader that stops for good (its task cancelled while it waits for a
+/// chunk, or the sequence and its iterators dropped) makes the rest be read and dropped at
+/// once, on the thread that let go, so the process never blocks on it.
 public struct ContainerOutput: AsyncSequence, Sendable {
     public typealias Element = OutputChunk
-    private let chunks: AsyncStream<OutputChunk>
+    private let queue = OutputQueue<OutputChunk>(size: { $0.bytes.count })
 
-    /// Merges the process's stdout and stderr (or its terminal).
+    /// Reads the process's stdout and stderr (or its terminal) from now on; they are this
+    /// sequence's alone.
     init(of process: ProcessHandle) {
-        let (chunks, continuation) = AsyncStream<OutputChunk>.makeStream()
-        self.chunks = chunks
-        Task.detached {
-            await withTaskGroup(of: Void.self) { group in
-                let sources: [(ProcessOutput?, LogEntry.Stream)] = [
-                    (process.standardOutput, .stdout), (process.standardError, .stderr), (process.terminal?.output, .stdout),
-                ]
-                for case let (source?, stream) in sources {
-                    group.addTask {
-                        for await bytes in source { continuation.yield(OutputChunk(stream: stream, bytes: bytes)) }
-                    }
-                }
-            }
-            continuation.finish()
-        }
+        let sources: [(ProcessOutput?, LogEntry.Stream)] = [
+            (process.standardOutput, .stdout), (process.standardError, .stderr), (process.terminal?.output, .stdout),
+        ]
+        queue.read(sources.compactMap { source, stream -> (OutputPipe, @Sendable ([UInt8]) -> OutputChunk)? in
+            guard let source else { return nil }
+            return (source.pipe, { bytes in OutputChunk(stream: stream, bytes: bytes) })
+        })
+    }
+
+    /// Reads the chunks as they come.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate var base: OutputQueue<OutputChunk>.Iterator
+
+        /// The next chunk, or `nil` at the end (or when the calling task is cancelled).
+        public mutating func next() async -> OutputChunk? { await base.next() }
     }
 
     /// Starts reading.
-    public func makeAsyncIterator() -> AsyncStream<OutputChunk>.AsyncIterator { chunks.makeAsyncIterator() }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: queue.makeIterator()) }
 
     /// Reads to the end, keeping at most `limit` bytes of stdout and stderr together; the rest
     /// is read and dropped, so the process is never blocked by a full pipe and memory stays
@@ -57,18 +63,13 @@ public struct ContainerOutput: AsyncSequence, Sendable {
     /// - Returns: What was kept, and whether anything was dropped.
     public func collect(limit: Int) async -> CollectedOutput {
         var collected = CollectedOutput()
-        var kept = 0
-        for await chunk in chunks {
-            let room = Swift.max(0, limit - kept)
-            if chunk.bytes.count > room { collected.truncated = true }
-            guard room > 0 else { continue }
-            let bytes = chunk.bytes.prefix(room)
-            kept += bytes.count
+        let truncated = await queue.collect(limit: limit) { chunk, count in
             switch chunk.stream {
-            case .stdout: collected.standardOutput += bytes
-            case .stderr: collected.standardError += bytes
+            case .stdout: collected.standardOutput += chunk.bytes.prefix(count)
+            case .stderr: collected.standardError += chunk.bytes.prefix(count)
             }
         }
+        collected.truncated = truncated
         return collected
     }
 }
@@ -90,7 +91,10 @@ extension Container {
     ///
     /// One reader takes it, once per run: read it to its end (it ends soon after the process
     /// exits), then ``wait(timeout:)`` for the status. It can be taken after the run ended,
-    /// until the next start.
+    /// until the next start. Its reading is started with the run: until the reader catches
+    /// up, the process runs at most 1 MiB (plus what its pipes hold) ahead of it and then
+    /// blocks on its next write. Taking it costs nothing; dropping it (or cancelling the task
+    /// that reads it) makes the rest be read and dropped, so the process runs on.
     ///
     /// - Returns: The output, stdout and stderr apart.
     /// - Throws: ``ContainerError/Code/invalidState`` when the output goes to the log or

@@ -259,8 +259,9 @@ public final class Container: Sendable {
         case .stream:
             return Run(process: process, forwarders: forwarders, output: output, health: healthChecks())
         case .discard:
-            // Only a terminal's output reaches here (without one, stdout and stderr are /dev/null).
-            return Run(process: process, forwarders: forwarders, logDrain: Task.detached { for await _ in output {} },
+            // Only a terminal's output reaches here (without one, stdout and stderr are /dev/null);
+            // a limit of nothing has the I/O thread drop it as it reads.
+            return Run(process: process, forwarders: forwarders, logDrain: Task.detached { _ = await output.collect(limit: 0) },
                        health: healthChecks())
         }
     }

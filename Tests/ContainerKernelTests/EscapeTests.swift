@@ -85,7 +85,7 @@ struct ChildPathEscapeTests {
         var main = try busyboxSpec([TestRootfs.probe, "watch-host", "3", "/bin/busybox"])
         main.cgroup = CgroupPlacement(path: testCgroupPath("watch"))
         let watcher = try await ProcessHandle.spawn(main)
-        let output = Task { await watcher.standardOutput?.collectString() ?? "" }
+        let output = Task { await watcher.standardOutput?.collect(limit: 1 << 20).text ?? "" }
         let path = (0..<300).map { "/missing/\($0)" }.joined(separator: ":") + ":/bin"
         var execs = 0
         try await Task.sleep(for: .milliseconds(100))

@@ -25,8 +25,8 @@ func testCgroupPath(_ name: String) -> String {
 /// Spawns, collects stdout and stderr, waits.
 func runToEnd(_ spec: ProcessSpec) async throws -> Finished {
     let process = try await ProcessHandle.spawn(spec)
-    async let out = process.standardOutput?.collectString() ?? ""
-    async let err = process.standardError?.collectString() ?? ""
+    async let out = process.standardOutput?.collect(limit: 1 << 20).text ?? ""
+    async let err = process.standardError?.collect(limit: 1 << 20).text ?? ""
     let status = try await process.wait()
     return Finished(status: status, stdout: await out, stderr: await err)
 }

@@ -111,7 +111,7 @@ struct IsolationTests {
         let process = try await ProcessHandle.spawn(spec)
         try await process.standardInput?.write("through stdin\n")
         await process.standardInput?.close()
-        let output = await process.standardOutput?.collectString()
+        let output = await process.standardOutput?.collect(limit: 1 << 20).text
         #expect(output == "through stdin\n")
         #expect(try await process.wait() == .exited(0))
     }
@@ -120,7 +120,7 @@ struct IsolationTests {
         var spec = try busyboxSpec(["/bin/sh", "-c", "tty; stty size"])
         spec.io = ProcessIO(terminal: TerminalSize(rows: 33, columns: 101))
         let process = try await ProcessHandle.spawn(spec)
-        let output = await process.terminal?.output.collectString() ?? ""
+        let output = await process.terminal?.output.collect(limit: 1 << 20).text ?? ""
         #expect(output.contains("/dev/pts/0"), "\(output)")
         #expect(output.contains("33 101"), "\(output)")
         #expect(try await process.wait() == .exited(0))
@@ -142,13 +142,15 @@ struct IsolationTests {
         let host = try TemporaryDirectory(prefix: "bind")
         defer { try? host.remove() }
         try "from host".write(toFile: host.path + "/file")
-        let result = try await probe("cat", "/mnt/data/file") {
-            $0.mounts.append(.bind(host.path, to: "/mnt/data", readOnly: true))
-            $0.mounts.append(.tmpfs("/scratch", data: "size=1m"))
+        // Targets that the shared test rootfs has: a missing one would be created in it, and
+        // every later test would see it.
+        let result = try await probe("cat", "/mnt/file") {
+            $0.mounts.append(.bind(host.path, to: "/mnt", readOnly: true))
+            $0.mounts.append(.tmpfs("/home", data: "size=1m"))
         }
         #expect(result.stdout.contains("from host"))
-        let write = try await probe("write", "/mnt/data/new", "x") {
-            $0.mounts.append(.bind(host.path, to: "/mnt/data", readOnly: true))
+        let write = try await probe("write", "/mnt/new", "x") {
+            $0.mounts.append(.bind(host.path, to: "/mnt", readOnly: true))
         }
         #expect(write.probe.result == .failed(name: "EROFS", code: 30))
     }

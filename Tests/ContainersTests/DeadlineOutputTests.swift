@@ -2,6 +2,7 @@ import Containers
 import ContainerKernel
 import FoundationEssentials
 import Glibc
+import Synchronization
 import Testing
 import TestSupport
 
@@ -158,6 +159,117 @@ struct DeadlineOutputTests {
         try await container.remove()
     }
 
+    /// A reader that falls behind holds the process back instead of filling memory: after one
+    /// chunk of 64 MiB is read, the program is blocked on its pipe (still running a second later,
+    /// where without back-pressure it is done in milliseconds); read on, every byte arrives.
+    @Test func aSlowReaderHoldsTheProcessBackAndLosesNothing() async throws {
+        let runtime = try await TestRuntime.shared()
+        let size = 64 << 20
+        let container = try await runtime.run(busybox(["sh", "-c", "head -c \(size) /dev/zero"]) { $0.output = .stream })
+        var chunks = try container.output().makeAsyncIterator()
+        var received = try #require(await chunks.next()).bytes.count
+        let early = await #expect(throws: ContainerError.self) { try await container.wait(timeout: .seconds(1)) }
+        #expect(early?.code == .timeout, "the program was not held back")
+        while let chunk = await chunks.next() { received += chunk.bytes.count }
+        #expect(received == size)
+        #expect(try await container.wait() == .exited(0))
+        try await container.remove()
+    }
+
+    /// A program writing 1 GB to a slow reader: the test process's resident memory, sampled
+    /// while it reads, grows by far less than the gigabyte (the host holds at most 1 MiB that
+    /// the reader has not taken; the program waits on its pipe for the rest), and every byte
+    /// arrives. Without back-pressure the host buffers what the reader has not reached.
+    @Test func aSlowReaderOfAGigabyteKeepsMemoryBounded() async throws {
+        let runtime = try await TestRuntime.shared()
+        let size = 1 << 30
+        let container = try await runtime.run(busybox(["head", "-c", "\(size)", "/dev/zero"]) { $0.output = .stream })
+        let before = residentSetSize()
+        var peak = before
+        var received = 0
+        var chunks = 0
+        for await chunk in try container.output() {
+            received += chunk.bytes.count
+            chunks += 1
+            if chunks % 32 == 0 {
+                peak = max(peak, residentSetSize())
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        #expect(received == size)
+        #expect(peak - before < 64 << 20, "the test process grew by \(peak - before) bytes while reading")
+        #expect(try await container.wait() == .exited(0))
+        try await container.remove()
+    }
+
+    /// How a reader goes away: its task cancelled while it waits for a chunk, or its iterator
+    /// and the sequence dropped without cancellation.
+    enum Departure: String, CaseIterable, Sendable { case cancelled, dropped }
+
+    /// A reader that stops for good lets the process run on: the rest of its output is read
+    /// and dropped on the I/O thread, without waiting for any task.
+    @Test(arguments: Departure.allCases)
+    func aReaderThatGoesAwayDoesNotHoldTheProcess(_ departure: Departure) async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["sh", "-c", "head -c \(64 << 20) /dev/zero"]) { $0.output = .stream })
+        switch departure {
+        case .cancelled:
+            let reader = Task {
+                var chunks = try container.output().makeAsyncIterator()
+                _ = await chunks.next()
+                try? await Task.sleep(for: .seconds(3600))
+                _ = await chunks.next()
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            reader.cancel()
+            try await reader.value
+        case .dropped:
+            var chunks: ContainerOutput.AsyncIterator? = try container.output().makeAsyncIterator()
+            _ = await chunks?.next()
+            chunks = nil
+        }
+        #expect(try await container.wait(timeout: .seconds(120)) == .exited(0))
+        try await container.remove()
+    }
+
+    /// A reader's departure reaches the pipes on the thread that lets go, not through a task
+    /// that must be scheduled: with every thread of the cooperative pool blocked (as blocking
+    /// calls of other tests can hold it), the process still runs to its end. The process is
+    /// watched from the blocked thread itself, through `/proc` (it is reaped on Berth's I/O
+    /// thread).
+    @Test func aReaderThatGoesAwayReleasesTheProcessWhileThePoolIsBlocked() async throws {
+        let runtime = try await TestRuntime.shared()
+        let container = try await runtime.run(busybox(["sh", "-c", "head -c \(64 << 20) /dev/zero"]) { $0.output = .stream })
+        let pid = try #require(container.state.pid)
+        var chunks: ContainerOutput.AsyncIterator? = try container.output().makeAsyncIterator()
+        _ = await chunks?.next()
+        // The pool has a thread per CPU: hold all but this one.
+        let others = max(0, sysconf(Int32(_SC_NPROCESSORS_ONLN)) - 1)
+        final class Hold: Sendable {
+            let blocked = Atomic(0)
+            let release = Atomic(false)
+        }
+        let hold = Hold()
+        let blockers = (0..<others).map { _ in
+            Task.detached {
+                hold.blocked.add(1, ordering: .sequentiallyConsistent)
+                for _ in 0..<9000 where !hold.release.load(ordering: .sequentiallyConsistent) { usleep(10_000) }
+            }
+        }
+        for _ in 0..<1000 where hold.blocked.load(ordering: .sequentiallyConsistent) < others { usleep(10_000) }
+        chunks = nil
+        var exited = false
+        for _ in 0..<6000 where !exited {
+            exited = access("/proc/\(pid)", F_OK) != 0
+            if !exited { usleep(10_000) }
+        }
+        hold.release.store(true, ordering: .sequentiallyConsistent)
+        for blocker in blockers { await blocker.value }
+        #expect(exited, "the process was still held a minute after its reader went away")
+        #expect(try await container.wait(timeout: .seconds(120)) == .exited(0))
+        try await container.remove()
+    }
+
     /// Rotation that deletes the oldest file leaves an entry saying how much was dropped, in
     /// an attached container's log (LogFile) and a detached one's (berth-supervisor) alike.
     @Test(arguments: [ContainerLifetime.embedded, .detached])
@@ -195,8 +307,14 @@ struct DeadlineOutputTests {
 }
 
 /// The most memory this process has had resident (`VmHWM`), in bytes.
-private func residentHighWaterMark() -> Int {
+private func residentHighWaterMark() -> Int { memoryStatus("VmHWM:") }
+
+/// The memory this process has resident now (`VmRSS`), in bytes.
+private func residentSetSize() -> Int { memoryStatus("VmRSS:") }
+
+/// A field of `/proc/self/status` given in kB, in bytes.
+private func memoryStatus(_ field: String) -> Int {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
     return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
 }

@@ -61,7 +61,7 @@ extension ProcessSpec {
 /// Runs a process and returns its stdout.
 func runToEnd(_ spec: ProcessSpec) async throws -> String {
     let process = try await ProcessHandle.spawn(spec)
-    let output = await process.standardOutput?.collectString() ?? ""
+    let output = await process.standardOutput?.collect(limit: 1 << 20).text ?? ""
     _ = try await process.wait()
     return output
 }

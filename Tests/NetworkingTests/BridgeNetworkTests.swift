@@ -381,8 +381,8 @@ struct InterfaceIsolationTests {
                 var spec = ProcessSpec(rootfs: nil, arguments: ["/usr/bin/python3", "-c", Self.rogueRouter])
                 sandbox.configure(&spec)
                 let router = try await ProcessHandle.spawn(spec)
-                async let output = router.standardOutput?.collectString() ?? ""
-                async let errors = router.standardError?.collectString() ?? ""
+                async let output = router.standardOutput?.collect(limit: 1 << 20).text ?? ""
+                async let errors = router.standardError?.collect(limit: 1 << 20).text ?? ""
                 let status = try await router.wait()
                 let (sent, failed) = await (output, errors)
                 #expect(status == .exited(0), "\(failed)")
@@ -396,7 +396,7 @@ struct InterfaceIsolationTests {
                 var read = ProcessSpec(rootfs: nil, arguments: ["/bin/cat", "/proc/net/if_inet6"])
                 peer.configure(&read)
                 let reader = try await ProcessHandle.spawn(read)
-                async let peerAddresses = reader.standardOutput?.collectString() ?? ""
+                async let peerAddresses = reader.standardOutput?.collect(limit: 1 << 20).text ?? ""
                 _ = try await reader.wait()
                 #expect(await peerAddresses.contains("20010db805ee0000"), "\(name): the peer took no address")
                 try networks.releaseSandbox(containerID: peer.containerID)

@@ -37,8 +37,8 @@ func sandboxedSpec(_ arguments: [String], in sandbox: Sandbox) throws -> Process
 /// Runs a busybox command in a sandbox to its end: status and output.
 func run(_ arguments: [String], in sandbox: Sandbox) async throws -> (status: ExitStatus, output: String) {
     let process = try await ProcessHandle.spawn(try sandboxedSpec(arguments, in: sandbox))
-    async let out = process.standardOutput?.collectString() ?? ""
-    async let err = process.standardError?.collectString() ?? ""
+    async let out = process.standardOutput?.collect(limit: 1 << 20).text ?? ""
+    async let err = process.standardError?.collect(limit: 1 << 20).text ?? ""
     let status = try await process.wait()
     return (status, await out + (await err))
 }
@@ -52,9 +52,10 @@ func webRoot(_ text: String) throws -> TemporaryDirectory {
 
 /// Starts busybox httpd in the foreground on `port`, serving `root`.
 func startHTTPServer(in sandbox: Sandbox, root: String, port: Int = 80, delay: Int = 0) async throws -> ProcessHandle {
-    let command = delay > 0 ? "sleep \(delay); exec httpd -f -p \(port) -h /www" : "exec httpd -f -p \(port) -h /www"
+    let command = delay > 0 ? "sleep \(delay); exec httpd -f -p \(port) -h /mnt" : "exec httpd -f -p \(port) -h /mnt"
     var spec = try sandboxedSpec(["/bin/sh", "-c", command], in: sandbox)
-    spec.mounts.append(.bind(root, to: "/www", readOnly: true))
+    // /mnt is in the shared test rootfs: a missing target would be created in it.
+    spec.mounts.append(.bind(root, to: "/mnt", readOnly: true))
     return try await ProcessHandle.spawn(spec)
 }
 

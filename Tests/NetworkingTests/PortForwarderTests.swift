@@ -206,7 +206,7 @@ struct DatagramPortTests {
                 let count = recv(fd, &buffer, buffer.count, 0)
                 if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
             }
-            let output = await server.standardOutput?.collectString() ?? ""
+            let output = await server.standardOutput?.collect(limit: 1 << 20).text ?? ""
             _ = try await server.wait()
             #expect(reply == "pong:ping\n")
             #expect(output == "ping\n")

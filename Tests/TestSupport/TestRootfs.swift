@@ -33,7 +33,9 @@ public enum TestRootfs {
     /// The tree holds `/bin/busybox` with a symlink per applet (so `/bin/sh` exists), the
     /// static probe at `/bin/probe`, the usual empty directories, and `/etc/passwd`,
     /// `/etc/group` (root and nobody) and `/etc/hostname`. It is shared by every test and
-    /// every test process: treat it as read-only and use ``writableCopy()`` to write.
+    /// every test process: treat it as read-only and use ``writableCopy()`` to write. A
+    /// process spawned on it writes into it too when a mount target is missing (the target is
+    /// created): mount onto directories the tree has (`/mnt`, `/home`, `/tmp`), or use a copy.
     ///
     /// The first call in a machine's life compiles the probe (about a second); later calls
     /// only hash busybox and probe.c. Concurrent builders are safe: each builds in a private
