@@ -200,12 +200,15 @@ struct DatagramPortTests {
             let fd = udpClient()
             defer { close(fd) }
             var reply = ""
-            for _ in 0..<50 where reply.isEmpty {
+            // Pings until python has bound its port (seconds on a loaded machine), 30 s at most.
+            for _ in 0..<150 where reply.isEmpty {
                 send(Array("ping\n".utf8), from: fd, toLoopbackPort: port)
                 var buffer = [UInt8](repeating: 0, count: 512)
                 let count = recv(fd, &buffer, buffer.count, 0)
                 if count > 0 { reply = String(decoding: buffer[0..<count], as: UTF8.self) }
             }
+            // A server no ping reached would wait for one forever, and its output with it.
+            if reply.isEmpty { try? server.signal(.kill) }
             let output = await server.standardOutput?.collect(limit: 1 << 20).text ?? ""
             _ = try await server.wait()
             #expect(reply == "pong:ping\n")
