@@ -324,6 +324,21 @@ extension CgroupTests {
         try CgroupFile.read(path).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// From a shell moved into the cgroup of `procs`: `mknod` of a block device is refused and
+    /// one of `/dev/null`'s numbers is allowed. Returns the block node's path for the caller to
+    /// retry and unlink.
+    static func expectBlockMknodRefusedAndNullAllowed(procs: String) throws -> String {
+        let block = scratchNode()
+        let refused = try shell("echo $$ > \(procs) && exec /usr/bin/mknod \(block) b 8 0")
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("Operation not permitted"))
+        let null = scratchNode()
+        defer { unlink(null) }
+        let allowed = try shell("echo $$ > \(procs) && exec /usr/bin/mknod \(null) c 1 3")
+        #expect(allowed.status == 0, "\(allowed.stderr)")
+        return block
+    }
+
     /// A path for a device node that does not exist yet.
     static func scratchNode() -> String {
         "/tmp/berth-cgroup-node-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -527,16 +542,8 @@ extension CgroupTests {
         @Test func blockDeviceMknodIsRefusedAndNullIsAllowed() async throws {
             try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
                 let procs = try directory(cgroup, .devices) + "/cgroup.procs"
-                let block = CgroupTests.scratchNode()
+                let block = try CgroupTests.expectBlockMknodRefusedAndNullAllowed(procs: procs)
                 defer { unlink(block) }
-                let refused = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(block) b 8 0")
-                #expect(refused.status != 0)
-                #expect(refused.stderr.contains("Operation not permitted"))
-
-                let null = CgroupTests.scratchNode()
-                defer { unlink(null) }
-                let allowed = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(null) c 1 3")
-                #expect(allowed.status == 0, "\(allowed.stderr)")
             }
         }
 
@@ -761,16 +768,8 @@ extension CgroupTests {
         @Test func deviceProgramRefusesBlockMknodUntilUpdated() async throws {
             try await CgroupTests.withCgroup(in: hierarchy) { cgroup in
                 let procs = "\(root)/\(cgroup.path)/cgroup.procs"
-                let block = CgroupTests.scratchNode()
+                let block = try CgroupTests.expectBlockMknodRefusedAndNullAllowed(procs: procs)
                 defer { unlink(block) }
-                let refused = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(block) b 8 0")
-                #expect(refused.status != 0)
-                #expect(refused.stderr.contains("Operation not permitted"))
-
-                let null = CgroupTests.scratchNode()
-                defer { unlink(null) }
-                let allowed = try CgroupTests.shell("echo $$ > \(procs) && exec /usr/bin/mknod \(null) c 1 3")
-                #expect(allowed.status == 0, "\(allowed.stderr)")
 
                 // Replacing the program (attach the new one, detach the old) takes effect.
                 var resources = cgroup.resources

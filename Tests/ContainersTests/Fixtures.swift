@@ -25,10 +25,10 @@ enum TestRuntime {
     }
 
     /// The tree under `root` as fixture entries, parents first.
-    private static func entries(of root: String, prefix: String = "") throws -> [ImageFixtures.Entry] {
+    private static func entries(of root: String, prefix: String = "") throws -> [TarEntry] {
         guard let dir = opendir(root + "/" + prefix) else { throw TestSupportError("open \(root)/\(prefix)") }
         defer { closedir(dir) }
-        var result: [ImageFixtures.Entry] = []
+        var result: [TarEntry] = []
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -44,15 +44,10 @@ enum TestRuntime {
                 result.append(.directory(relative))
                 result += try entries(of: root, prefix: relative)
             case S_IFLNK:
-                var buffer = [CChar](repeating: 0, count: 4096)
-                let n = readlink(full, &buffer, 4095)
-                result.append(.symlink(relative, target: String(decoding: buffer[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)))
+                guard let target = readLink(full) else { throw TestSupportError("readlink \(full)") }
+                result.append(.symlink(relative, to: target))
             case S_IFREG:
-                let fd = open(full, O_RDONLY)
-                defer { close(fd) }
-                var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
-                _ = read(fd, &bytes, bytes.count)
-                result.append(.file(relative, bytes, mode: Int(st.st_mode & 0o7777)))
+                result.append(.file(relative, bytes: try readBytes(full), mode: UInt32(st.st_mode & 0o7777)))
             default: continue
             }
         }

@@ -61,7 +61,7 @@ struct ArchiveTests {
     func archiveEntriesOutsideTheArchiveAreRefused(name: String) async throws {
         let scratch = try TemporaryDirectory(prefix: "archive")
         let archive = scratch.path + "/hostile.tar"
-        try Data(ImageFixtures.tarArchive([.file(name, Array("x".utf8))])).write(to: URL(fileURLWithPath: archive))
+        try Data(TarFixture.archive([.file(name, "x")])).write(to: URL(fileURLWithPath: archive))
         let store = try ImageStore(root: scratch.path + "/store")
         await #expect {
             try await store.load(from: archive)

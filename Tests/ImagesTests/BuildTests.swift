@@ -73,7 +73,7 @@ struct BuildTests {
         let fromDirectory = try await store.importFilesystem(scratch.path + "/tree", as: try ImageReference(parsing: "imported/dir:1"))
         #expect(fromDirectory.layers.map(\.mediaType) == [.ociLayerGzip])
 
-        let tar = ImageFixtures.tarArchive([.directory("etc"), .file("etc/hello", Array("hi\n".utf8))])
+        let tar = TarFixture.archive([.directory("etc"), .file("etc/hello", "hi\n")])
         try Data(tar).write(to: URL(fileURLWithPath: scratch.path + "/fs.tar"))
         let fromTar = try await store.importFilesystem(
             scratch.path + "/fs.tar", as: nil, config: RuntimeConfig(cmd: ["/bin/sh"]))

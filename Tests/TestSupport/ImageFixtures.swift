@@ -8,27 +8,15 @@ import Glibc
 
 /// Builders for OCI image layouts used as test images.
 public enum ImageFixtures {
-    /// One entry of a layer tar.
-    public enum Entry: Sendable {
-        /// A regular file.
-        case file(String, [UInt8], mode: Int = 0o644)
-        /// A directory.
-        case directory(String)
-        /// A symbolic link `path -> target`.
-        case symlink(String, target: String)
-        /// An OCI whiteout hiding `path` from lower layers (`.wh.<name>`).
-        case whiteout(String)
-    }
-
     /// A layer and whether it is gzip-compressed in the image.
     public struct Layer: Sendable {
         /// The tar's entries.
-        public var entries: [Entry]
+        public var entries: [TarEntry]
         /// Compress with gzip (`tar+gzip`) or store plain (`tar`).
         public var gzip: Bool
 
         /// Creates a layer description.
-        public init(_ entries: [Entry], gzip: Bool = true) {
+        public init(_ entries: [TarEntry], gzip: Bool = true) {
             self.entries = entries
             self.gzip = gzip
         }
@@ -54,16 +42,16 @@ public enum ImageFixtures {
     /// The four-layer busybox image of the acceptance tests: busybox-static, links, a config
     /// file, then a layer that whites out one file and adds random data of `dataSize` bytes.
     public static func busyboxImage(dataSize: Int = 4 << 20, platform: String = "linux/amd64") throws -> Image {
-        let busybox = try readWholeFile("/bin/busybox")
+        let busybox = try readBytes("/bin/busybox")
         // Incompressible, so the gzip layer is as big as asked; /dev/urandom is far quicker than
         // one random call per byte in a debug build.
         let data = try randomBytes(dataSize)
         return Image(
             layers: [
-                Layer([.directory("bin"), .file("bin/busybox", busybox, mode: 0o755)]),
-                Layer([.symlink("bin/sh", target: "busybox"), .symlink("bin/ls", target: "busybox"), .directory("etc")], gzip: false),
-                Layer([.file("etc/motd", Array("hello from berth\n".utf8)), .file("etc/old", Array("old\n".utf8))]),
-                Layer([.whiteout("etc/old"), .file("data.bin", data)]),
+                Layer([.directory("bin"), .file("bin/busybox", bytes: busybox, mode: 0o755)]),
+                Layer([.symlink("bin/sh", to: "busybox"), .symlink("bin/ls", to: "busybox"), .directory("etc")], gzip: false),
+                Layer([.file("etc/motd", "hello from berth\n"), .file("etc/old", "old\n")]),
+                Layer([.whiteout("etc/old"), .file("data.bin", bytes: data)]),
             ],
             platform: platform)
     }
@@ -87,7 +75,7 @@ public enum ImageFixtures {
             var layerDescriptors: [String] = []
             var diffIDs: [String] = []
             for layer in image.layers {
-                let tar = tarArchive(layer.entries)
+                let tar = TarFixture.archive(layer.entries)
                 diffIDs.append("\"sha256:\(hex(SHA256.hash(data: tar)))\"")
                 let blob = layer.gzip ? try gzip(tar, scratch: directory) : tar
                 let type = layer.gzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar"
@@ -137,7 +125,7 @@ public enum ImageFixtures {
         let (status, output) = try runProgram(["gzip", "-n", "-f", path])
         guard status == 0 else { throw TestSupportError("gzip \(path): \(output)") }
         defer { unlink(path + ".gz") }
-        return try readWholeFile(path + ".gz")
+        return try readBytes(path + ".gz")
     }
 
     /// `count` bytes from `/dev/urandom`.
@@ -156,59 +144,7 @@ public enum ImageFixtures {
         return bytes
     }
 
-    static func readWholeFile(_ path: String) throws -> [UInt8] {
-        guard let bytes = readFile(path) else { throw TestSupportError.errno("read \(path)") }
-        return bytes
-    }
-
     static func hex(_ digest: some Sequence<UInt8>) -> String {
         digest.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-    }
-
-    /// A ustar archive of the entries (names up to 100 bytes, which is all the fixtures need).
-    public static func tarArchive(_ entries: [Entry]) -> [UInt8] {
-        var out: [UInt8] = []
-        for entry in entries {
-            switch entry {
-            case .file(let name, let bytes, let mode):
-                out += tarHeader(name: name, mode: mode, size: bytes.count, type: "0", link: "")
-                out += bytes + [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
-            case .directory(let name):
-                out += tarHeader(name: name + "/", mode: 0o755, size: 0, type: "5", link: "")
-            case .symlink(let name, let target):
-                out += tarHeader(name: name, mode: 0o777, size: 0, type: "2", link: target)
-            case .whiteout(let path):
-                let parts = path.split(separator: "/")
-                let name = (parts.dropLast() + [".wh." + (parts.last ?? "")]).joined(separator: "/")
-                out += tarHeader(name: name, mode: 0o644, size: 0, type: "0", link: "")
-            }
-        }
-        return out + [UInt8](repeating: 0, count: 1024)
-    }
-
-    private static func tarHeader(name: String, mode: Int, size: Int, type: Character, link: String) -> [UInt8] {
-        var header = [UInt8](repeating: 0, count: 512)
-        func put(_ text: String, at offset: Int, width: Int) {
-            for (i, byte) in text.utf8.prefix(width).enumerated() { header[offset + i] = byte }
-        }
-        func octal(_ value: Int, at offset: Int, width: Int) {
-            let text = String(value, radix: 8)
-            put(String(repeating: "0", count: max(0, width - 1 - text.count)) + text, at: offset, width: width - 1)
-        }
-        put(name, at: 0, width: 100)
-        octal(mode, at: 100, width: 8)
-        octal(0, at: 108, width: 8)
-        octal(0, at: 116, width: 8)
-        octal(size, at: 124, width: 12)
-        octal(1_700_000_000, at: 136, width: 12)
-        put("        ", at: 148, width: 8)
-        header[156] = type.asciiValue ?? 48
-        put(link, at: 157, width: 100)
-        put("ustar", at: 257, width: 6)
-        put("00", at: 263, width: 2)
-        let checksum = header.reduce(0) { $0 + Int($1) }
-        octal(checksum, at: 148, width: 7)
-        header[155] = 32
-        return header
     }
 }

@@ -59,6 +59,11 @@ public struct TarEntry: Sendable, Hashable {
         TarEntry(name, .file(Array(text.utf8)), mode: mode, uid: uid, gid: gid, xattrs: xattrs)
     }
 
+    /// A regular file with these bytes.
+    public static func file(_ name: String, bytes: [UInt8], mode: UInt32 = 0o644) -> TarEntry {
+        TarEntry(name, .file(bytes), mode: mode)
+    }
+
     /// A directory.
     public static func directory(_ name: String, mode: UInt32 = 0o755, uid: Int = 0, gid: Int = 0) -> TarEntry {
         TarEntry(name, .directory, mode: mode, uid: uid, gid: gid)

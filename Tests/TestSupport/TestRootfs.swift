@@ -82,8 +82,8 @@ public enum TestRootfs {
     private static func buildIfNeeded() throws -> String {
         let busyboxPath = try findBusybox()
         let probePath = try probeSource()
-        guard let busyboxBytes = readFile(busyboxPath) else { throw TestSupportError.errno("read \(busyboxPath)") }
-        guard let probeBytes = readFile(probePath) else { throw TestSupportError.errno("read \(probePath)") }
+        let busyboxBytes = try readBytes(busyboxPath)
+        let probeBytes = try readBytes(probePath)
         guard !isDynamicELF(busyboxBytes) else {
             throw TestSupportError("\(busyboxPath) is dynamically linked and cannot run in a bare rootfs: \(packageHint)")
         }

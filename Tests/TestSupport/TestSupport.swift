@@ -199,6 +199,12 @@ func readFile(_ path: String) -> [UInt8]? {
     }
 }
 
+/// ``readFile(_:)`` that throws, naming the path, when the file cannot be read.
+public func readBytes(_ path: String) throws -> [UInt8] {
+    guard let bytes = readFile(path) else { throw TestSupportError.errno("read \(path)") }
+    return bytes
+}
+
 func readTextFile(_ path: String) -> String? {
     readFile(path).map { String(decoding: $0, as: UTF8.self) }
 }
@@ -224,7 +230,8 @@ func listDirectory(_ path: String) -> [(name: String, isDirectory: Bool)]? {
     return entries
 }
 
-func readLink(_ path: String) -> String? {
+/// The target of a symbolic link, or nil when `path` is not one.
+public func readLink(_ path: String) -> String? {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     let n = readlink(path, &buffer, buffer.count - 1)
     guard n >= 0 else { return nil }

@@ -55,10 +55,10 @@ public final class TokenIssuer: Sendable {
             "-subj", "/CN=berth token issuer", "-keyout", keyPath, "-out", certificate,
         ])
         guard status == 0 else { throw TestSupportError("openssl: make the token signing key: \(output)") }
-        key = try P256.Signing.PrivateKey(pemRepresentation: String(decoding: try ImageFixtures.readWholeFile(keyPath), as: UTF8.self))
+        key = try P256.Signing.PrivateKey(pemRepresentation: String(decoding: try readBytes(keyPath), as: UTF8.self))
             .rawRepresentation
         // x5c holds the DER certificate in standard base64: the PEM body without its armour.
-        let pem = String(decoding: try ImageFixtures.readWholeFile(certificate), as: UTF8.self)
+        let pem = String(decoding: try readBytes(certificate), as: UTF8.self)
         chain = [pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()]
         self.users = users
         self.grants = grants
