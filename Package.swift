@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "ContainerTesting",
             dependencies: [
-                "Containers", "Images", "Layers", "SystemSupport",
+                "Containers", "Images", "Layers", "Networking", "SystemSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

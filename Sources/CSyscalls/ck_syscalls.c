@@ -169,6 +169,11 @@ ssize_t ck_copy_file_range(int in_fd, int out_fd, size_t length)
     return copy_file_range(in_fd, NULL, out_fd, NULL, length, 0);
 }
 
+int ck_exchange(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, 1 << 1 /* RENAME_EXCHANGE */);
+}
+
 /* ---- the new mount API ---- */
 
 int ck_fsopen(const char *fs_name) { return (int)syscall(SYS_fsopen, fs_name, CK_FSOPEN_CLOEXEC); }

@@ -1,6 +1,7 @@
 public import Containers
 import FoundationEssentials
 import Images
+import Networking
 import SystemSupport
 
 /// Reuse across test runs: a fixture kept running after the test, for the next run (or another
@@ -21,8 +22,11 @@ extension Fixture {
     /// first, and `berth system prune --sessions`) removes it.
     ///
     /// Removing a reused fixture (``RunningFixture/remove()``, the end of ``withFixture(_:in:_:)``)
-    /// leaves it running. A reused fixture cannot publish ports (a detached container has no
-    /// process to hold them): reach it at its ``RunningFixture/address`` on a bridge network.
+    /// leaves it running. Its ports are published by each process that uses it
+    /// (`Container.publish(_:)`: a detached container has no process of its own to hold them),
+    /// each at a host port of its own, which ``RunningFixture/mappedPort(_:transport:)``
+    /// gives; they close when the fixture is removed or the process ends. It is also reached
+    /// at its ``RunningFixture/address`` on its bridge network.
     /// What a test changes in it stays for the next one: reset it with
     /// ``RunningFixture/snapshot()`` and ``RunningFixture/restore(_:)``.
     ///
@@ -64,9 +68,6 @@ extension Fixture {
 
     /// ``start(in:)`` for a fixture with ``reused(for:)``.
     func startReused(in runtime: ContainerRuntime, timeToLive: Duration) async throws -> RunningFixture {
-        guard configuration.ports.isEmpty else {
-            throw FixtureError(code: .notReusable, detail: "a reused fixture cannot publish ports (\(configuration.ports.map(\.description))); reach it at its address")
-        }
         let deadline = ContinuousClock.now.advanced(by: startupTimeout)
         _ = await runtime.pruneSessions()
         let key = try reuseKey(in: runtime)
@@ -79,14 +80,41 @@ extension Fixture {
             if existing.state.status == .running {
                 try existing.setExpiry(expiry)
                 try await waitStrategy.wait(for: existing, until: deadline)
-                return RunningFixture(container: existing, fixture: self)
+                return try await publishingPorts(of: RunningFixture(container: existing, fixture: self), until: deadline)
             }
             try await removeOutsideCancellation(existing)  // stopped or never started: replaced
         }
         var configuration = configuration
         configuration.lifetime = .detached
+        configuration.ports = []  // published by each process that uses it
         configuration.labels[Self.reuseLabel] = key
         // The expiry first: a creator killed before the start leaves a container that expires too.
-        return try await createAndStart(configuration, in: runtime, until: deadline) { try $0.setExpiry(expiry) }
+        let created = try await createAndStart(configuration, in: runtime, until: deadline) { try $0.setExpiry(expiry) }
+        return try await publishingPorts(of: created, until: deadline)
+    }
+
+    /// `running` with this process's proxies of the fixture's ports, once their host ports
+    /// listen (a client connects at once after the start).
+    private func publishingPorts(of running: RunningFixture, until deadline: ContinuousClock.Instant) async throws -> RunningFixture {
+        guard !configuration.ports.isEmpty else { return running }
+        var running = running
+        running.forwarders = try running.container.publish(configuration.ports)
+        do {
+            let ports = Set(running.forwarders.filter { $0.mapping.transport == .tcp }.map(\.hostPort))
+            var pause = Duration.milliseconds(1)
+            while !ports.isSubset(of: try ProcessView.hostListeningTCPPorts()) {
+                guard ContinuousClock.now < deadline else {
+                    throw FixtureError(code: .timedOut, container: running.container.name,
+                                       detail: "the host ports \(ports.sorted()) of its published ports did not listen",
+                                       state: running.container.state)
+                }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(50))
+            }
+        } catch {
+            running.forwarders.forEach { $0.stop() }
+            throw error
+        }
+        return running
     }
 }

@@ -1,4 +1,5 @@
 public import Containers
+import FoundationEssentials
 
 /// Why a fixture is not ready, or cannot be used as asked, with what a red CI run needs to say
 /// why: the container's state and its last log lines.
@@ -16,9 +17,6 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
         /// ``RunningFixture/scoped(_:)`` was asked for a fixture no ``FixtureTrait`` around the
         /// test provides.
         public static var notInScope: Code { Code(name: "notInScope") }
-        /// A fixture with ``Fixture/reused(for:)`` asks for what a reused fixture cannot have
-        /// (published ports).
-        public static var notReusable: Code { Code(name: "notReusable") }
         /// ``RunningFixture/restore(_:)`` was given a snapshot of another fixture.
         public static var foreignSnapshot: Code { Code(name: "foreignSnapshot") }
         /// The name of the code.
@@ -89,11 +87,11 @@ public struct FixtureError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The text of the container's log (stdout and stderr, in the order written); `tail` limits
-/// it to the last entries.
-func collectLogs(_ container: Container, tail: Int? = nil) async -> String {
+/// The text of the container's log (stdout and stderr, in the order written); `since` limits
+/// it to the entries written at or after a time, `tail` to the last entries.
+func collectLogs(_ container: Container, since: Date? = nil, tail: Int? = nil) async -> String {
     var text = ""
-    for await entry in container.logs(tail: tail) { text += entry.log }
+    for await entry in container.logs(since: since, tail: tail) { text += entry.log }
     return text
 }
 

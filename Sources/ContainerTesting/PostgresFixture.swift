@@ -1,7 +1,7 @@
 public import Containers
 import Images
 
-/// A PostgreSQL server as a fixture: a fresh cluster made at each start, a user with a
+/// A PostgreSQL server as a fixture: a fresh cluster made at the first start, a user with a
 /// password, a database, and a wait that ends when the server accepts connections.
 ///
 /// By default the image is built from the host's Debian `postgresql` package (15; `apt-get
@@ -17,8 +17,12 @@ import Images
 /// ```
 ///
 /// The server runs as the unprivileged user `postgres` (uid 999), as PostgreSQL requires,
-/// with `fsync`, `synchronous_commit` and `full_page_writes` off: a test database trades
-/// durability for speed. ``settings`` changes any server setting.
+/// with `fsync` and `full_page_writes` off: a test database trades durability for speed.
+/// `synchronous_commit` stays on: without `fsync` it costs a `write` per commit, not a disk
+/// flush, and it puts every committed transaction in the data directory's files at once, which
+/// is what ``RunningFixture/snapshot()`` copies (with it off, a transaction committed in the
+/// last few hundred milliseconds would be in the server's memory only, and missing from a
+/// snapshot). ``settings`` changes any server setting.
 public struct PostgresFixture: FixtureModule {
     /// Where the image comes from.
     public var image: ModuleImage
@@ -59,7 +63,7 @@ public struct PostgresFixture: FixtureModule {
         self.user = user
         self.password = password
         self.database = database
-        self.settings = ["fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"].merging(settings) { $1 }
+        self.settings = ["fsync": "off", "full_page_writes": "off"].merging(settings) { $1 }
         self.network = network
         self.startupTimeout = startupTimeout
     }
@@ -97,13 +101,16 @@ public struct PostgresFixture: FixtureModule {
                               ports: [Self.port], network: network, startupTimeout: startupTimeout)
         } else {
             // initdb, a superuser with the password, every host allowed with it, the database
-            // made in single-user mode, then the server; only shell built-ins besides them.
+            // made in single-user mode, then the server; only shell built-ins besides them. A
+            // cluster already there (a restart, a restored snapshot) is started as it is.
             let script = """
                 set -e
-                initdb --no-sync -E UTF8 --locale=C -U "$1" --pwfile=/tmp/postgres-password -A scram-sha-256 >/dev/null
-                echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
-                if [ "$2" != postgres ]; then
-                    echo "CREATE DATABASE \\"$2\\"" | postgres --single -D "$PGDATA" postgres >/dev/null
+                if [ ! -s "$PGDATA/PG_VERSION" ]; then
+                    initdb --no-sync -E UTF8 --locale=C -U "$1" --pwfile=/tmp/postgres-password -A scram-sha-256 >/dev/null
+                    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+                    if [ "$2" != postgres ]; then
+                        echo "CREATE DATABASE \\"$2\\"" | postgres --single -D "$PGDATA" postgres >/dev/null
+                    fi
                 fi
                 shift 2
                 exec postgres -c listen_addresses='*' -c unix_socket_directories=/tmp "$@"

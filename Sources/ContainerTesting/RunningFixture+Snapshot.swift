@@ -1,4 +1,5 @@
 public import Containers
+import FoundationEssentials
 import Glibc
 import SystemSupport
 
@@ -49,9 +50,16 @@ extension RunningFixture {
         return snapshot
     }
 
-    /// Puts back the filesystem state of `snapshot`: stops the container, restores its root
-    /// filesystem and named volumes, starts it again and waits until the fixture's wait
-    /// strategy says it is ready, within its startup timeout.
+    /// Puts back the filesystem state of `snapshot`: kills the container (its stop signal,
+    /// then `SIGKILL` with no grace period: what it would write on its way out is thrown
+    /// away), restores its root filesystem and named volumes, starts it again and waits until
+    /// the fixture's wait strategy says it is ready, within its startup timeout; a log-line
+    /// wait counts the new run's lines only.
+    ///
+    /// The snapshot was taken of running processes, so the restarted service finds its files
+    /// as a crash would have left them: a database recovers from its journal (PostgreSQL
+    /// replays its WAL) rather than being initialised again. The restore is all or nothing:
+    /// when it fails, the fixture's files are as they were before it.
     ///
     /// The snapshot is kept and can be restored again. The container gets a new process, and
     /// its published ports new host ports: ask ``mappedPort(_:transport:)`` again.
@@ -67,10 +75,13 @@ extension RunningFixture {
                                state: container.state)
         }
         let deadline = ContinuousClock.now.advanced(by: fixture.startupTimeout)
-        _ = try await container.stop()
+        // Killed at once: whatever it would write on its way out is thrown away with the rest.
+        if [.running, .paused].contains(container.state.status) { _ = try await container.stop(timeout: .zero) }
         try await container.restoreFilesystem(from: snapshot.directory)
+        // The log keeps the lines of the run before: a log-line wait counts the new run's only.
+        let restarted = Date.now
         try await container.start()
-        try await fixture.waitStrategy.wait(for: container, until: deadline)
+        try await fixture.waitStrategy.wait(for: container, until: deadline, logsSince: restarted)
     }
 
     /// The directory of this fixture's snapshots, in the session's directory.

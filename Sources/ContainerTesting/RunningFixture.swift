@@ -1,4 +1,5 @@
 public import Containers
+import Networking
 
 /// A started, ready fixture: its container and the ways to reach it.
 ///
@@ -13,11 +14,23 @@ public struct RunningFixture: Sendable {
     public let container: Container
     /// The fixture it was started from.
     public let fixture: Fixture
+    /// The proxies of a reused fixture's ports, which this process publishes
+    /// (`Container.publish(_:)`): its detached container has none of its own.
+    var forwarders: [PortForwarder] = []
+
+    /// The ports published: the container's own, or the proxies this process runs for it.
+    var publishedPorts: [PortMapping] {
+        container.state.publishedPorts + forwarders.map { forwarder in
+            var mapping = forwarder.mapping
+            mapping.hostPort = forwarder.hostPort
+            return mapping
+        }
+    }
 
     /// The host address at which published ports are reached: the address a port was
     /// published on, or `127.0.0.1` for ports published on every address.
     public var host: String {
-        let published = container.state.publishedPorts.first?.hostIP ?? IPv4Address(0)
+        let published = publishedPorts.first?.hostIP ?? IPv4Address(0)
         return published == IPv4Address(0) ? "127.0.0.1" : "\(published)"
     }
 
@@ -27,7 +40,9 @@ public struct RunningFixture: Sendable {
         container.state.addresses.sorted { $0.key < $1.key }.first?.value
     }
 
-    /// The host port a container port is published at.
+    /// The host port a container port is published at. A reused fixture's ports
+    /// (``Fixture/reused(for:)``) are published by each process that uses it, each at a host
+    /// port of its own.
     ///
     /// - Parameters:
     ///   - containerPort: The port inside the container.
@@ -35,21 +50,23 @@ public struct RunningFixture: Sendable {
     /// - Returns: The host port, reached at ``host``.
     /// - Throws: ``FixtureError`` (``FixtureError/Code/notPublished``) when the port is not published.
     public func mappedPort(_ containerPort: UInt16, transport: PortMapping.TransportProtocol = .tcp) throws(FixtureError) -> UInt16 {
-        let state = container.state
-        guard let mapping = state.publishedPorts.first(where: { $0.containerPort == containerPort && $0.transport == transport }) else {
+        let published = publishedPorts
+        guard let mapping = published.first(where: { $0.containerPort == containerPort && $0.transport == transport }) else {
             throw FixtureError(code: .notPublished, container: container.name,
-                               detail: "port \(containerPort)/\(transport.rawValue) is not published (published: \(state.publishedPorts.map(\.description)))",
-                               state: state)
+                               detail: "port \(containerPort)/\(transport.rawValue) is not published (published: \(published.map(\.description)))",
+                               state: container.state)
         }
         return mapping.hostPort
     }
 
     /// Stops and removes the container, also when the calling task is cancelled, and deletes
     /// its snapshots (``snapshot()``). A fixture reused across runs (``Fixture/reused(for:)``)
-    /// keeps running: only its snapshots are deleted.
+    /// keeps running: only its snapshots are deleted and this process's proxies of its ports
+    /// stopped.
     ///
     /// - Throws: `ContainerError` when the removal fails.
     public func remove() async throws(ContainerError) {
+        forwarders.forEach { $0.stop() }
         if fixture.reuseTimeToLive == nil { try await removeOutsideCancellation(container) }
         removeSnapshots()
     }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Containers
+import FoundationEssentials
 import NIOCore
 import Synchronization
 
@@ -16,25 +17,27 @@ enum Observation: Sendable {
 extension WaitStrategy {
     /// Checks until ready, throwing ``FixtureError`` at the deadline (this strategy's own, if
     /// earlier than `overall`) or as soon as the container can never be ready.
-    func wait(for container: Container, until overall: ContinuousClock.Instant) async throws {
+    ///
+    /// `logsSince` leaves out older log lines: those of the container's run before a restart.
+    func wait(for container: Container, until overall: ContinuousClock.Instant, logsSince: Date? = nil) async throws {
         let deadline = timeout.map { min(overall, ContinuousClock.now.advanced(by: $0)) } ?? overall
         switch check {
         case .allOf(let strategies):
-            for strategy in strategies { try await strategy.wait(for: container, until: deadline) }
+            for strategy in strategies { try await strategy.wait(for: container, until: deadline, logsSince: logsSince) }
         case .anyOf(let strategies):
-            try await waitForAny(strategies, container: container, until: deadline)
+            try await waitForAny(strategies, container: container, until: deadline, logsSince: logsSince)
         default:
-            try await poll(container, until: deadline)
+            try await poll(container, until: deadline, logsSince: logsSince)
         }
     }
 
     /// Polls a single check: quickly at first (a service often takes milliseconds), then every
     /// 100 ms.
-    private func poll(_ container: Container, until deadline: ContinuousClock.Instant) async throws {
+    private func poll(_ container: Container, until deadline: ContinuousClock.Instant, logsSince: Date?) async throws {
         var pause = Duration.milliseconds(2)
         while true {
             try Task.checkCancellation()
-            let seen = await answer(before: deadline) { await self.observe(container, until: deadline) }
+            let seen = await answer(before: deadline) { await self.observe(container, until: deadline, logsSince: logsSince) }
                 ?? .notYet("the check did not answer before the deadline")
             switch seen {
             case .ready:
@@ -46,7 +49,7 @@ extension WaitStrategy {
                 if status == .exited || status == .created {
                     // The end is final: one more look sees everything the process left (its
                     // last log line, its exit code).
-                    if case .ready = await observe(container, until: deadline) { return }
+                    if case .ready = await observe(container, until: deadline, logsSince: logsSince) { return }
                     throw await FixtureError.about(container, .neverReady, waitingFor: self,
                                                    detail: "the container is \(status); the last check: \(why)")
                 }
@@ -63,12 +66,12 @@ extension WaitStrategy {
     /// Waits for the first of `strategies` to be ready; when all fail, throws one error
     /// naming each failure.
     private func waitForAny(_ strategies: [WaitStrategy], container: Container,
-                            until deadline: ContinuousClock.Instant) async throws {
+                            until deadline: ContinuousClock.Instant, logsSince: Date?) async throws {
         var failures: [String] = []
         var code = FixtureError.Code.neverReady
         try await withThrowingTaskGroup(of: Void.self) { group in
             for strategy in strategies {
-                group.addTask { try await strategy.wait(for: container, until: deadline) }
+                group.addTask { try await strategy.wait(for: container, until: deadline, logsSince: logsSince) }
             }
             while let result = await group.nextResult() {
                 switch result {
@@ -102,14 +105,14 @@ extension WaitStrategy {
     }
 
     /// One check of a single (not composite) strategy.
-    private func observe(_ container: Container, until deadline: ContinuousClock.Instant) async -> Observation {
+    private func observe(_ container: Container, until deadline: ContinuousClock.Instant, logsSince: Date?) async -> Observation {
         switch check {
         case .running:
             return container.state.status == .running ? .ready : .notYet("the container is \(container.state.status)")
         case .logLine(let pattern, let times):
             let regex: Regex<AnyRegexOutput>
             do { regex = try Regex(pattern) } catch { return .never("/\(pattern)/ is not a regular expression: \(error)") }
-            let matching = lines(of: await collectLogs(container)).count(where: { $0.contains(regex) })
+            let matching = lines(of: await collectLogs(container, since: logsSince)).count(where: { $0.contains(regex) })
             return matching >= times ? .ready : .notYet("\(matching) of \(times) log lines match")
         case .listeningPort(let port):
             do {

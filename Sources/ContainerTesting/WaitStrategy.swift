@@ -37,7 +37,7 @@ public struct WaitStrategy: Sendable, CustomStringConvertible {
     public static var running: WaitStrategy { WaitStrategy(check: .running, timeout: nil) }
 
     /// Ready when `times` lines of the container's log (stdout and stderr) match a regular
-    /// expression.
+    /// expression. After ``RunningFixture/restore(_:)`` only the lines of the new run count.
     ///
     /// - Parameters:
     ///   - pattern: A regular expression in Swift's `Regex` syntax, found anywhere in a line.

@@ -49,6 +49,10 @@ extension Container {
     /// filesystem's changes since then are undone, and each named volume's data replaced with
     /// the saved copy.
     ///
+    /// All or nothing: everything is copied aside first and swapped in at once
+    /// (`RENAME_EXCHANGE`), so that a copy that fails (a saved file that cannot be read, a
+    /// full disk) leaves the container's files as they were, and no partial copy behind.
+    ///
     /// The container must be created or exited (stop it first); a ``start()`` made meanwhile
     /// waits for the restore. The saved copy is kept and can be restored again.
     ///
@@ -68,12 +72,26 @@ extension Container {
         do {
             try await wrapping("restore the filesystem of", container: name) {
                 try await BlockingPool.shared.run { [self] () throws(LayerError) in
-                    try runtime.layers.restoreChanges(of: snapshot, from: directory + "/rootfs")
-                    for volume in namedVolumes {
-                        let data = runtime.volumeDataPath(volume)
-                        let parent = try LayerError.from(try OwnedFD(opening: data + "/..", flags: O_RDONLY | O_DIRECTORY))
-                        try LayerError.from(try emptyDirectory(in: parent.raw, "_data", path: data))
-                        try cloneTree(directory + "/volumes/" + volume, into: data)
+                    // All or nothing: the volumes' copies are made next to their data first, the
+                    // root filesystem is restored (itself all or nothing), then each copy is
+                    // swapped in at once and the old data deleted.
+                    let volumes = namedVolumes.map { name in
+                        (data: runtime.volumeDataPath(name), copy: runtime.volumesDirectory + "/" + name + "/restoring",
+                         saved: directory + "/volumes/" + name)
+                    }
+                    do throws(LayerError) {
+                        for volume in volumes {
+                            try LayerError.from(try removeTree(volume.copy))  // left by a process killed in the middle
+                            try cloneTree(volume.saved, into: volume.copy)
+                        }
+                        try runtime.layers.restoreChanges(of: snapshot, from: directory + "/rootfs")
+                    } catch {
+                        for volume in volumes { try? removeTree(volume.copy) }
+                        throw error
+                    }
+                    for volume in volumes {
+                        try exchange(volume.copy, volume.data)
+                        try LayerError.from(try removeTree(volume.copy))  // the old data
                     }
                 }
             }

@@ -3,7 +3,7 @@ public import FoundationEssentials
 import Glibc
 import Images
 import Layers
-import Networking
+public import Networking
 import Synchronization
 import SystemSupport
 
@@ -616,6 +616,30 @@ public final class Container: Sendable {
         case .always, .unlessStopped: true
         case .onFailure(let maximum): !status.isSuccess && (maximum.map { restarts < $0 } ?? true)
         }
+    }
+
+    /// Publishes ports of the running container from this process, as
+    /// ``ContainerConfiguration/ports`` does at its start: for a container this process does
+    /// not own, such as a detached one (``ContainerLifetime/detached``, which cannot have
+    /// ports of its own) that another process started.
+    ///
+    /// Each mapping gets a userland proxy in this process (`PortForwarder`) that listens while
+    /// the container's port does; the container's network sandbox outlives its restarts, so
+    /// the proxies go on working across them. They stop with ``PortForwarder/stop()`` or when
+    /// this process ends; they are not in ``ContainerState/publishedPorts``.
+    ///
+    /// ```swift
+    /// let forwarders = try shared.publish([try PortMapping(parsing: "127.0.0.1:0:5432")])
+    /// defer { forwarders.forEach { $0.stop() } }
+    /// let port = forwarders[0].hostPort
+    /// ```
+    ///
+    /// - Parameter mappings: The host and container ports.
+    /// - Returns: The started proxies, in the order of `mappings`.
+    /// - Throws: ``ContainerError`` with ``ContainerError/Code/invalidArgument`` when the
+    ///   container is on no bridge network or a host port is taken.
+    public func publish(_ mappings: [PortMapping]) throws(ContainerError) -> [PortForwarder] {
+        try publishPorts(mappings, sandbox: sandbox)
     }
 
     private func publishPorts(_ mappings: [PortMapping], sandbox: Sandbox?) throws(ContainerError) -> [PortForwarder] {

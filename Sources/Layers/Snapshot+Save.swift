@@ -2,6 +2,7 @@
 // (overlay's whiteouts and xattrs included) and put back later, for test fixtures that reset
 // their state without being created again.
 
+import CSyscalls
 import Glibc
 import SystemSupport
 
@@ -26,10 +27,14 @@ extension LayerStore {
         try cloneTree(snapshot.driver == .overlay ? snapshot.upper : snapshot.rootfs, into: destination)
     }
 
-    /// Replaces the snapshot's changes with ones saved by ``saveChanges(of:to:)``: unmounts the
-    /// root filesystem, puts the saved copy in place of the changes and mounts it again.
+    /// Replaces the snapshot's changes with ones saved by ``saveChanges(of:to:)``: copies the
+    /// saved changes next to the snapshot's, unmounts the root filesystem, swaps the two
+    /// directories at once (`renameat2` with `RENAME_EXCHANGE`), mounts it again and deletes
+    /// the old changes.
     ///
-    /// Nothing may use the root filesystem: stop the processes that run in it first.
+    /// All or nothing: when copying, unmounting or mounting fails, the snapshot keeps its
+    /// changes, mounted as before, and the partial copy is deleted. Nothing may use the root
+    /// filesystem: stop the processes that run in it first.
     ///
     /// - Parameters:
     ///   - snapshot: The snapshot.
@@ -37,15 +42,48 @@ extension LayerStore {
     /// - Throws: ``LayerError`` with ``LayerError/Code/inUse`` while something still uses the
     ///   mount, or when copying or mounting fails.
     public func restoreChanges(of snapshot: Snapshot, from saved: String) throws(LayerError) {
-        try snapshot.deleteFiles()
-        switch snapshot.driver {
-        case .overlay:
-            try cloneTree(saved, into: snapshot.upper)
-            try mountOverlay(snapshot, options: nil)
-        case .copy:
-            try cloneTree(saved, into: snapshot.rootfs)
+        let overlay = snapshot.driver == .overlay
+        let changes = overlay ? snapshot.upper : snapshot.rootfs
+        let copy = snapshot.restoring
+        do throws(LayerError) {
+            try LayerError.from(try removeTree(copy))  // left by a process killed in the middle
+            try cloneTree(saved, into: copy)
+            if overlay { try snapshot.unmount() }
+        } catch {
+            try? removeTree(copy)
+            throw error
         }
+        do throws(LayerError) {
+            try exchange(copy, changes)
+        } catch {
+            if overlay { try? mountOverlay(snapshot, options: nil) }
+            try? removeTree(copy)
+            throw error
+        }
+        if overlay {
+            do throws(LayerError) {
+                try LayerError.from(try removeTree(snapshot.work))  // overlay's scratch space of the old changes
+                try mountOverlay(snapshot, options: nil)
+            } catch {
+                // The old changes back, mounted as they were.
+                if (try? exchange(copy, changes)) != nil {
+                    try? removeTree(snapshot.work)
+                    try? mountOverlay(snapshot, options: nil)
+                }
+                try? removeTree(copy)
+                throw error
+            }
+        }
+        try LayerError.from(try removeTree(copy))  // the old changes
     }
+}
+
+/// Swaps the paths `first` and `second`, which must both exist on one file system, at once
+/// (`renameat2` with `RENAME_EXCHANGE`).
+///
+/// - Throws: ``LayerError`` when the kernel refuses.
+package func exchange(_ first: String, _ second: String) throws(LayerError) {
+    _ = try LayerError.from(try sys("exchange \"\(first)\" with", path: second) { ck_exchange(AT_FDCWD, first, AT_FDCWD, second) })
 }
 
 /// Copies the tree `source` into the directory `destination` as it is (created when missing,

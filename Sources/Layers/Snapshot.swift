@@ -44,6 +44,8 @@ public struct Snapshot: Sendable {
     /// Overlay's upper directory: the container's changes.
     var upper: String { directory + "/upper" }
     var work: String { directory + "/work" }
+    /// Where ``LayerStore/restoreChanges(of:from:)`` puts its copy before the swap.
+    var restoring: String { directory + "/restoring" }
     var referencePath: String { Self.referencePath(storeRoot: storeRoot, directory: directory) }
 
     static func referencePath(storeRoot: String, directory: String) -> String {
@@ -70,8 +72,15 @@ public struct Snapshot: Sendable {
         try releaseLayers()
     }
 
-    /// Unmounts the root filesystem and deletes `rootfs/`, `upper/` and `work/`; takes no lock.
+    /// Unmounts the root filesystem and deletes `rootfs/`, `upper/`, `work/` and
+    /// `restoring/`; takes no lock.
     func deleteFiles() throws(LayerError) {
+        try unmount()
+        for path in [rootfs, upper, work, restoring] { try LayerError.from(try removeTree(path)) }
+    }
+
+    /// Unmounts the root filesystem, if it is mounted.
+    func unmount() throws(LayerError) {
         while umount2(rootfs, 0) != 0 {
             switch Glibc.errno {
             case EINTR: continue
@@ -84,7 +93,6 @@ public struct Snapshot: Sendable {
             }
             break
         }
-        for path in [rootfs, upper, work] { try LayerError.from(try removeTree(path)) }
     }
 
     /// Deletes the reference that keeps the layers in use, and the directory when it is empty.

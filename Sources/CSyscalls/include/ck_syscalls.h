@@ -78,6 +78,10 @@ int ck_mount_id(int dirfd, const char *name, uint64_t *mnt_id);
 /* copy_file_range(2) from the current offsets (Linux 4.5; across file systems 5.3). */
 ssize_t ck_copy_file_range(int in_fd, int out_fd, size_t length);
 
+/* renameat2(2) with RENAME_EXCHANGE (Linux 3.15): swaps two paths at once, which must both
+ * exist, on one file system. */
+int ck_exchange(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
 /* ---- the new mount API (Linux 5.2), all close-on-exec ---- */
 
 /* fsopen(2). */

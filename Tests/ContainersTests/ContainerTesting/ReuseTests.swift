@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Containers
 import ContainerTesting
 import Foundation
@@ -82,12 +83,40 @@ struct ReuseTests {
         let other = try await withFixture(changed, in: runtime) { $0.container.id }
         #expect(other != first)
         #expect(Set(containers(of: test, in: runtime).map(\.id)) == [first, other])
-        await #expect { try await withFixture(Fixture(image: "busybox", ports: [80]).reused(), in: runtime) { _ in } } throws: { error in
-            (error as? FixtureError)?.code == .notReusable
-        }
         try await removeReused(test, in: runtime)
         let leaks = await LeakSnapshot.expectClean(since: before)
         #expect(leaks.isEmpty, "\(leaks)")
+    }
+
+    @Test func aReusedFixturePublishesItsPortsForEachUseAndClosesThemAfter() async throws {
+        let runtime = try await TestRuntime.shared()
+        let test = "reuse-ports-\(getpid())"
+        try await withTestNetwork(runtime) { network in
+            let before = LeakSnapshot.take(stateDirectories: [runtime.root + "/containers"])
+            var web = webFixture(on: network)
+            web.configuration.labels["fixture-test"] = test
+            web = web.reused()
+            var uses: [(id: String, port: UInt16)] = []
+            for _ in 0..<2 {
+                uses.append(try await withFixture(web, in: runtime) { web in
+                    let port = try web.mappedPort(8080)
+                    // At once after the start: the proxy listens before withFixture returns.
+                    let response = try await HTTPClient.shared.get(url: "http://\(web.host):\(port)/index.html").get()
+                    #expect(response.status.code == 200)
+                    #expect(response.body.map { String(buffer: $0) } == "hello from a fixture\n")
+                    #expect(throws: FixtureError.self) { try web.mappedPort(9999) }
+                    return (web.container.id, port)
+                })
+                // The use's proxy is gone with it; the container runs on.
+                let closed = try runProgram(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:\(uses.last!.port)/index.html"])
+                #expect(closed.status == 7, "curl: connection refused, \(closed)")
+            }
+            #expect(uses[0].id == uses[1].id)
+            #expect(containers(of: test, in: runtime).map(\.state.status) == [.running])
+            try await removeReused(test, in: runtime)
+            let leaks = await LeakSnapshot.expectClean(since: before)
+            #expect(leaks.isEmpty, "\(leaks)")
+        }
     }
 
     @Test func anExpiredFixtureIsRemovedByTheSweep() async throws {
