@@ -623,9 +623,9 @@ public final class Container: Sendable {
     /// not own, such as a detached one (``ContainerLifetime/detached``, which cannot have
     /// ports of its own) that another process started.
     ///
-    /// Each mapping gets a userland proxy in this process (`PortForwarder`) that listens while
+    /// Each mapping gets a userland proxy in this process (a `PortForwarder` of `Networking`) that listens while
     /// the container's port does; the container's network sandbox outlives its restarts, so
-    /// the proxies go on working across them. They stop with ``PortForwarder/stop()`` or when
+    /// the proxies go on working across them. They stop with `PortForwarder.stop()` or when
     /// this process ends; they are not in ``ContainerState/publishedPorts``.
     ///
     /// ```swift

@@ -43,6 +43,7 @@
 
 // Networking: published ports and their addresses, the network manager a runtime holds.
 @_exported public import struct Networking.PortMapping
+@_exported public import class Networking.PortForwarder
 @_exported public import struct Networking.IPv4Address
 @_exported public import class Networking.NetworkManager
 @_exported public import struct Networking.NetworkError

@@ -12,6 +12,7 @@ import Testing
     let throttle: BlockIOThrottle? = nil
     let port: PortMapping = PortMapping(hostPort: 8080, containerPort: 80)
     let address: IPv4Address? = nil
+    let forwarders: [PortForwarder] = []  // what Container.publish(_:) returns
     let status: ExitStatus = .signaled(.terminate, coreDumped: false)
     let signal: Signal = .kill
     let capability: Capability = .netBindService
@@ -28,6 +29,6 @@ import Testing
     configuration.userNamespace = range
     configuration.processSpecHook = hook
     configuration.stopSignal = signal.description
-    #expect(throttle == nil && address == nil && kernelError == nil)
+    #expect(throttle == nil && address == nil && kernelError == nil && forwarders.isEmpty)
     #expect(status != .exited(0) && reference.description.hasSuffix("busybox:1"))
 }
