@@ -96,10 +96,13 @@ docs:
 	done
 
 # One product per swift build: with several --product flags SwiftPM builds only the last.
-BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot berth-bench-fixture
+BENCH_PRODUCTS := berth-bench-start berth-bench-lifecycle berth-bench-snapshot
 
+# berth-bench-fixture links ContainerTesting, which imports Swift Testing and XCTest: the
+# toolchain has no static libraries of those, so it links the standard library dynamically.
 bench: berth
 	for p in $(BENCH_PRODUCTS); do $(SWIFTPM) -c release $(STATIC_STDLIB) --product $$p || exit 1; done
+	$(SWIFTPM) -c release --product berth-bench-fixture
 	BERTH=$(BERTH) LIBRARY_BENCH=$(BUILD)/release/berth-bench-start \
 		LIFECYCLE_BENCH=$(BUILD)/release/berth-bench-lifecycle \
 		SNAPSHOT_BENCH=$(BUILD)/release/berth-bench-snapshot \
