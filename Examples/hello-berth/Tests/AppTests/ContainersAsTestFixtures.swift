@@ -93,4 +93,4 @@ func resetBetweenTests(database: Fixture) async throws {
 
 let cache = Fixture(
     image: "busybox", command: ["httpd", "-f", "-p", "8080"],
-    network: .bridge([]), waitingFor: .listeningPort(8080)).reused(for: .seconds(600))
+    ports: [8080], waitingFor: .listeningPort(8080)).reused(for: .seconds(600))
